@@ -1,0 +1,2 @@
+//! Embedded SQLite backend (placeholder; being written).
+pub struct SqliteStore;
