@@ -54,7 +54,9 @@ pub fn spawn(store: Arc<dyn Store>, policy: CompactionPolicy) -> Option<JoinHand
                     continue;
                 }
             };
-            let Some(target) = policy.target(current, last) else { continue };
+            let Some(target) = policy.target(current, last) else {
+                continue;
+            };
             match store.compact(target).await {
                 Ok(()) => {
                     tracing::debug!(revision = target, "compacted");
@@ -72,7 +74,10 @@ mod tests {
 
     #[test]
     fn target_keeps_retained_revisions() {
-        let p = CompactionPolicy { interval: Duration::from_secs(1), retain: 100 };
+        let p = CompactionPolicy {
+            interval: Duration::from_secs(1),
+            retain: 100,
+        };
         assert_eq!(p.target(50, 0), None);
         assert_eq!(p.target(150, 0), Some(50));
         assert_eq!(p.target(150, 50), None);

@@ -26,15 +26,25 @@ pub enum Error {
 
     /// A read or watch at a revision older than the oldest one kept.
     #[error("revision {requested} has been compacted; the oldest available is {compacted}")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
 
     /// A read at a revision the store has not reached yet.
     #[error("revision {requested} is newer than the current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
 
     /// A value over the size limit.
     #[error("value for key {key:?} is {size} bytes, which exceeds the limit of {limit} bytes")]
-    TooLarge { key: String, size: usize, limit: usize },
+    TooLarge {
+        key: String,
+        size: usize,
+        limit: usize,
+    },
 
     /// The backend could not be opened or reached (names the file or endpoint).
     #[error("{0}")]

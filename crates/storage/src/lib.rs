@@ -111,7 +111,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The value of `key` at `revision` (latest when `None`), together with
     /// the revision the read was served at.
-    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<(Option<KeyValue>, Revision)>;
+    async fn get(
+        &self,
+        key: &str,
+        revision: Option<Revision>,
+    ) -> Result<(Option<KeyValue>, Revision)>;
 
     /// Keys starting with `prefix`, in key order, a page at a time.
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResponse>;
@@ -177,7 +181,10 @@ mod tests {
 
     #[test]
     fn prefix_end_increments_last_byte() {
-        assert_eq!(prefix_end("/registry/pods/"), Some(b"/registry/pods0".to_vec()));
+        assert_eq!(
+            prefix_end("/registry/pods/"),
+            Some(b"/registry/pods0".to_vec())
+        );
         assert_eq!(prefix_end("a"), Some(b"b".to_vec()));
         assert_eq!(prefix_end(""), None);
     }

@@ -1,2 +1,0 @@
-//! Embedded SQLite backend (placeholder; being written).
-pub struct SqliteStore;
