@@ -37,6 +37,8 @@ pub enum Error {
         "{present} exists but {missing} does not; restore it or remove both to create a new CA"
     )]
     HalfPresent { present: PathBuf, missing: PathBuf },
+    #[error("{path}: the CA certificate has expired; rotate the CA")]
+    Expired { path: PathBuf },
     #[error("generating CA {name}: {source}")]
     Generate { name: String, source: rcgen::Error },
 }
@@ -74,7 +76,7 @@ impl Ca {
         let cert = files::read_optional(&cert_path)?;
         let key = files::read_optional(&key_path)?;
         match (cert, key) {
-            (Some(cert), Some(key)) => Ca::load(name, &cert_path, &cert, &key_path, &key),
+            (Some(cert), Some(key)) => Ca::load(name, &cert_path, &cert, &key_path, &key, now),
             (None, None) => {
                 let ca = Ca::generate(name, now)?;
                 files::write_atomic(&key_path, ca.key_pem().as_bytes(), files::PRIVATE)?;
@@ -128,6 +130,7 @@ impl Ca {
         cert_pem: &str,
         key_path: &Path,
         key_pem: &str,
+        now: OffsetDateTime,
     ) -> Result<Ca, Error> {
         let corrupt = |path: &Path, reason: String| Error::Corrupt {
             path: path.to_owned(),
@@ -141,6 +144,13 @@ impl Ca {
             .map_err(|e| corrupt(cert_path, format!("not a certificate: {e}")))?;
         if !x509.is_ca() {
             return Err(corrupt(cert_path, "not a CA certificate".into()));
+        }
+        // Certificates it signs now would be rejected by every peer; only
+        // rotating the CA (a deliberate act) can help.
+        if x509.validity().not_after.to_datetime() <= now {
+            return Err(Error::Expired {
+                path: cert_path.to_owned(),
+            });
         }
         if x509.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(corrupt(
@@ -221,6 +231,19 @@ mod tests {
         assert!(x509.is_ca());
         let cn = x509.subject().iter_common_name().next().unwrap();
         assert!(cn.as_str().unwrap().starts_with("rkube-server-ca@"));
+    }
+
+    #[test]
+    fn expired_ca_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let then = OffsetDateTime::now_utc() - CA_VALIDITY - time::Duration::days(1);
+        Ca::load_or_create(dir.path(), "server-ca", then).unwrap();
+        let err =
+            Ca::load_or_create(dir.path(), "server-ca", OffsetDateTime::now_utc()).unwrap_err();
+        assert!(
+            matches!(&err, Error::Expired { path } if path.ends_with("server-ca.crt")),
+            "{err}"
+        );
     }
 
     #[test]
