@@ -24,6 +24,7 @@ use crate::ca::{self, Ca, Usage};
 use crate::certs::{self, CertKey, SubjectAltNames, LEAF_VALIDITY};
 use crate::csr::{self, CsrPolicy};
 use crate::files;
+use crate::kubeconfig::{self, KubeconfigSpec};
 use crate::sa_token::{self, SaKey};
 
 /// The group whose members are cluster-admin by the default RBAC bindings.
@@ -223,6 +224,23 @@ impl Pki {
     /// The service account token signing key (`service.key`).
     pub fn service_account_key(&self) -> &SaKey {
         &self.sa_key
+    }
+
+    /// Writes the admin kubeconfig (k3s: `/etc/rancher/k3s/k3s.yaml`, ours
+    /// `/etc/rkube/rkube.yaml`) for `server_url`, mode 0600.
+    pub fn write_admin_kubeconfig(
+        &self,
+        path: &Path,
+        server_url: &str,
+    ) -> Result<(), kubeconfig::Error> {
+        let admin = self.admin();
+        let spec = KubeconfigSpec::new(
+            server_url,
+            self.server_ca.cert_pem(),
+            &admin.cert_pem,
+            &admin.key_pem,
+        );
+        kubeconfig::write_kubeconfig(path, &spec)
     }
 
     /// Issues a fresh client certificate signed by the client CA; nothing

@@ -79,13 +79,7 @@ fn kubectl_accepts_the_kubeconfig_and_authenticates() {
     let addr = https_whoami(&pki, 4);
     let url = format!("https://{addr}");
     let path = tmp.path().join("etc/rkube/rkube.yaml");
-    let spec = KubeconfigSpec::new(
-        &url,
-        pki.server_ca().cert_pem(),
-        &pki.admin().cert_pem,
-        &pki.admin().key_pem,
-    );
-    write_kubeconfig(&path, &spec).unwrap();
+    pki.write_admin_kubeconfig(&path, &url).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
