@@ -11,12 +11,13 @@
 //! a failed write can say *why* without a second round trip racing other
 //! writers.
 
+mod lease;
 mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use etcd_client::{
@@ -24,6 +25,7 @@ use etcd_client::{
     PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
 };
 
+use self::lease::{LeaseCache, Plan};
 use crate::{
     check_value_size, prefix_end, Error, KeyValue, ListOptions, ListResponse, Result, Revision,
     Store, WatchStream,
@@ -44,6 +46,7 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `ErrGRPCFutureRev`); stable across etcd 3.x.
 const MSG_COMPACTED: &str = "required revision has been compacted";
 const MSG_FUTURE_REVISION: &str = "required revision is a future revision";
+const MSG_LEASE_NOT_FOUND: &str = "requested lease not found";
 
 /// Where the etcd cluster is and how to authenticate to it
 /// (`--datastore-endpoint`, `--datastore-cafile`, `--datastore-certfile`,
@@ -66,6 +69,7 @@ pub struct EtcdStore {
     /// The newest revision this store compacted to; the fallback answer to
     /// "how far back does history go" when etcd cannot be asked.
     compacted: Arc<AtomicI64>,
+    leases: Arc<LeaseCache>,
 }
 
 impl EtcdStore {
@@ -83,7 +87,11 @@ impl EtcdStore {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member cut off from its leader refuses requests and cancels
+            // watches instead of serving stale reads or stalling (the
+            // apiserver asks the same of etcd).
+            .with_require_leader(true);
         if let Some(tls) = tls_options(config)? {
             options = options.with_tls(tls);
         }
@@ -94,13 +102,21 @@ impl EtcdStore {
         .await
         {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(unreachable(reason(&e))),
+            // The channel connects lazily: errors here are about the
+            // configuration, not the network.
+            Ok(Err(e)) => {
+                return Err(Error::Unavailable(format!(
+                    "cannot use etcd endpoints {endpoints}: {}",
+                    reason(&e)
+                )))
+            }
             Err(_) => return Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
         };
         let store = EtcdStore {
             client,
             endpoints: endpoints.clone(),
             compacted: Arc::new(AtomicI64::new(0)),
+            leases: Arc::new(LeaseCache::default()),
         };
         // The client connects lazily; one read proves the cluster is there
         // and has a leader.
@@ -133,15 +149,46 @@ impl EtcdStore {
         self.call(op, kv.txn(txn)).await
     }
 
-    /// A lease that expires after `ttl` (whole seconds, rounded up, at least
-    /// one: etcd's lease granularity).
+    /// A lease that expires no earlier than `ttl` from now (whole seconds,
+    /// rounded up: etcd's granularity), shared with recent writes where
+    /// possible; 0 (no lease) without a TTL.
     async fn lease(&self, ttl: Option<Duration>) -> Result<i64> {
         let Some(ttl) = ttl else { return Ok(0) };
-        let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-        let seconds = i64::try_from(seconds.max(1)).unwrap_or(i64::MAX);
-        let mut lease = self.client.lease_client();
-        let granted = self.call("grant lease", lease.grant(seconds, None)).await?;
-        Ok(granted.id())
+        let asked_at = Instant::now();
+        match self.leases.plan(lease::ttl_seconds(ttl), asked_at) {
+            Plan::Reuse(id) => Ok(id),
+            Plan::Grant { ttl, grant } => {
+                let mut client = self.client.lease_client();
+                let seconds = i64::try_from(grant).unwrap_or(i64::MAX);
+                let granted = self
+                    .call("grant lease", client.grant(seconds, None))
+                    .await?;
+                self.leases.granted(granted.id(), ttl, grant, asked_at);
+                Ok(granted.id())
+            }
+        }
+    }
+
+    /// Run the write `build` makes for a lease for `ttl` (0 without one).
+    /// A shared lease etcd no longer knows (revoked behind our back) is
+    /// dropped and the write tried once more with a fresh one.
+    async fn write_with_ttl(
+        &self,
+        op: &'static str,
+        ttl: Option<Duration>,
+        build: impl Fn(i64) -> Txn,
+    ) -> Result<TxnResponse> {
+        let lease = self.lease(ttl).await?;
+        match self.txn(op, build(lease)).await {
+            Err(Error::Etcd { source, .. })
+                if lease != 0 && has_message(&source, MSG_LEASE_NOT_FOUND) =>
+            {
+                self.leases.forget(lease);
+                let lease = self.lease(ttl).await?;
+                self.txn(op, build(lease)).await
+            }
+            other => other,
+        }
     }
 
     /// Turn etcd's revision errors into the store's; `requested` is the
@@ -199,6 +246,8 @@ impl Store for EtcdStore {
         key: &str,
         revision: Option<Revision>,
     ) -> Result<(Option<KeyValue>, Revision)> {
+        // etcd reads revision 0 (and below) as "latest"; so does the store.
+        let revision = revision.filter(|r| *r > 0);
         let mut kv = self.client.kv_client();
         let mut options = GetOptions::new();
         if let Some(revision) = revision {
@@ -215,6 +264,7 @@ impl Store for EtcdStore {
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResponse> {
+        let revision = opts.revision.filter(|r| *r > 0);
         let (mut start, end) = key_range(prefix);
         if let Some(after) = &opts.start_after {
             let mut next = after.as_bytes().to_vec();
@@ -225,7 +275,7 @@ impl Store for EtcdStore {
         if opts.limit > 0 {
             options = options.with_limit(i64::try_from(opts.limit).unwrap_or(i64::MAX));
         }
-        if let Some(revision) = opts.revision {
+        if let Some(revision) = revision {
             options = options.with_revision(revision);
         }
         let mut kv = self.client.kv_client();
@@ -233,7 +283,7 @@ impl Store for EtcdStore {
             Ok(response) => response,
             Err(err) => {
                 return Err(self
-                    .revision_error("list", opts.revision.unwrap_or(0), err)
+                    .revision_error("list", revision.unwrap_or(0), err)
                     .await)
             }
         };
@@ -241,9 +291,7 @@ impl Store for EtcdStore {
         // etcd counts the whole requested range, returned keys included.
         let remaining = (response.count() - items.len() as i64).max(0);
         Ok(ListResponse {
-            revision: opts
-                .revision
-                .unwrap_or_else(|| header_revision(response.header())),
+            revision: revision.unwrap_or_else(|| header_revision(response.header())),
             more: response.more(),
             remaining: if response.more() { remaining } else { 0 },
             items,
@@ -260,15 +308,17 @@ impl Store for EtcdStore {
 
     async fn create(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<KeyValue> {
         check_value_size(key, &value)?;
-        let lease = self.lease(ttl).await?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                key,
-                value.clone(),
-                Some(PutOptions::new().with_lease(lease)),
-            )]);
-        let response = self.txn("create", txn).await?;
+        let response = self
+            .write_with_ttl("create", ttl, |lease| {
+                Txn::new()
+                    .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key,
+                        value.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )])
+            })
+            .await?;
         if !response.succeeded() {
             return Err(Error::AlreadyExists {
                 key: key.to_string(),
@@ -291,21 +341,23 @@ impl Store for EtcdStore {
         ttl: Option<Duration>,
     ) -> Result<KeyValue> {
         check_value_size(key, &value)?;
-        let lease = self.lease(ttl).await?;
         // A missing key has mod revision 0, so the existence check keeps
         // `expected = 0` from turning an update into a create.
-        let txn = Txn::new()
-            .when([
-                Compare::create_revision(key, CompareOp::Greater, 0),
-                Compare::mod_revision(key, CompareOp::Equal, expected),
-            ])
-            .and_then([TxnOp::put(
-                key,
-                value.clone(),
-                Some(PutOptions::new().with_lease(lease).with_prev_key()),
-            )])
-            .or_else([TxnOp::get(key, None)]);
-        let response = self.txn("update", txn).await?;
+        let response = self
+            .write_with_ttl("update", ttl, |lease| {
+                Txn::new()
+                    .when([
+                        Compare::create_revision(key, CompareOp::Greater, 0),
+                        Compare::mod_revision(key, CompareOp::Equal, expected),
+                    ])
+                    .and_then([TxnOp::put(
+                        key,
+                        value.clone(),
+                        Some(PutOptions::new().with_lease(lease).with_prev_key()),
+                    )])
+                    .or_else([TxnOp::get(key, None)])
+            })
+            .await?;
         if !response.succeeded() {
             return Err(mismatch(key, expected, &response));
         }

@@ -578,3 +578,124 @@ fn http_get(endpoint: &str, path: &str) -> String {
     stream.read_to_string(&mut body).unwrap();
     body
 }
+
+#[tokio::test]
+async fn tls_with_client_certificates() {
+    let server = EtcdServer::start_tls();
+    let tls = server.tls.clone().expect("a TLS server has client files");
+    assert!(
+        server.endpoint.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.endpoint
+    );
+    let config = EtcdConfig {
+        endpoints: vec![server.endpoint.clone()],
+        ca_file: Some(tls.ca_file.clone()),
+        cert_file: Some(tls.cert_file.clone()),
+        key_file: Some(tls.key_file.clone()),
+    };
+    let store = EtcdStore::connect(&config).await.expect("connect over TLS");
+    let kv = store
+        .create("/registry/secrets/default/s", b"x".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&kv.key, None).await.unwrap().0, Some(kv));
+
+    // The server demands a client certificate.
+    let anonymous = EtcdConfig {
+        cert_file: None,
+        key_file: None,
+        ..config.clone()
+    };
+    let started = Instant::now();
+    let err = EtcdStore::connect(&anonymous)
+        .await
+        .err()
+        .expect("no client certificate");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("cannot reach etcd at {}", server.endpoint)),
+        "{err}"
+    );
+
+    // A server certificate from a CA we were not told to trust is refused.
+    let untrusted = EtcdConfig {
+        ca_file: None,
+        ..config.clone()
+    };
+    let err = EtcdStore::connect(&untrusted)
+        .await
+        .err()
+        .expect("untrusted server");
+    assert!(err.to_string().contains("cannot reach etcd at"), "{err}");
+
+    // TLS files with a plain-HTTP endpoint are a configuration mistake.
+    let plain = EtcdConfig {
+        endpoints: vec![server.endpoint.replace("https://", "http://")],
+        ..config
+    };
+    let err = EtcdStore::connect(&plain)
+        .await
+        .err()
+        .expect("TLS files with http://");
+    assert!(err.to_string().contains("HTTPS"), "{err}");
+}
+
+#[tokio::test]
+async fn ttl_writes_share_a_lease_and_survive_its_revocation() {
+    let server = EtcdServer::start();
+    let store = connect(&server).await;
+    let lease_of = |key: &str| -> i64 {
+        let fields = etcdctl(&server, &["get", key, "--write-out=fields"]);
+        let line = fields
+            .lines()
+            .find(|l| l.starts_with("\"Lease\" :"))
+            .unwrap_or_else(|| panic!("{fields}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let ttl = Some(Duration::from_secs(3600));
+    store
+        .create("/registry/events/ns/a", b"a".to_vec(), ttl)
+        .await
+        .unwrap();
+    store
+        .create("/registry/events/ns/b", b"b".to_vec(), ttl)
+        .await
+        .unwrap();
+    let lease = lease_of("/registry/events/ns/a");
+    assert_ne!(lease, 0);
+    assert_eq!(
+        lease_of("/registry/events/ns/b"),
+        lease,
+        "an hour-long TTL shares the lease"
+    );
+    // A different TTL gets its own lease.
+    store
+        .create(
+            "/registry/events/ns/c",
+            b"c".to_vec(),
+            Some(Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    assert_ne!(lease_of("/registry/events/ns/c"), lease);
+
+    // Revoking the shared lease deletes its keys; the next write notices the
+    // lease is gone and takes a new one instead of failing.
+    etcdctl(&server, &["lease", "revoke", &format!("{lease:x}")]);
+    assert_eq!(
+        store.get("/registry/events/ns/a", None).await.unwrap().0,
+        None
+    );
+    store
+        .create("/registry/events/ns/d", b"d".to_vec(), ttl)
+        .await
+        .unwrap();
+    let fresh = lease_of("/registry/events/ns/d");
+    assert!(fresh != 0 && fresh != lease);
+}

@@ -26,36 +26,69 @@ const PORT_ATTEMPTS: usize = 5;
 
 /// A single-member etcd cluster listening on 127.0.0.1.
 pub struct EtcdServer {
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with TLS).
     pub endpoint: String,
+    /// With [`EtcdServer::start_tls`]: the files a client needs.
+    pub tls: Option<ClientTls>,
     client_port: u16,
     peer_port: u16,
-    /// Holds `data/` (etcd's data dir) and `etcd.log` (its stderr).
+    /// With TLS, a plain-HTTP port serving `/health` for the readiness poll.
+    metrics_port: u16,
+    /// Holds `data/` (etcd's data dir), `etcd.log` (its stderr) and, with
+    /// TLS, `pki/`.
     root: tempfile::TempDir,
     child: Option<Child>,
+}
+
+/// PEM files for a client of a TLS server: the CA that signed the server's
+/// certificate, and a client certificate and key that the server accepts.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl EtcdServer {
     /// Start etcd on free loopback ports with an empty data dir and wait
     /// until it serves requests. Panics with etcd's log if it does not.
     pub fn start() -> EtcdServer {
+        EtcdServer::launch(false)
+    }
+
+    /// Like [`EtcdServer::start`], but clients must speak TLS and present a
+    /// certificate signed by a CA made for this server (`openssl` makes it).
+    pub fn start_tls() -> EtcdServer {
+        EtcdServer::launch(true)
+    }
+
+    fn launch(tls: bool) -> EtcdServer {
         let root = tempfile::Builder::new()
             .prefix("rkube-etcd-")
             .tempdir()
             .expect("create a temp dir for etcd");
+        let tls = tls.then(|| make_pki(&root.path().join("pki")));
         let mut server = EtcdServer {
             endpoint: String::new(),
+            tls,
             client_port: 0,
             peer_port: 0,
+            metrics_port: 0,
             root,
             child: None,
         };
         let mut last_log = String::new();
         for _ in 0..PORT_ATTEMPTS {
-            let (client_port, peer_port) = free_port_pair();
+            let [client_port, peer_port, metrics_port] = free_ports();
             server.client_port = client_port;
             server.peer_port = peer_port;
-            server.endpoint = format!("http://127.0.0.1:{client_port}");
+            server.metrics_port = metrics_port;
+            let scheme = if server.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            server.endpoint = format!("{scheme}://127.0.0.1:{client_port}");
             match server.spawn_and_wait() {
                 Ok(()) => return server,
                 Err(log) if log.contains("address already in use") => {
@@ -112,9 +145,29 @@ impl EtcdServer {
             .append(true)
             .open(&log_path)
             .expect("open the etcd log file");
-        let client_url = format!("http://127.0.0.1:{}", self.client_port);
+        let client_url = self.endpoint.clone();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(ETCD_BINARY)
+        let mut command = Command::new(ETCD_BINARY);
+        let health_port = match &self.tls {
+            None => self.client_port,
+            Some(_) => {
+                let pki = self.root.path().join("pki");
+                command
+                    .arg(format!(
+                        "--trusted-ca-file={}",
+                        pki.join("ca.crt").display()
+                    ))
+                    .arg(format!("--cert-file={}", pki.join("server.crt").display()))
+                    .arg(format!("--key-file={}", pki.join("server.key").display()))
+                    .arg("--client-cert-auth")
+                    .arg(format!(
+                        "--listen-metrics-urls=http://127.0.0.1:{}",
+                        self.metrics_port
+                    ));
+                self.metrics_port
+            }
+        };
+        let child = command
             .arg("--name=rkube-test")
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client_url}"))
@@ -132,7 +185,7 @@ impl EtcdServer {
             .unwrap_or_else(|e| panic!("cannot run {ETCD_BINARY} (apt package etcd-server): {e}"));
         self.child = Some(child);
 
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.client_port));
+        let addr = SocketAddr::from(([127, 0, 0, 1], health_port));
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -165,13 +218,99 @@ impl Drop for EtcdServer {
     }
 }
 
-/// Two distinct free ports: both listeners are held at once so the kernel
+/// Distinct free ports: all listeners are held at once so the kernel
 /// cannot hand out the same port twice.
-fn free_port_pair() -> (u16, u16) {
-    let bind = || TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let (a, b) = (bind(), bind());
-    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
-    (port(&a), port(&b))
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a loopback port"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local addr").port())
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, as
+/// PEM files in `dir`, made with the `openssl` command.
+fn make_pki(dir: &Path) -> ClientTls {
+    std::fs::create_dir_all(dir).expect("create the pki dir");
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+        assert!(
+            output.status.success(),
+            "openssl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &new_key[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rkube-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            dir.join(&ext),
+            format!("subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .expect("write the extensions file");
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        let subject = format!("/CN=rkube-test-{name}");
+        openssl(
+            &[
+                &["req"],
+                &new_key[..],
+                &["-keyout", &key, "-out", &csr, "-subj", &subject],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext,
+        ]);
+    }
+    ClientTls {
+        ca_file: dir.join("ca.crt"),
+        cert_file: dir.join("client.crt"),
+        key_file: dir.join("client.key"),
+    }
 }
 
 /// Whether etcd answers `GET /health` with a leader elected. A hand-written
