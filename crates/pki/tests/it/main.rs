@@ -25,3 +25,12 @@ pub fn test_ca(name: &str) -> Ca {
 pub fn der(pem: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
 }
+
+/// The apiserver shares these across request handlers.
+#[test]
+fn shared_types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<rkube_pki::Pki>();
+    check::<rkube_pki::SaKey>();
+    check::<rkube_pki::Token>();
+}
