@@ -23,6 +23,11 @@ const ETCD_BINARY: &str = "/usr/bin/etcd";
 const READY_DEADLINE: Duration = Duration::from_secs(20);
 /// Attempts with new ports when the ones picked were taken in the meantime.
 const PORT_ATTEMPTS: usize = 5;
+/// etcd's `--max-request-bytes` bounds the whole request (key, value and the
+/// transaction around them), so its default of exactly 1.5 MiB refuses a
+/// value of [`rkube_storage::MAX_VALUE_BYTES`]. Deployments of the etcd
+/// backend need this much headroom too.
+const MAX_REQUEST_BYTES: usize = rkube_storage::MAX_VALUE_BYTES + 64 * 1024;
 
 /// A single-member etcd cluster listening on 127.0.0.1.
 pub struct EtcdServer {
@@ -176,6 +181,7 @@ impl EtcdServer {
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
             .arg(format!("--initial-cluster=rkube-test={peer_url}"))
             .arg("--initial-cluster-state=new")
+            .arg(format!("--max-request-bytes={MAX_REQUEST_BYTES}"))
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
             .stdin(Stdio::null())
