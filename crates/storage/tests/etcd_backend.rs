@@ -699,3 +699,32 @@ async fn ttl_writes_share_a_lease_and_survive_its_revocation() {
     let fresh = lease_of("/registry/events/ns/d");
     assert!(fresh != 0 && fresh != lease);
 }
+
+#[tokio::test]
+async fn watch_on_a_hung_member_ends_with_an_error() {
+    let mut server = EtcdServer::start();
+    let store = connect(&server).await;
+    let from = store.current_revision().await.unwrap();
+    let mut watch = store.watch("/registry/", from).await.unwrap();
+    store
+        .create("/registry/x/y/z", b"1".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(next_item(&mut watch).await.unwrap().is_ok());
+
+    // The TCP connection stays open but nothing answers: only the HTTP/2
+    // keep-alive can tell, within its interval plus timeout (15 s).
+    server.freeze();
+    let started = Instant::now();
+    let item = tokio::time::timeout(Duration::from_secs(40), watch.next()).await;
+    server.thaw();
+    let item = item.expect("the watch stalled on a hung member");
+    assert!(
+        matches!(item, Some(Err(Error::Etcd { op: "watch", .. }))),
+        "{item:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "ended before any keep-alive could fail"
+    );
+}

@@ -118,6 +118,27 @@ impl EtcdServer {
         }
     }
 
+    /// Stop the server process without closing its sockets (SIGSTOP), as a
+    /// hung member or a network partition looks to a client.
+    pub fn freeze(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a frozen server run again (SIGCONT).
+    pub fn thaw(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("etcd is running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {} failed", child.id());
+    }
+
     /// Start the server again on the same ports and data dir, and wait until
     /// it serves requests. Kills the running one first, if any.
     pub fn restart(&mut self) {
