@@ -1,0 +1,468 @@
+//! `ImageService`: the façade the runtime, the kubelet and `rkube ctr
+//! images` call — pull, import, export, list, remove, prune, and the
+//! overlayfs lowerdirs and run config of an image.
+//!
+//! Upstream counterpart: containerd's image service (the CRI
+//! `ImageService` plus `ctr images`). Pulls hold a shared lock and
+//! remove/prune an exclusive one, so garbage collection never deletes a
+//! blob an in-flight pull has just decided it can reuse.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::RwLock;
+
+use super::archive;
+use super::auth::DockerConfig;
+use super::client::{self, Client, Repository, Stats};
+use super::content::{self, ContentStore};
+use super::oci::{self, Descriptor, Digest, Document, ImageConfig, Manifest, RunConfig};
+use super::reference::{self, Reference};
+use super::registries::RegistriesConfig;
+use super::store::{self, Image, ImageStore, Layer};
+use super::unpack::{self, Snapshots};
+
+/// Layers downloaded and unpacked at the same time during a pull.
+const PARALLEL_LAYERS: usize = 4;
+
+/// Errors from image operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("pull {reference}: {source}")]
+    Pull {
+        reference: String,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("import {path}: {source}")]
+    Import {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("{what} has no linux/amd64 manifest")]
+    NoPlatform { what: String },
+    #[error("manifest {0} is an index nested in an index, which is not supported")]
+    NestedIndex(Digest),
+    #[error("image config lists {diff_ids} diff ids for {layers} layers")]
+    LayerCount { diff_ids: usize, layers: usize },
+    #[error("read directory {path}: {source}")]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Reference(#[from] reference::Error),
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    #[error(transparent)]
+    Content(#[from] content::Error),
+    #[error(transparent)]
+    Unpack(#[from] unpack::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Oci(#[from] oci::Error),
+    #[error(transparent)]
+    Archive(#[from] archive::Error),
+}
+
+/// What `prune` (or `remove`) deleted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PruneReport {
+    pub blobs: Vec<Digest>,
+    pub snapshots: Vec<Digest>,
+}
+
+/// The node's images, rooted at one directory (`<data-dir>/agent/containerd`
+/// in k3s; `<data-dir>/agent/images-store` style paths for rkube).
+pub struct ImageService {
+    content: ContentStore,
+    snapshots: Snapshots,
+    images: ImageStore,
+    client: Client,
+    gc: RwLock<()>,
+}
+
+impl ImageService {
+    /// Opens the stores under `root`, clearing leftovers of interrupted
+    /// downloads and unpacks.
+    pub fn open(root: &Path, registries: RegistriesConfig) -> Result<ImageService, Error> {
+        let content = ContentStore::open(root)?;
+        content.clean_ingest()?;
+        let snapshots = Snapshots::open(root)?;
+        snapshots.list(true)?;
+        Ok(ImageService {
+            content,
+            snapshots,
+            images: ImageStore::open(root)?,
+            client: Client::new(registries),
+            gc: RwLock::new(()),
+        })
+    }
+
+    pub fn content(&self) -> &ContentStore {
+        &self.content
+    }
+
+    /// Transfer counters of this service's registry client.
+    pub fn stats(&self) -> &Stats {
+        self.client.stats()
+    }
+
+    /// Pulls an image for linux/amd64, reusing blobs and snapshots already
+    /// present. Nothing is recorded unless every blob verified.
+    pub async fn pull(&self, reference: &str, auth: Option<&DockerConfig>) -> Result<Image, Error> {
+        let r: Reference = reference.parse()?;
+        let _shared = self.gc.read().await;
+        self.pull_ref(&r, auth).await.map_err(|e| Error::Pull {
+            reference: r.to_string(),
+            source: Box::new(e),
+        })
+    }
+
+    async fn pull_ref(&self, r: &Reference, auth: Option<&DockerConfig>) -> Result<Image, Error> {
+        let mut last = None;
+        // Mirrors are tried in order for resolving the name; the endpoint
+        // that resolves it serves the blobs too.
+        for repo in self.client.repositories(r, auth, false)? {
+            match repo.manifest(&r.object()).await {
+                Ok(top) => return self.pull_from(r, &repo, top).await,
+                Err(e) => {
+                    tracing::debug!(endpoint = %repo.endpoint().base_url(), error = %e, "resolve failed, trying next endpoint");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.map(Error::from).unwrap_or_else(|| Error::NoPlatform {
+            what: r.to_string(),
+        }))
+    }
+
+    async fn pull_from(
+        &self,
+        r: &Reference,
+        repo: &Repository,
+        top: client::Fetched,
+    ) -> Result<Image, Error> {
+        let fetched = match oci::parse_document(top.media_type.as_deref(), &top.bytes)? {
+            Document::Manifest(_) => top.clone(),
+            Document::Index(index) => {
+                let desc = oci::select_platform(&index).ok_or_else(|| Error::NoPlatform {
+                    what: r.to_string(),
+                })?;
+                repo.manifest(desc.digest.as_str()).await?
+            }
+        };
+        let manifest = match oci::parse_document(fetched.media_type.as_deref(), &fetched.bytes)? {
+            Document::Manifest(m) => m,
+            Document::Index(_) => return Err(Error::NestedIndex(fetched.digest)),
+        };
+        check_media_types(&manifest)?;
+        if !self.content.contains(&manifest.config.digest) {
+            repo.fetch_blob(&manifest.config, &self.content).await?;
+        }
+        let layers = self.prepare_layers(&manifest, Some(repo)).await?;
+        // Documents go in last: their presence means the image is complete.
+        self.content
+            .write_all(Some(&fetched.digest), &fetched.bytes)?;
+        if top.digest != fetched.digest {
+            self.content.write_all(Some(&top.digest), &top.bytes)?;
+        }
+        let image = self.record(
+            r.to_string(),
+            top.digest,
+            fetched.digest,
+            fetched.bytes.len() as u64,
+            &manifest,
+            layers,
+        );
+        self.images.put(&image)?;
+        Ok(image)
+    }
+
+    /// Makes sure each layer's blob and snapshot exist, downloading (when
+    /// a repository is given) and unpacking several layers at once.
+    async fn prepare_layers(
+        &self,
+        manifest: &Manifest,
+        repo: Option<&Repository>,
+    ) -> Result<Vec<Layer>, Error> {
+        let config: ImageConfig =
+            oci::parse("image config", &self.content.read(&manifest.config.digest)?)?;
+        let diff_ids = &config.rootfs.diff_ids;
+        if diff_ids.len() != manifest.layers.len() {
+            return Err(Error::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: manifest.layers.len(),
+            });
+        }
+        let chain = oci::chain_ids(diff_ids);
+        let work = manifest.layers.iter().zip(diff_ids).zip(&chain).map(
+            |((desc, diff_id), chain_id)| async move {
+                self.prepare_layer(desc, diff_id, chain_id, repo).await?;
+                Ok::<_, Error>(Layer {
+                    digest: desc.digest.clone(),
+                    media_type: desc.media_type.clone(),
+                    size: desc.size,
+                    diff_id: diff_id.clone(),
+                    chain_id: chain_id.clone(),
+                })
+            },
+        );
+        futures::stream::iter(work)
+            .buffered(PARALLEL_LAYERS)
+            .try_collect()
+            .await
+    }
+
+    async fn prepare_layer(
+        &self,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        chain_id: &Digest,
+        repo: Option<&Repository>,
+    ) -> Result<(), Error> {
+        if !self.content.contains(&desc.digest) {
+            match repo {
+                Some(repo) => repo.fetch_blob(desc, &self.content).await?,
+                None => return Err(content::Error::NotFound(desc.digest.clone()).into()),
+            }
+        }
+        if self.snapshots.contains(chain_id) {
+            return Ok(());
+        }
+        let blob = self.content.open_blob(&desc.digest)?;
+        let (snapshots, chain_id, diff_id) =
+            (self.snapshots.clone(), chain_id.clone(), diff_id.clone());
+        tokio::task::spawn_blocking(move || snapshots.create(&chain_id, &diff_id, blob)).await??;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        name: String,
+        digest: Digest,
+        manifest_digest: Digest,
+        manifest_size: u64,
+        m: &Manifest,
+        layers: Vec<Layer>,
+    ) -> Image {
+        let size = manifest_size + m.config.size + layers.iter().map(|l| l.size).sum::<u64>();
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Image {
+            name,
+            digest,
+            manifest_digest,
+            config_digest: m.config.digest.clone(),
+            layers,
+            size,
+            created,
+        }
+    }
+
+    /// Imports every image of an OCI-layout or `docker save` archive
+    /// (optionally gzipped), unpacking its layers.
+    pub async fn import(&self, path: &Path) -> Result<Vec<Image>, Error> {
+        let _shared = self.gc.read().await;
+        self.import_inner(path).await.map_err(|e| Error::Import {
+            path: path.into(),
+            source: Box::new(e),
+        })
+    }
+
+    async fn import_inner(&self, path: &Path) -> Result<Vec<Image>, Error> {
+        let (p, content) = (path.to_path_buf(), self.content.clone());
+        let found = tokio::task::spawn_blocking(move || archive::import(&p, &content)).await??;
+        let mut out = Vec::new();
+        for item in found {
+            let bytes = self.content.read(&item.manifest)?;
+            let manifest: Manifest = oci::parse("image manifest", &bytes)?;
+            check_media_types(&manifest)?;
+            let layers = self.prepare_layers(&manifest, None).await?;
+            let name = item
+                .name
+                .parse::<Reference>()
+                .map_or(item.name.clone(), |r| r.to_string());
+            let image = self.record(
+                name,
+                item.digest,
+                item.manifest,
+                bytes.len() as u64,
+                &manifest,
+                layers,
+            );
+            self.images.put(&image)?;
+            out.push(image);
+        }
+        Ok(out)
+    }
+
+    /// Imports every `*.tar` / `*.tar.gz` in `dir` (air-gapped start-up:
+    /// `<data-dir>/agent/images`). One bad archive does not stop the rest.
+    pub async fn import_dir(
+        &self,
+        dir: &Path,
+    ) -> Result<Vec<(PathBuf, Result<Vec<Image>, Error>)>, Error> {
+        let read_dir = |source| Error::ReadDir {
+            path: dir.into(),
+            source,
+        };
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(read_dir)? {
+            let path = entry.map_err(read_dir)?.path();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if path.is_file()
+                && (name.ends_with(".tar") || name.ends_with(".tar.gz") || name.ends_with(".tgz"))
+            {
+                files.push(path);
+            }
+        }
+        files.sort();
+        let mut out = Vec::new();
+        for f in files {
+            let result = self.import(&f).await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "image archive import failed");
+            }
+            out.push((f, result));
+        }
+        Ok(out)
+    }
+
+    /// Writes an image to an OCI image-layout tar.
+    pub async fn export(&self, reference: &str, path: &Path) -> Result<(), Error> {
+        let _shared = self.gc.read().await;
+        let image = self.get(reference)?;
+        let (p, content) = (path.to_path_buf(), self.content.clone());
+        tokio::task::spawn_blocking(move || archive::export(&[image], &content, &p)).await??;
+        Ok(())
+    }
+
+    /// Looks an image up by reference (normalised) or by digest.
+    pub fn get(&self, reference: &str) -> Result<Image, Error> {
+        if let Ok(d) = reference.parse::<Digest>() {
+            let found = self
+                .images
+                .list()?
+                .into_iter()
+                .find(|i| i.digest == d || i.manifest_digest == d || i.config_digest == d);
+            return found.ok_or_else(|| store::Error::NotFound(reference.to_string()).into());
+        }
+        Ok(self
+            .images
+            .get(&reference.parse::<Reference>()?.to_string())?)
+    }
+
+    pub fn list(&self) -> Result<Vec<Image>, Error> {
+        Ok(self.images.list()?)
+    }
+
+    /// Removes an image's record and the blobs and snapshots no other
+    /// image uses.
+    pub async fn remove(&self, reference: &str) -> Result<PruneReport, Error> {
+        let _exclusive = self.gc.write().await;
+        let image = self.get(reference)?;
+        self.images.remove(&image.name)?;
+        self.collect(Some(&image))
+    }
+
+    /// Removes every blob and snapshot no image references.
+    pub async fn prune(&self) -> Result<PruneReport, Error> {
+        let _exclusive = self.gc.write().await;
+        self.content.clean_ingest()?;
+        self.collect(None)
+    }
+
+    /// Deletes unreferenced content: all of it, or only what `only` used.
+    fn collect(&self, only: Option<&Image>) -> Result<PruneReport, Error> {
+        let images = self.images.list()?;
+        let mut blobs = std::collections::HashSet::new();
+        let mut snaps = std::collections::HashSet::new();
+        for i in &images {
+            blobs.extend([
+                i.digest.clone(),
+                i.manifest_digest.clone(),
+                i.config_digest.clone(),
+            ]);
+            blobs.extend(i.layers.iter().map(|l| l.digest.clone()));
+            snaps.extend(i.layers.iter().map(|l| l.chain_id.clone()));
+        }
+        let (candidate_blobs, candidate_snaps) = match only {
+            Some(i) => {
+                let mut b = vec![
+                    i.digest.clone(),
+                    i.manifest_digest.clone(),
+                    i.config_digest.clone(),
+                ];
+                b.extend(i.layers.iter().map(|l| l.digest.clone()));
+                (b, i.layers.iter().map(|l| l.chain_id.clone()).collect())
+            }
+            None => (self.content.list()?, self.snapshots.list(true)?),
+        };
+        let mut report = PruneReport::default();
+        for d in candidate_blobs {
+            if !blobs.contains(&d) && self.content.contains(&d) && !report.blobs.contains(&d) {
+                self.content.remove(&d)?;
+                report.blobs.push(d);
+            }
+        }
+        for c in candidate_snaps {
+            if !snaps.contains(&c) && self.snapshots.contains(&c) {
+                self.snapshots.remove(&c)?;
+                report.snapshots.push(c);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Overlayfs lowerdirs for an image, top layer first (the order
+    /// `lowerdir=` wants).
+    pub fn rootfs_layers(&self, image: &Image) -> Vec<PathBuf> {
+        image
+            .layers
+            .iter()
+            .rev()
+            .map(|l| self.snapshots.path(&l.chain_id))
+            .collect()
+    }
+
+    /// The image's run configuration (Entrypoint, Cmd, Env, WorkingDir,
+    /// User, ExposedPorts, ...).
+    pub fn config(&self, image: &Image) -> Result<RunConfig, Error> {
+        let config: ImageConfig =
+            oci::parse("image config", &self.content.read(&image.config_digest)?)?;
+        Ok(config.config)
+    }
+}
+
+/// Refuses, before any download, images whose config or layers rkube
+/// cannot use.
+fn check_media_types(m: &Manifest) -> Result<(), Error> {
+    if !client::supported_config(&m.config.media_type) {
+        let e = client::Error::UnsupportedMediaType {
+            what: format!("config {}", m.config.digest),
+            media_type: m.config.media_type.clone(),
+        };
+        return Err(e.into());
+    }
+    for l in &m.layers {
+        if !client::supported_layer(&l.media_type) {
+            let e = client::Error::UnsupportedMediaType {
+                what: format!("layer {}", l.digest),
+                media_type: l.media_type.clone(),
+            };
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
