@@ -10,5 +10,6 @@
 pub mod catalog;
 pub mod merge_keys;
 mod schemas;
+pub mod table;
 
 pub use catalog::{ApiGroup, GroupVersion, ResourceInfo, Subresource};

@@ -29,7 +29,6 @@ pub(crate) fn property(type_name: &str, field: &str) -> Option<&'static Value> {
 }
 
 /// The documented description of a field, as the Go `SwaggerDoc()` gives it.
-#[allow(dead_code)] // used by the table module, which lands next
 pub(crate) fn field_description(type_name: &str, field: &str) -> Option<&'static str> {
     property(type_name, field)?.get("description")?.as_str()
 }
