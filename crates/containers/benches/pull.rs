@@ -46,7 +46,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn copy_baseline(src: &Path, scratch: &Path) -> (Duration, Duration) {
     let dst = scratch.join("cp-copy");
     let t = Instant::now();
-    let ok = std::process::Command::new("cp").arg(src).arg(&dst).status().map(|s| s.success()).unwrap_or(false);
+    let ok = std::process::Command::new("cp")
+        .arg(src)
+        .arg(&dst)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     let cp = t.elapsed();
     assert!(ok, "cp failed");
     std::fs::remove_file(&dst).unwrap();
@@ -64,19 +69,28 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let reg = registry::Registry::start();
     let registries = || {
-        RegistriesConfig::parse(&format!("mirrors:\n  \"{0}\":\n    endpoint: [\"http://{0}\"]\n", reg.addr)).unwrap()
+        RegistriesConfig::parse(&format!(
+            "mirrors:\n  \"{0}\":\n    endpoint: [\"http://{0}\"]\n",
+            reg.addr
+        ))
+        .unwrap()
     };
     let mut image = ImageBuilder::new();
     for l in 0..LAYERS {
         let mut layer = LayerBuilder::new().dir(&format!("data{l}"), 0o755);
         for f in 0..FILES_PER_LAYER {
-            layer = layer.file(&format!("data{l}/f{f}"), random_bytes(FILE_SIZE, (l * 100 + f) as u64 + 7), 0o644);
+            layer = layer.file(
+                &format!("data{l}/f{f}"),
+                random_bytes(FILE_SIZE, (l * 100 + f) as u64 + 7),
+                0o644,
+            );
         }
         image = image.layer(layer);
     }
     let built = image.build().unwrap();
     let reference = format!("{}/bench/random:1", reg.addr);
-    rt.block_on(built.push(&Client::new(registries()), &reference)).unwrap();
+    rt.block_on(built.push(&Client::new(registries()), &reference))
+        .unwrap();
     let bytes: u64 = built.layers.iter().map(|(d, _)| d.size).sum();
 
     // Baseline input: the layer blobs concatenated into one file.
@@ -104,10 +118,26 @@ fn main() {
         raws.push(raw);
     }
     let (pull, cp, raw) = (median(pulls), median(cps), median(raws));
-    println!("image: {} layers, {:.1} MiB of layer blobs (gzip of random data)", LAYERS, bytes as f64 / (1 << 20) as f64);
-    println!("pull+unpack (fresh store):  {:>8.1} ms  {:>7.1} MiB/s", pull.as_secs_f64() * 1e3, mib_per_s(bytes, pull));
-    println!("baseline cp:                {:>8.1} ms  {:>7.1} MiB/s", cp.as_secs_f64() * 1e3, mib_per_s(bytes, cp));
-    println!("baseline read+write+fsync:  {:>8.1} ms  {:>7.1} MiB/s", raw.as_secs_f64() * 1e3, mib_per_s(bytes, raw));
+    println!(
+        "image: {} layers, {:.1} MiB of layer blobs (gzip of random data)",
+        LAYERS,
+        bytes as f64 / (1 << 20) as f64
+    );
+    println!(
+        "pull+unpack (fresh store):  {:>8.1} ms  {:>7.1} MiB/s",
+        pull.as_secs_f64() * 1e3,
+        mib_per_s(bytes, pull)
+    );
+    println!(
+        "baseline cp:                {:>8.1} ms  {:>7.1} MiB/s",
+        cp.as_secs_f64() * 1e3,
+        mib_per_s(bytes, cp)
+    );
+    println!(
+        "baseline read+write+fsync:  {:>8.1} ms  {:>7.1} MiB/s",
+        raw.as_secs_f64() * 1e3,
+        mib_per_s(bytes, raw)
+    );
     println!(
         "ratio pull/cp: {:.2}x   pull/(read+write+fsync): {:.2}x   (median of {RUNS} runs)",
         pull.as_secs_f64() / cp.as_secs_f64(),
