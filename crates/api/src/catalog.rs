@@ -261,6 +261,37 @@ impl ResourceInfo {
         (self.empty)()
     }
 
+    /// The (group, version, kind) objects of this resource are stored as.
+    /// Events of events.k8s.io are core events in storage, every
+    /// HorizontalPodAutoscaler is stored at autoscaling/v2, and
+    /// CustomResourceDefinitions are still written as v1beta1 for downgrade
+    /// safety; discovery's hash names the storage version, not the served one.
+    pub fn storage_version(&self) -> (&'static str, &'static str, &'static str) {
+        match (self.group, self.kind) {
+            ("events.k8s.io", "Event") => ("", "v1", "Event"),
+            ("autoscaling", "HorizontalPodAutoscaler") => ("autoscaling", "v2", self.kind),
+            ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+                ("apiextensions.k8s.io", "v1beta1", self.kind)
+            }
+            _ => (self.group, self.version, self.kind),
+        }
+    }
+
+    /// Discovery's `storageVersionHash`: base64 of the first 8 bytes of the
+    /// SHA-256 of `group/version/kind` of the storage version. `None` for
+    /// resources that are not stored (reviews, bindings, component statuses),
+    /// which are exactly those that cannot be watched.
+    pub fn storage_version_hash(&self) -> Option<String> {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        if !self.has_verb("watch") {
+            return None;
+        }
+        let (group, version, kind) = self.storage_version();
+        let digest = sha2::Sha256::digest(format!("{group}/{version}/{kind}"));
+        Some(base64::engine::general_purpose::STANDARD.encode(&digest[..8]))
+    }
+
     /// Registers this kind's schema (and everything it references) in
     /// `generator` and returns a `$ref` to it.
     pub fn schema(&self, generator: &mut SchemaGenerator) -> Schema {

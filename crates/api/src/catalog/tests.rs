@@ -286,3 +286,47 @@ fn category_all_is_what_kubectl_get_all_lists() {
     assert!(extensions.contains(&"apiservices"));
     assert!(extensions.contains(&"mutatingwebhookconfigurations"));
 }
+
+/// Hashes as a real kube-apiserver reports them in discovery.
+#[test]
+fn storage_version_hashes_match_kube_apiserver() {
+    for (group, plural, hash) in [
+        ("", "pods", "xPOwRZ+Yhw8="),
+        ("", "configmaps", "qFsyl6wFWjQ="),
+        ("", "events", "r2yiGXH7wu8="),
+        ("events.k8s.io", "events", "r2yiGXH7wu8="),
+        ("apps", "deployments", "8aSe+NMegvE="),
+        ("batch", "cronjobs", "sd5LIXh4Fjs="),
+        (
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "jfWCUB31mvA=",
+        ),
+        ("apiregistration.k8s.io", "apiservices", "InPBPD7+PqM="),
+        ("rbac.authorization.k8s.io", "roles", "7FuwZcIIItM="),
+    ] {
+        let r = group_version(group, "v1")
+            .and_then(|gv| gv.resources.iter().find(|r| r.plural == plural))
+            .unwrap();
+        assert_eq!(
+            r.storage_version_hash().as_deref(),
+            Some(hash),
+            "{group} {plural}"
+        );
+    }
+    let v1 = lookup("autoscaling", "v1", "horizontalpodautoscalers").unwrap();
+    let v2 = lookup("autoscaling", "v2", "horizontalpodautoscalers").unwrap();
+    assert_eq!(v1.storage_version_hash().as_deref(), Some("qwQve8ut294="));
+    assert_eq!(v1.storage_version_hash(), v2.storage_version_hash());
+    for (group, plural) in [
+        ("", "bindings"),
+        ("", "componentstatuses"),
+        ("authentication.k8s.io", "tokenreviews"),
+        ("authorization.k8s.io", "subjectaccessreviews"),
+    ] {
+        assert_eq!(
+            lookup(group, "v1", plural).unwrap().storage_version_hash(),
+            None
+        );
+    }
+}

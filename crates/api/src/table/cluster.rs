@@ -106,15 +106,22 @@ static INGRESS: Printer = Printer {
         let ing: networking::Ingress = decode("Ingress", object)?;
         let spec = ing.spec.clone().unwrap_or_default();
         let rules = spec.rules.as_deref().unwrap_or_default();
-        // Up to three non-empty hosts; the "more" count is over all rules.
-        let hosts: Vec<&str> = rules
-            .iter()
-            .take(3)
-            .filter_map(|r| r.host.as_deref().filter(|h| !h.is_empty()))
-            .collect();
+        // Up to three non-empty hosts; once three are collected, any further
+        // rule makes it "+ N more..." with N counted over all rules.
+        let mut hosts: Vec<&str> = Vec::new();
+        let mut more = false;
+        for rule in rules {
+            if hosts.len() == 3 {
+                more = true;
+                break;
+            }
+            if let Some(host) = rule.host.as_deref().filter(|h| !h.is_empty()) {
+                hosts.push(host);
+            }
+        }
         let hosts = if hosts.is_empty() {
             "*".to_owned()
-        } else if rules.len() > 3 {
+        } else if more {
             format!("{} + {} more...", hosts.join(","), rules.len() - 3)
         } else {
             hosts.join(",")

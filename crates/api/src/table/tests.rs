@@ -1,6 +1,6 @@
 use super::*;
 use crate::catalog;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn now() -> Timestamp {
     "2024-05-01T12:00:00Z".parse().unwrap()
@@ -202,4 +202,142 @@ fn wrong_field_types_are_errors() {
         now()
     )
     .is_err());
+}
+
+#[test]
+fn ingress_rows() {
+    let ing = |rules: Value, tls: Value| {
+        let object = json!({"metadata": {"name": "web"}, "spec": {"ingressClassName": "nginx", "rules": rules, "tls": tls},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}, {"hostname": "lb.example"}]}}});
+        row("networking.k8s.io", "Ingress", &object, now()).unwrap()
+    };
+    let cells = ing(
+        json!([{"host": "a.example"}, {}]),
+        json!([{"hosts": ["a.example"]}]),
+    );
+    assert_eq!(
+        cells[1..5],
+        [
+            json!("nginx"),
+            json!("a.example"),
+            json!("192.0.2.2,lb.example"),
+            json!("80, 443")
+        ]
+    );
+    let cells = ing(
+        json!([{}, {"host": "a"}, {"host": "b"}, {"host": "c"}]),
+        json!([]),
+    );
+    assert_eq!(
+        cells[2..5],
+        [json!("a,b,c"), json!("192.0.2.2,lb.example"), json!("80")]
+    );
+    let cells = ing(
+        json!([{"host": "a"}, {"host": "b"}, {"host": "c"}, {"host": "d"}, {"host": "e"}]),
+        json!(null),
+    );
+    assert_eq!(cells[2], "a,b,c + 2 more...");
+    assert_eq!(ing(json!([{}]), json!(null))[2], "*");
+}
+
+#[test]
+fn volumes_and_claims() {
+    let pv = json!({"metadata": {"name": "pv1", "creationTimestamp": "2024-05-01T11:00:00Z"},
+        "spec": {"capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "local",
+                 "claimRef": {"namespace": "default", "name": "data"}, "volumeMode": "Filesystem"},
+        "status": {"phase": "Bound"}});
+    assert_eq!(
+        row("", "PersistentVolume", &pv, now()).unwrap(),
+        vec![
+            json!("pv1"),
+            json!("5Gi"),
+            json!("RWO,RWX"),
+            json!("Retain"),
+            json!("Bound"),
+            json!("default/data"),
+            json!("local"),
+            json!("<unset>"),
+            json!(""),
+            json!("60m"),
+            json!("Filesystem"),
+        ]
+    );
+    let pvc = |volume: Option<&str>| {
+        let mut object = json!({"metadata": {"name": "data", "annotations": {"volume.beta.kubernetes.io/storage-class": "legacy"}},
+            "spec": {"storageClassName": "local", "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Pending", "capacity": {"storage": "5Gi"}, "accessModes": ["ReadWriteOnce"]}});
+        if let Some(v) = volume {
+            object["spec"]["volumeName"] = json!(v);
+        }
+        row("", "PersistentVolumeClaim", &object, now()).unwrap()
+    };
+    assert_eq!(
+        pvc(None)[1..6],
+        [
+            json!("Pending"),
+            json!(""),
+            json!(""),
+            json!(""),
+            json!("legacy")
+        ]
+    );
+    assert_eq!(
+        pvc(Some("pv1"))[2..5],
+        [json!("pv1"), json!("5Gi"), json!("RWO")]
+    );
+}
+
+#[test]
+fn csr_lease_and_api_service_rows() {
+    let csr = json!({"metadata": {"name": "node-csr"}, "spec": {"request": "", "signerName": "kubernetes.io/kubelet-serving",
+        "username": "system:node:n1", "expirationSeconds": 86400},
+        "status": {"conditions": [{"type": "Approved", "status": "True"}], "certificate": "Y2VydA=="}});
+    let cells = row(
+        "certificates.k8s.io",
+        "CertificateSigningRequest",
+        &csr,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        cells[2..],
+        [
+            json!("kubernetes.io/kubelet-serving"),
+            json!("system:node:n1"),
+            json!("24h"),
+            json!("Approved,Issued")
+        ]
+    );
+    let lease =
+        json!({"metadata": {"name": "kube-scheduler"}, "spec": {"holderIdentity": "node1_abc"}});
+    assert_eq!(
+        row("coordination.k8s.io", "Lease", &lease, now()).unwrap()[1],
+        "node1_abc"
+    );
+    let local = json!({"metadata": {"name": "v1.apps"}, "spec": {"group": "apps", "version": "v1", "groupPriorityMinimum": 17800, "versionPriority": 15},
+        "status": {"conditions": [{"type": "Available", "status": "True", "reason": "Local"}]}});
+    assert_eq!(
+        row("apiregistration.k8s.io", "APIService", &local, now()).unwrap()[1..3],
+        [json!("Local"), json!("True")]
+    );
+    let remote = json!({"metadata": {"name": "v1beta1.metrics.k8s.io"},
+        "spec": {"service": {"namespace": "kube-system", "name": "metrics-server"}, "groupPriorityMinimum": 100, "versionPriority": 100},
+        "status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}});
+    assert_eq!(
+        row("apiregistration.k8s.io", "APIService", &remote, now()).unwrap()[1..3],
+        [
+            json!("kube-system/metrics-server"),
+            json!("False (MissingEndpoints)")
+        ]
+    );
+}
+
+#[test]
+fn ip_address_parent_reference() {
+    let ip = json!({"metadata": {"name": "10.43.0.1"}, "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
+    assert_eq!(
+        row("networking.k8s.io", "IPAddress", &ip, now()).unwrap(),
+        vec![json!("10.43.0.1"), json!("services/default/kubernetes")]
+    );
 }
