@@ -1,19 +1,22 @@
-//! `rkube server`: user intent from flags, then start-up in readiness order.
-//!
-//! Today the server brings up the datastore (embedded SQLite, or etcd with
-//! `--datastore-endpoint`) with automatic compaction; the API server and
-//! control plane are assembled here as they land.
+//! `rkube server`: user intent from flags, then start-up in readiness order:
+//! datastore, certificates, API server. The controller manager, scheduler
+//! and agent join here as they land.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use anyhow::Context;
 use clap::Args;
+use rkube_apiserver::ApiServer;
+use rkube_pki::{first_service_ip, Pki, ServingOptions};
 use rkube_storage::compactor::{self, CompactionPolicy};
 use rkube_storage::etcd::{EtcdConfig, EtcdStore};
 use rkube_storage::sqlite::SqliteStore;
 use rkube_storage::Store;
+use tokio::net::TcpListener;
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -45,6 +48,34 @@ pub struct ServerArgs {
     /// How many of the newest revisions compaction keeps.
     #[arg(long, default_value_t = 1000)]
     pub compaction_retention: i64,
+
+    /// Port of the API server's HTTPS listener.
+    #[arg(long, default_value_t = 6443)]
+    pub https_listen_port: u16,
+
+    /// Address the API server listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: std::net::IpAddr,
+
+    /// Extra names or IPs for the serving certificate (repeatable).
+    #[arg(long = "tls-san", value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+
+    /// This node's IP, added to the serving certificate.
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+
+    /// Where the admin kubeconfig is written.
+    #[arg(long, default_value = "/etc/rkube/rkube.yaml")]
+    pub write_kubeconfig: PathBuf,
+
+    /// Service IP range; its first address is the `kubernetes` Service's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cluster_ip_range: String,
+
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 impl ServerArgs {
@@ -73,7 +104,37 @@ pub async fn open_store(args: &ServerArgs) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Certificates under `<data-dir>/server/tls`, created on first start.
+fn load_pki(args: &ServerArgs) -> anyhow::Result<Pki> {
+    let mut sans = args.tls_san.clone();
+    if let Ok(host) = hostname() {
+        sans.push(host);
+    }
+    if let Some(ip) = args.node_ip {
+        sans.push(ip.to_string());
+    }
+    if !args.bind_address.is_unspecified() {
+        sans.push(args.bind_address.to_string());
+    }
+    let opts = ServingOptions {
+        sans,
+        service_ip: first_service_ip(&args.service_cluster_ip_range)?,
+        cluster_domain: args.cluster_domain.clone(),
+        ..Default::default()
+    };
+    let dir = args.data_dir.join("server/tls");
+    Pki::load_or_create(&dir, &opts)
+        .with_context(|| format!("cannot set up certificates in {}", dir.display()))
+}
+
+fn hostname() -> std::io::Result<String> {
+    Ok(std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_string())
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    rkube_pki::install_crypto_provider();
     let store = open_store(&args)
         .await
         .context("cannot open the datastore")?;
@@ -84,7 +145,47 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         retain: args.compaction_retention,
     };
     let _compactor = compactor::spawn(store.clone(), policy);
-    tokio::signal::ctrl_c().await?;
+
+    let pki = load_pki(&args)?;
+    let tls = rkube_pki::tls::server_config(pki.serving(), &[pki.client_ca().cert_pem()])?;
+    let api = Arc::new(ApiServer::new(store.clone()));
+    api.bootstrap()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create system namespaces: {}", e.status().message))?;
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let host = if args.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.bind_address.to_string()
+    };
+    let url = format!("https://{host}:{}", local.port());
+    pki.write_admin_kubeconfig(&args.write_kubeconfig, &url)
+        .with_context(|| {
+            format!(
+                "cannot write kubeconfig {}",
+                args.write_kubeconfig.display()
+            )
+        })?;
+    tracing::info!(%local, kubeconfig = %args.write_kubeconfig.display(), "API server listening");
+    let router = rkube_apiserver::router(api);
+    let server = tokio::spawn(rkube_apiserver::serve(listener, Arc::new(tls), router));
+
+    shutdown_signal().await?;
     tracing::info!("shutting down");
+    server.abort();
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }

@@ -64,7 +64,7 @@ pub(super) fn get(
                 .and_then(|mut s| {
                     s.query_row(params![key.as_bytes(), rev], |r| {
                         let deleted: bool = r.get(4)?;
-                        Ok((!deleted).then(|| key_value(r)).transpose()?)
+                        (!deleted).then(|| key_value(r)).transpose()
                     })
                     .optional()
                 })

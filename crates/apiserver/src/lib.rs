@@ -1,0 +1,106 @@
+//! The Kubernetes API over HTTPS.
+//!
+//! Upstream counterpart: kube-apiserver (`k8s.io/apiserver/pkg/endpoints`,
+//! `pkg/controlplane`). A request goes: TLS and authentication
+//! ([`serve`]) → path parsing ([`request`]) → the generic REST handlers
+//! ([`rest`]) → the resource's [`rkube_registry::ResourceStore`] → the
+//! store. Every built-in resource is served by the same handlers; what
+//! differs per resource lives in its strategy.
+
+mod discovery;
+mod handler;
+mod patch_schema;
+pub mod request;
+mod response;
+mod rest;
+pub mod serve;
+mod table;
+mod watch;
+mod write;
+mod yaml;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rkube_api::catalog::{self, ResourceInfo};
+use rkube_registry::{Clock, DefaultStrategy, ResourceStore, Strategy, SystemClock};
+use rkube_storage::Store;
+use serde_json::json;
+
+pub use handler::router;
+pub use serve::{serve, User};
+
+/// The namespaces every cluster has from the start.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The API server's state: a store per served resource.
+pub struct ApiServer {
+    resources: HashMap<(&'static str, &'static str, &'static str), Arc<ResourceStore>>,
+}
+
+impl ApiServer {
+    /// Serve every resource of the catalog from `store`.
+    pub fn new(store: Arc<dyn Store>) -> ApiServer {
+        Self::with_clock(store, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> ApiServer {
+        let resources = catalog::all()
+            .map(|info| {
+                let rs = ResourceStore::new(info, strategy_for(info), store.clone(), clock.clone());
+                ((info.group, info.version, info.plural), Arc::new(rs))
+            })
+            .collect();
+        ApiServer { resources }
+    }
+
+    pub fn resource(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&Arc<ResourceStore>> {
+        let info = catalog::lookup(group, version, plural)?;
+        self.resources.get(&(info.group, info.version, info.plural))
+    }
+
+    fn namespaces(&self) -> &Arc<ResourceStore> {
+        self.resource("", "v1", "namespaces")
+            .expect("the catalog serves namespaces")
+    }
+
+    /// Create the system namespaces that do not exist yet.
+    pub async fn bootstrap(&self) -> Result<(), rkube_machinery::StatusError> {
+        for ns in SYSTEM_NAMESPACES {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            match self.namespaces().create(None, obj, false).await {
+                Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+                Err(e) if e.reason() == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The strategy of a resource. Resources without their own rules get the
+/// default, shaped by whether they have a status subresource.
+fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
+    let has_status = info.subresource("status").is_some();
+    let tracks_generation = has_status
+        && !matches!(
+            info.plural,
+            "pods"
+                | "nodes"
+                | "namespaces"
+                | "services"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        );
+    Arc::new(DefaultStrategy {
+        has_status,
+        tracks_generation,
+        allow_create_on_update: false,
+    })
+}

@@ -1,0 +1,217 @@
+//! The generic REST handlers: one implementation of each verb for every
+//! resource.
+//!
+//! Upstream counterpart: `k8s.io/apiserver/pkg/endpoints/handlers`
+//! (get.go, create.go, update.go, patch.go, delete.go, watch.go).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{header, Request, Response, StatusCode};
+use rkube_machinery::{fields, labels, rv, StatusError};
+use rkube_registry::{meta, Filter, ListOptions, ResourceStore, Target};
+use serde_json::{json, Value};
+
+use crate::request::{Query, RequestInfo};
+use crate::response::{self, ok};
+use crate::{table, write, ApiServer};
+
+type Result<T, E = StatusError> = std::result::Result<T, E>;
+
+pub async fn handle(
+    server: &Arc<ApiServer>,
+    info: RequestInfo,
+    query: Query,
+    req: Request<Body>,
+) -> Response<Body> {
+    match handle_inner(server, &info, &query, req).await {
+        Ok(resp) => resp,
+        Err(err) => response::error(err),
+    }
+}
+
+async fn handle_inner(
+    server: &Arc<ApiServer>,
+    info: &RequestInfo,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let Some(rs) = server.resource(&info.group, &info.version, &info.resource) else {
+        return Err(response::no_such_resource());
+    };
+    if !rs.info.namespaced && info.namespace.is_some() {
+        return Err(response::no_such_resource());
+    }
+    let target = match info.subresource.as_deref() {
+        None => Target::Main,
+        Some("status") if rs.info.subresource("status").is_some() => Target::Status,
+        Some(_) => return Err(response::no_such_resource()),
+    };
+    let verbs_of_target = match target {
+        Target::Main => rs.info.verbs,
+        Target::Status => rkube_api::catalog::GET_PATCH_UPDATE,
+    };
+    if !verbs_of_target.contains(&info.verb) {
+        return Err(StatusError::method_not_supported(
+            &rs.group_resource(),
+            info.verb,
+        ));
+    }
+    let ns = info.namespace.as_deref();
+    if rs.info.namespaced && ns.is_none() && !matches!(info.verb, "list" | "watch") {
+        return Err(StatusError::bad_request(format!(
+            "the server could not find the requested resource: {} is namespaced",
+            rs.info.plural
+        )));
+    }
+    let as_table = table::wants_table(req.headers());
+    let name = info.name.as_deref().unwrap_or("");
+    match info.verb {
+        "get" => {
+            let obj = rs.get(ns, name, None).await?;
+            if as_table {
+                return table::objects(rs, vec![obj], meta_of_object(), query);
+            }
+            Ok(ok(&obj))
+        }
+        "list" => list(rs, ns, query, as_table).await,
+        "watch" => crate::watch::watch(rs, ns, query, as_table).await,
+        "create" => write::create(server, rs, ns, query, req).await,
+        "update" => write::update(server, rs, ns, name, target, query, req).await,
+        "patch" => write::patch(rs, ns, name, target, query, req).await,
+        "delete" => write::delete(rs, ns, name, query, req).await,
+        "deletecollection" => write::delete_collection(rs, ns, query, req).await,
+        _ => Err(StatusError::method_not_supported(
+            &rs.group_resource(),
+            info.verb,
+        )),
+    }
+}
+
+fn meta_of_object() -> Value {
+    json!({})
+}
+
+/// The filter LIST and WATCH apply: label and field selectors.
+pub fn filter(rs: &Arc<ResourceStore>, query: &Query) -> Result<Option<Filter>> {
+    let label =
+        match query.get("labelSelector") {
+            Some(s) => Some(labels::Selector::parse(s).map_err(|e| {
+                StatusError::bad_request(format!("unable to parse requirement: {e}"))
+            })?),
+            None => None,
+        };
+    let field = match query.get("fieldSelector") {
+        Some(s) => {
+            let sel =
+                fields::Selector::parse(s).map_err(|e| StatusError::bad_request(e.to_string()))?;
+            let rs2 = rs.clone();
+            sel.validate(|f| {
+                matches!(f, "metadata.name" | "metadata.namespace")
+                    || rs2.strategy().selectable_field(&Value::Null, f).is_some()
+            })
+            .map_err(|e| StatusError::bad_request(e.to_string()))?;
+            Some(sel)
+        }
+        None => None,
+    };
+    if label.is_none() && field.is_none() {
+        return Ok(None);
+    }
+    let rs = rs.clone();
+    Ok(Some(Arc::new(move |obj: &Value| {
+        let labels_ok = label.as_ref().is_none_or(|l| l.matches_object(obj));
+        labels_ok
+            && field.as_ref().is_none_or(|f| {
+                f.matches(|name| match name {
+                    "metadata.name" => Some(meta::name(obj).to_string()),
+                    "metadata.namespace" => Some(meta::namespace(obj).to_string()),
+                    other => rs.strategy().selectable_field(obj, other).flatten(),
+                })
+                .unwrap_or(false)
+            })
+    })))
+}
+
+async fn list(
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    query: &Query,
+    as_table: bool,
+) -> Result<Response<Body>> {
+    let prefix = rs.list_prefix(ns);
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<i64>()
+            .map_err(|_| StatusError::bad_request(format!("invalid limit {l:?}")))?,
+        None => 0,
+    };
+    let mut opts = ListOptions {
+        filter: filter(rs, query)?,
+        limit: limit.max(0) as usize,
+        ..Default::default()
+    };
+    if let Some(token) = query.get("continue") {
+        let (key, revision) = rv::decode_continue(token, &prefix)
+            .map_err(|e| StatusError::bad_request(e.to_string()))?;
+        opts.start_after = Some(
+            key.strip_prefix(&prefix)
+                .unwrap_or(&key)
+                .trim_end_matches('\0')
+                .to_string(),
+        );
+        opts.revision = Some(revision);
+    } else if let Some(v) = query.get("resourceVersion") {
+        let read = rv::parse_read(v).map_err(|e| StatusError::bad_request(e.to_string()))?;
+        if let rv::ReadVersion::At(rev) = read {
+            if query.get("resourceVersionMatch") == Some("Exact") {
+                opts.revision = Some(rev);
+            }
+        }
+    }
+    let page = rs.list(ns, &opts).await?;
+    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(after) = &page.continue_after {
+        // The token names the first key not returned; resuming reads keys
+        // strictly after `after`, so `after\0` is the next possible key.
+        let next = format!("{prefix}{after}\u{0}");
+        let token = rv::encode_continue(&next, &prefix, page.revision)
+            .map_err(|e| StatusError::internal_error(e.to_string()))?;
+        list_meta["continue"] = token.into();
+        if let Some(n) = page.remaining.filter(|n| *n > 0) {
+            list_meta["remainingItemCount"] = n.into();
+        }
+    }
+    if as_table {
+        return table::objects(rs, page.items, list_meta, query);
+    }
+    Ok(ok(&json!({
+        "kind": rs.info.list_kind(),
+        "apiVersion": rs.info.api_version(),
+        "metadata": list_meta,
+        "items": page.items,
+    })))
+}
+
+/// Read a request body of at most 3 MiB.
+pub async fn body(req: Request<Body>) -> Result<(String, bytes::Bytes)> {
+    const LIMIT: usize = 3 * 1024 * 1024;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let bytes = axum::body::to_bytes(req.into_body(), LIMIT)
+        .await
+        .map_err(|_| StatusError::request_entity_too_large(&format!("limit is {LIMIT}")))?;
+    Ok((content_type, bytes))
+}
+
+pub fn created(obj: &Value) -> Response<Body> {
+    response::json(StatusCode::CREATED, obj)
+}

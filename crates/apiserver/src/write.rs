@@ -1,0 +1,329 @@
+//! The writing verbs: create, update, patch, delete, deletecollection.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use http::{Request, Response};
+use rkube_machinery::{patch, StatusError};
+use rkube_registry::{
+    meta, DeleteOptions, DeleteOutcome, ListOptions, Propagation, ResourceStore, Target,
+};
+use serde_json::{json, Value};
+
+use crate::request::Query;
+use crate::response::ok;
+use crate::rest::{body, created, filter};
+use crate::ApiServer;
+
+type Result<T, E = StatusError> = std::result::Result<T, E>;
+
+fn dry_run(query: &Query) -> Result<bool> {
+    match query.get("dryRun") {
+        None => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(StatusError::bad_request(format!(
+            "Invalid dry run value: unsupported dry run value {other:?}, supported values: \"All\""
+        ))),
+    }
+}
+
+/// Decode a JSON (or YAML) object body.
+fn decode(content_type: &str, bytes: &[u8]) -> Result<Value> {
+    let value: Value = match content_type {
+        "application/vnd.kubernetes.protobuf" => {
+            return Err(StatusError::unsupported_media_type(&[
+                "application/json",
+                "application/yaml",
+            ]))
+        }
+        "application/yaml" | "application/apply-patch+yaml" => crate::yaml::from_slice(bytes)
+            .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?,
+        _ => serde_json::from_slice(bytes)
+            .map_err(|e| StatusError::bad_request(format!("error decoding JSON: {e}")))?,
+    };
+    if !value.is_object() {
+        return Err(StatusError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// The body's apiVersion and kind must name this endpoint's resource.
+fn check_kind(rs: &ResourceStore, obj: &Value) -> Result<()> {
+    let expected = rs.info.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if !v.is_empty() && v != expected => {
+            return Err(StatusError::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected})"
+            )))
+        }
+        _ => {}
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if !k.is_empty() && k != rs.info.kind => Err(StatusError::bad_request(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            rs.info.kind
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The typed decode of the object must succeed (wrong field types are 400s
+/// upstream too).
+fn check_types(rs: &ResourceStore, obj: &Value) -> Result<()> {
+    rs.info
+        .decode_check(obj)
+        .map_err(|e| StatusError::bad_request(format!("{} in body is invalid: {e}", rs.info.kind)))
+}
+
+/// NamespaceLifecycle admission: no new objects in missing or terminating
+/// namespaces.
+async fn check_namespace_open(
+    server: &ApiServer,
+    rs: &ResourceStore,
+    ns: Option<&str>,
+) -> Result<()> {
+    let Some(ns) = ns.filter(|_| rs.info.namespaced) else {
+        return Ok(());
+    };
+    let namespace = server.namespaces().get(None, ns, None).await?;
+    if meta::deletion_timestamp(&namespace).is_some() {
+        let gr = rs.group_resource();
+        return Err(StatusError::forbidden(
+            &gr,
+            "",
+            format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create(
+    server: &ApiServer,
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let (ct, bytes) = body(req).await?;
+    let obj = decode(&ct, &bytes)?;
+    check_kind(rs, &obj)?;
+    check_types(rs, &obj)?;
+    check_namespace_open(server, rs, ns).await?;
+    let obj = rs.create(ns, obj, dry_run(query)?).await?;
+    Ok(created(&obj))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn update(
+    server: &ApiServer,
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    name: &str,
+    target: Target,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let _ = server;
+    let (ct, bytes) = body(req).await?;
+    let obj = decode(&ct, &bytes)?;
+    check_kind(rs, &obj)?;
+    check_types(rs, &obj)?;
+    let obj = rs.update(ns, name, obj, target, dry_run(query)?).await?;
+    Ok(ok(&obj))
+}
+
+pub async fn patch(
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    name: &str,
+    target: Target,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let (ct, bytes) = body(req).await?;
+    let kind = match ct.as_str() {
+        "application/merge-patch+json" => PatchKind::Merge,
+        "application/json-patch+json" => PatchKind::Json,
+        "application/strategic-merge-patch+json" => PatchKind::Strategic,
+        other => {
+            return Err(StatusError::unsupported_media_type(&[
+                format!("{other} is not supported; use"),
+                "application/json-patch+json".into(),
+                "application/merge-patch+json".into(),
+                "application/strategic-merge-patch+json".into(),
+            ]))
+        }
+    };
+    let patch_doc: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?;
+    let type_name = rs.info.type_name;
+    let obj = rs
+        .modify(ns, name, target, dry_run(query)?, |current| {
+            let patched = match kind {
+                PatchKind::Merge => Ok(patch::merge::apply(current, &patch_doc)),
+                PatchKind::Json => {
+                    patch::json::apply(current, &patch_doc).map_err(|e| e.to_string())
+                }
+                PatchKind::Strategic => {
+                    let schema = crate::patch_schema::TypeSchema { root: type_name };
+                    patch::strategic::apply(current, &patch_doc, &schema).map_err(|e| e.to_string())
+                }
+            };
+            let patched = patched.map_err(StatusError::bad_request)?;
+            check_kind(rs, &patched)?;
+            check_types(rs, &patched)?;
+            // A resourceVersion the patch did not set is not a precondition.
+            let mut patched = patched;
+            if patched.pointer("/metadata/resourceVersion")
+                == current.pointer("/metadata/resourceVersion")
+                && patch_doc.pointer("/metadata/resourceVersion").is_none()
+            {
+                meta::remove(&mut patched, "resourceVersion");
+            }
+            Ok(patched)
+        })
+        .await?;
+    Ok(ok(&obj))
+}
+
+#[derive(Clone, Copy)]
+enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+}
+
+/// DeleteOptions from the body and the query (kubectl sends a body).
+async fn delete_options(query: &Query, req: Request<Body>) -> Result<DeleteOptions> {
+    let (_, bytes) = body(req).await?;
+    let body: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let grace = body
+        .get("gracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .or_else(|| query.get("gracePeriodSeconds").and_then(|g| g.parse().ok()));
+    let mut propagation = body
+        .get("propagationPolicy")
+        .and_then(Value::as_str)
+        .or_else(|| query.get("propagationPolicy"))
+        .map(|p| match p {
+            "Orphan" => Ok(Propagation::Orphan),
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            other => Err(StatusError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+        })
+        .transpose()?;
+    let orphan = body
+        .get("orphanDependents")
+        .and_then(Value::as_bool)
+        .or_else(|| query.get("orphanDependents").map(|o| o == "true"));
+    if propagation.is_none() {
+        propagation = orphan.map(|o| {
+            if o {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            }
+        });
+    }
+    let dry = body
+        .get("dryRun")
+        .and_then(Value::as_array)
+        .is_some_and(|d| d.iter().any(|v| v == "All"))
+        || dry_run(query)?;
+    Ok(DeleteOptions {
+        grace_period_seconds: grace,
+        propagation,
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        precondition_resource_version: body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        dry_run: dry,
+    })
+}
+
+pub async fn delete(
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    name: &str,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let opts = delete_options(query, req).await?;
+    let outcome = rs.delete(ns, name, &opts).await?;
+    Ok(delete_response(rs, outcome))
+}
+
+fn delete_response(rs: &ResourceStore, outcome: DeleteOutcome) -> Response<Body> {
+    match outcome {
+        DeleteOutcome::Pending(obj) => response_with_code(202, &obj),
+        DeleteOutcome::Deleted(obj) if rs.strategy().return_deleted_object() => ok(&obj),
+        DeleteOutcome::Deleted(obj) => ok(&json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": {
+                "name": meta::name(&obj),
+                "group": rs.info.group,
+                "kind": rs.info.plural,
+                "uid": meta::uid(&obj),
+            },
+        })),
+    }
+}
+
+fn response_with_code(code: u16, obj: &Value) -> Response<Body> {
+    crate::response::json(
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK),
+        obj,
+    )
+}
+
+pub async fn delete_collection(
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    query: &Query,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let opts = delete_options(query, req).await?;
+    let page = rs
+        .list(
+            ns,
+            &ListOptions {
+                filter: filter(rs, query)?,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut deleted = Vec::new();
+    for obj in page.items {
+        let obj_ns = (!meta::namespace(&obj).is_empty()).then(|| meta::namespace(&obj).to_string());
+        match rs.delete(obj_ns.as_deref(), meta::name(&obj), &opts).await {
+            Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Pending(o)) => deleted.push(o),
+            // Gone in between: what the caller wanted.
+            Err(e) if e.reason() == "NotFound" => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ok(&json!({
+        "kind": rs.info.list_kind(),
+        "apiVersion": rs.info.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    })))
+}

@@ -1,0 +1,134 @@
+//! GET and LIST.
+//!
+//! A filtered, limited list reads store pages from one snapshot until it
+//! has `limit` matching objects, as kube-apiserver does, so a page never
+//! comes back short while more matches exist.
+
+use rkube_machinery::StatusError;
+use rkube_storage::Revision;
+use serde_json::Value;
+
+use crate::{storage_error, Filter, ResourceStore, Result};
+
+/// What a LIST asks for.
+#[derive(Clone, Default)]
+pub struct ListOptions {
+    /// Keep only objects this accepts.
+    pub filter: Option<Filter>,
+    /// At most this many objects; 0 for all.
+    pub limit: usize,
+    /// Continue after this key (relative to the list prefix), from a
+    /// previous page's `continue_after`.
+    pub start_after: Option<String>,
+    /// Read the snapshot at this revision.
+    pub revision: Option<Revision>,
+}
+
+/// One page of a LIST.
+#[derive(Debug)]
+pub struct ListPage {
+    pub items: Vec<Value>,
+    /// The revision of the snapshot (the list's resourceVersion).
+    pub revision: Revision,
+    /// Where the next page starts (relative key), when there is one.
+    pub continue_after: Option<String>,
+    /// Objects left after this page, when known without filtering.
+    pub remaining: Option<i64>,
+}
+
+impl ResourceStore {
+    /// One object, at the latest revision or at `revision`.
+    pub async fn get(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        revision: Option<Revision>,
+    ) -> Result<Value> {
+        let key = self.key(namespace, name);
+        let (kv, _) = self
+            .store
+            .get(&key, revision)
+            .await
+            .map_err(|e| storage_error(self, name, e))?;
+        match kv {
+            Some(kv) => self.decode(&kv),
+            None => Err(self.not_found(name)),
+        }
+    }
+
+    /// A page of the objects of a namespace (or of all namespaces).
+    pub async fn list(&self, namespace: Option<&str>, opts: &ListOptions) -> Result<ListPage> {
+        let prefix = self.list_prefix(namespace);
+        if let Some(after) = &opts.start_after {
+            if after.contains("..") || after.starts_with('/') {
+                return Err(StatusError::bad_request(format!(
+                    "continue key is not valid: {after}"
+                )));
+            }
+        }
+        let mut start_after = opts.start_after.as_ref().map(|s| format!("{prefix}{s}"));
+        let mut revision = opts.revision;
+        let mut items = Vec::new();
+        loop {
+            let want = if opts.limit == 0 {
+                0
+            } else {
+                opts.limit - items.len()
+            };
+            // Filtering may drop objects: read a little more than asked.
+            let page_size = if opts.filter.is_some() && want > 0 {
+                want.max(64)
+            } else {
+                want
+            };
+            let page = self
+                .store
+                .list(
+                    &prefix,
+                    rkube_storage::ListOptions {
+                        start_after: start_after.clone(),
+                        limit: page_size,
+                        revision,
+                    },
+                )
+                .await
+                .map_err(|e| storage_error(self, "", e))?;
+            revision = Some(page.revision);
+            let fetched = page.items.len();
+            for (i, kv) in page.items.iter().enumerate() {
+                let obj = self.decode(kv)?;
+                if opts.filter.as_ref().is_none_or(|f| f(&obj)) {
+                    items.push(obj);
+                }
+                if opts.limit != 0 && items.len() == opts.limit {
+                    let more = page.more || i + 1 < fetched;
+                    let next = more.then(|| kv.key[prefix.len()..].to_string());
+                    let remaining = (opts.filter.is_none() && more).then_some(page.remaining);
+                    return Ok(ListPage {
+                        items,
+                        revision: page.revision,
+                        continue_after: next,
+                        remaining,
+                    });
+                }
+            }
+            if !page.more {
+                return Ok(ListPage {
+                    items,
+                    revision: page.revision,
+                    continue_after: None,
+                    remaining: None,
+                });
+            }
+            start_after = page.items.last().map(|kv| kv.key.clone());
+        }
+    }
+
+    /// The latest revision of the store, for lists of nothing.
+    pub async fn current_revision(&self) -> Result<Revision> {
+        self.store
+            .current_revision()
+            .await
+            .map_err(|e| storage_error(self, "", e))
+    }
+}

@@ -1,0 +1,197 @@
+//! UPDATE and read-modify-write (PATCH): optimistic concurrency over the
+//! store's compare-and-swap.
+//!
+//! Upstream counterpart: `Store.Update` over `GuaranteedUpdate`. A caller
+//! that names a resourceVersion gets 409 Conflict when it is stale; one that
+//! does not (PATCH, unconditional PUT) is retried against the latest object.
+
+use rkube_machinery::{FieldError, FieldPath, StatusError};
+use rkube_storage::Revision;
+use serde_json::Value;
+
+use crate::{meta, storage_error, strategy::copy_field, ResourceStore, Result};
+
+/// Which part of the object an update writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The main resource: everything but status (when it has a status
+    /// subresource).
+    Main,
+    /// The `status` subresource: only status.
+    Status,
+}
+
+const MAX_RETRIES: usize = 16;
+
+impl ResourceStore {
+    /// Replace an object with `obj` (PUT).
+    pub async fn update(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        obj: Value,
+        target: Target,
+        dry_run: bool,
+    ) -> Result<Value> {
+        if !obj.is_object() {
+            return Err(StatusError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let body_name = meta::name(&obj);
+        if !body_name.is_empty() && body_name != name {
+            return Err(StatusError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        self.modify(namespace, name, target, dry_run, move |_| Ok(obj.clone()))
+            .await
+    }
+
+    /// Read-modify-write: `f` turns the current object into the desired
+    /// one. A resourceVersion in the result is a precondition.
+    pub async fn modify<F>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        target: Target,
+        dry_run: bool,
+        mut f: F,
+    ) -> Result<Value>
+    where
+        F: FnMut(&Value) -> Result<Value> + Send,
+    {
+        let key = self.key(namespace, name);
+        for _ in 0..MAX_RETRIES {
+            let (kv, _) = self
+                .store
+                .get(&key, None)
+                .await
+                .map_err(|e| storage_error(self, name, e))?;
+            let Some(kv) = kv else {
+                if target == Target::Main && self.strategy.allow_create_on_update() {
+                    let mut obj = f(&Value::Null)?;
+                    meta::set(&mut obj, "name", name);
+                    meta::remove(&mut obj, "resourceVersion");
+                    return self.create(namespace, obj, dry_run).await;
+                }
+                return Err(self.not_found(name));
+            };
+            let old = self.decode(&kv)?;
+            let mut new = f(&old)?;
+            match meta::resource_version(&new) {
+                "" if !self.strategy.allow_unconditional_update() => {
+                    let path = FieldPath::new("metadata").child("resourceVersion");
+                    let err = FieldError::invalid(&path, "", "must be specified for an update");
+                    return Err(StatusError::invalid(&self.group_kind(), name, &[err]));
+                }
+                "" => {}
+                rv if rv == kv.mod_revision.to_string() => {}
+                rv if rv.parse::<Revision>().is_err() => {
+                    return Err(StatusError::bad_request(format!(
+                        "invalid resourceVersion {rv:?}"
+                    )));
+                }
+                _ => return Err(StatusError::conflict_modified(&self.group_resource(), name)),
+            }
+            self.check_namespace(namespace, &mut new)?;
+            self.prepare_update(&mut new, &old, target);
+            let mut errs = crate::create::validate_object_meta(&new, self.name_rule());
+            if target == Target::Main {
+                errs.extend(self.strategy.validate_update(&new, &old));
+            }
+            self.invalid_if_any(&new, errs)?;
+            if meta::equal_ignoring_rv(&new, &old) || dry_run {
+                return Ok(if dry_run { new } else { old });
+            }
+            // The last finalizer removed from an object being deleted: the
+            // update is the delete.
+            if meta::deletion_timestamp(&new).is_some()
+                && meta::finalizers(&new).is_empty()
+                && new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    == 0
+            {
+                return match self.store.delete(&key, Some(kv.mod_revision)).await {
+                    Ok(_) => Ok(new),
+                    Err(rkube_storage::Error::Conflict { .. }) => continue,
+                    Err(e) => Err(storage_error(self, name, e)),
+                };
+            }
+            match self
+                .store
+                .update(&key, self.encode(&new), kv.mod_revision, None)
+                .await
+            {
+                Ok(stored) => {
+                    meta::set(&mut new, "resourceVersion", stored.mod_revision.to_string());
+                    return Ok(new);
+                }
+                // Someone wrote in between: retry only if the caller did not
+                // pin a resourceVersion (then it was ours, and stale).
+                Err(rkube_storage::Error::Conflict { .. })
+                    if meta::resource_version(&new).is_empty() =>
+                {
+                    continue
+                }
+                Err(rkube_storage::Error::Conflict { .. }) => {
+                    return Err(StatusError::conflict_modified(&self.group_resource(), name))
+                }
+                Err(e) => return Err(storage_error(self, name, e)),
+            }
+        }
+        Err(StatusError::conflict_modified(&self.group_resource(), name))
+    }
+
+    /// Keep what the server owns and what the target may not change.
+    fn prepare_update(&self, new: &mut Value, old: &Value, target: Target) {
+        if let Some(map) = new.as_object_mut() {
+            map.insert(
+                "apiVersion".into(),
+                old.get("apiVersion").cloned().unwrap_or(Value::Null),
+            );
+            map.insert("kind".into(), self.info.kind.into());
+        }
+        for field in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            match old.pointer(&format!("/metadata/{field}")) {
+                Some(v) => meta::set(new, field, v.clone()),
+                None => meta::remove(new, field),
+            }
+        }
+        meta::set(new, "name", meta::name(old));
+        match target {
+            Target::Status => {
+                // Only status changes through the status subresource.
+                let mut merged = old.clone();
+                copy_field(&mut merged, new, "status");
+                if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned() {
+                    meta::set(&mut merged, "resourceVersion", rv);
+                } else {
+                    meta::remove(&mut merged, "resourceVersion");
+                }
+                *new = merged;
+            }
+            Target::Main => self.strategy.prepare_for_update(new, old),
+        }
+        let generation = meta::generation(old);
+        if self.strategy.tracks_generation() {
+            let bumped = if meta::spec_equal(new, old) {
+                generation
+            } else {
+                generation + 1
+            };
+            meta::set(new, "generation", bumped.max(1));
+        } else if generation > 0 {
+            meta::set(new, "generation", generation);
+        } else {
+            meta::remove(new, "generation");
+        }
+    }
+}
