@@ -135,7 +135,7 @@ impl EtcdServer {
             .arg(signal)
             .arg(child.id().to_string())
             .status()
-            .expect("run kill");
+            .expect("run kill (apt package procps)");
         assert!(status.success(), "kill {signal} {} failed", child.id());
     }
 
