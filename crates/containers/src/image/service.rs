@@ -78,8 +78,9 @@ pub struct PruneReport {
     pub snapshots: Vec<Digest>,
 }
 
-/// The node's images, rooted at one directory (`<data-dir>/agent/containerd`
-/// in k3s; `<data-dir>/agent/images-store` style paths for rkube).
+/// The node's images under one root directory (for the agent, e.g.
+/// `<data-dir>/agent/images-store`; k3s' equivalent is containerd's root
+/// under `<data-dir>/agent/containerd`): `content/`, `snapshots/`, `images/`.
 pub struct ImageService {
     content: ContentStore,
     snapshots: Snapshots,
