@@ -80,6 +80,17 @@ pub fn printer(group: &str, kind: &str) -> &'static Printer {
         .unwrap_or(&DEFAULT)
 }
 
+/// The `conditions` of a table row: upstream marks finished pods with a
+/// `Completed` condition (reason `Succeeded` or `Failed`) so clients can tell
+/// them apart; every other row has none.
+pub fn row_conditions(group: &str, kind: &str, object: &Value) -> Vec<Value> {
+    if group.is_empty() && kind == "Pod" {
+        pod::row_conditions(object)
+    } else {
+        Vec::new()
+    }
+}
+
 /// Shorthand for `printer(group, kind).columns()`.
 pub fn columns(group: &str, kind: &str) -> Vec<Column> {
     printer(group, kind).columns()

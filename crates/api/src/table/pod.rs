@@ -55,6 +55,25 @@ fn pod_columns() -> Vec<Column> {
     ]
 }
 
+/// `Completed` for pods in a terminal phase, as printPod sets on the row.
+pub(super) fn row_conditions(object: &Value) -> Vec<Value> {
+    let phase = object
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let message = match phase {
+        "Succeeded" => "The pod has completed successfully.",
+        "Failed" => "The pod failed.",
+        _ => return Vec::new(),
+    };
+    vec![serde_json::json!({
+        "type": "Completed",
+        "status": "True",
+        "reason": phase,
+        "message": message,
+    })]
+}
+
 fn is_restartable(container: Option<&Container>) -> bool {
     container.and_then(|c| c.restart_policy.as_deref()) == Some("Always")
 }

@@ -238,3 +238,23 @@ fn malformed_pod_is_an_error_not_a_panic() {
     let empty = json!({});
     assert_eq!(cells(&empty)[4], "<unknown>");
 }
+
+#[test]
+fn finished_pods_carry_a_completed_row_condition() {
+    let spec = json!({"containers": [{"name": "a"}]});
+    let succeeded = pod(spec.clone(), json!({"phase": "Succeeded"}));
+    let conditions = row_conditions(&succeeded);
+    assert_eq!(conditions.len(), 1);
+    assert_eq!(conditions[0]["type"], "Completed");
+    assert_eq!(conditions[0]["reason"], "Succeeded");
+    assert_eq!(
+        row_conditions(&pod(spec.clone(), json!({"phase": "Failed"})))[0]["reason"],
+        "Failed"
+    );
+    assert!(row_conditions(&pod(spec, json!({"phase": "Running"}))).is_empty());
+    assert!(super::super::row_conditions("apps", "Deployment", &succeeded).is_empty());
+    assert_eq!(
+        super::super::row_conditions("", "Pod", &succeeded),
+        conditions
+    );
+}
