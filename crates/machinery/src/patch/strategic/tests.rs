@@ -366,3 +366,66 @@ fn empty_patch_changes_nothing() {
         pod()["spec"]["containers"]
     );
 }
+
+#[test]
+fn three_way_patch_keeps_server_only_items_in_place() {
+    // Live has an injected sidecar the user never applied; the user drops
+    // the "log" container from the manifest.
+    let live = json!({"spec": {"containers": [
+        {"name": "web", "image": "nginx:1"},
+        {"name": "proxy", "image": "envoy"},
+        {"name": "log", "image": "busybox"}
+    ]}});
+    let patch = json!({"spec": {
+        "$setElementOrder/containers": [{"name": "web"}],
+        "containers": [{"name": "log", "$patch": "delete"}]
+    }});
+    let out = apply(&live, &patch, &pod_schema()).unwrap();
+    assert_eq!(
+        out,
+        json!({"spec": {"containers": [
+            {"name": "web", "image": "nginx:1"},
+            {"name": "proxy", "image": "envoy"}
+        ]}})
+    );
+    // A reorder in the manifest reorders the applied items; the server-only
+    // one goes before any applied item it preceded in the live list.
+    let patch = json!({"spec": {
+        "$setElementOrder/containers": [{"name": "log"}, {"name": "web"}]
+    }});
+    let out = apply(&live, &patch, &pod_schema()).unwrap();
+    let names: Vec<&str> = out["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["proxy", "log", "web"]);
+}
+
+#[test]
+fn nested_lists_inside_list_elements_merge_with_their_own_keys() {
+    let live = json!({"spec": {"containers": [{"name": "web", "volumeMounts": [
+        {"mountPath": "/a", "name": "va"}, {"mountPath": "/b", "name": "vb"}
+    ]}]}});
+    let patch = json!({"spec": {"containers": [{"name": "web", "volumeMounts": [
+        {"mountPath": "/b", "readOnly": true}, {"mountPath": "/a", "$patch": "delete"}
+    ]}]}});
+    let out = apply(&live, &patch, &pod_schema()).unwrap();
+    assert_eq!(
+        out["spec"]["containers"][0]["volumeMounts"],
+        json!([{"mountPath": "/b", "name": "vb", "readOnly": true}])
+    );
+}
+
+#[test]
+fn set_lists_deduplicate_and_keep_numbers_equal_by_value() {
+    let schema = SchemaTable::new().set_list("ints");
+    let out = apply(
+        &json!({"ints": [1, 2]}),
+        &json!({"ints": [2.0, 3, 3]}),
+        &schema,
+    )
+    .unwrap();
+    assert_eq!(out, json!({"ints": [1, 2, 3]}));
+}
