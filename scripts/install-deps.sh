@@ -11,6 +11,7 @@ packages=(
   apache2-utils                        # htpasswd, for the registry's basic-auth test
   busybox-static                       # the rootfs of test images
   nftables iproute2                    # service proxy and pod network tests
+  openssl procps                       # etcd TLS test certificates, kill -STOP
 )
 
 missing=()

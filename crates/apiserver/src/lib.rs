@@ -22,8 +22,9 @@ mod yaml;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rkube_api::catalog::{self, ResourceInfo};
-use rkube_registry::{Clock, DefaultStrategy, ResourceStore, Strategy, SystemClock};
+use rkube_api::catalog;
+use rkube_registry::resources::strategy_for;
+use rkube_registry::{Clock, ResourceStore, SystemClock};
 use rkube_storage::Store;
 use serde_json::json;
 
@@ -82,25 +83,4 @@ impl ApiServer {
         }
         Ok(())
     }
-}
-
-/// The strategy of a resource. Resources without their own rules get the
-/// default, shaped by whether they have a status subresource.
-fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
-    let has_status = info.subresource("status").is_some();
-    let tracks_generation = has_status
-        && !matches!(
-            info.plural,
-            "pods"
-                | "nodes"
-                | "namespaces"
-                | "services"
-                | "persistentvolumes"
-                | "persistentvolumeclaims"
-        );
-    Arc::new(DefaultStrategy {
-        has_status,
-        tracks_generation,
-        allow_create_on_update: false,
-    })
 }

@@ -136,7 +136,8 @@ impl ResourceStore {
             finalizers.retain(|f| f != "orphan" && f != "foregroundDeletion");
         }
         let grace = self.grace_period(obj, opts);
-        if finalizers.is_empty() && grace == 0 {
+        let held = self.strategy.prepare_for_delete(&mut marked);
+        if finalizers.is_empty() && grace == 0 && !held {
             return None;
         }
         meta::set_finalizers(&mut marked, finalizers);

@@ -12,6 +12,7 @@ mod create;
 mod delete;
 pub mod meta;
 mod read;
+pub mod resources;
 pub mod strategy;
 mod time;
 mod update;

@@ -68,6 +68,19 @@ pub trait Strategy: Send + Sync + 'static {
         false
     }
 
+    /// Called before an object is deleted; returns whether something
+    /// besides metadata.finalizers keeps it (namespaces: spec.finalizers),
+    /// in which case it is only marked with a deletionTimestamp.
+    fn prepare_for_delete(&self, _obj: &mut Value) -> bool {
+        false
+    }
+
+    /// Whether the object's own state keeps it from being removed once
+    /// its metadata.finalizers are gone.
+    fn blocks_deletion(&self, _obj: &Value) -> bool {
+        false
+    }
+
     /// Fields beyond metadata.name and metadata.namespace that field
     /// selectors may name, with how to read them.
     fn selectable_field(&self, _obj: &Value, _field: &str) -> Option<Option<String>> {

@@ -108,6 +108,7 @@ impl ResourceStore {
             // update is the delete.
             if meta::deletion_timestamp(&new).is_some()
                 && meta::finalizers(&new).is_empty()
+                && !self.strategy.blocks_deletion(&new)
                 && new
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)

@@ -1,0 +1,346 @@
+//! The API server driven by the real kubectl: each step checks what kubectl
+//! prints, as a user would read it.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{eventually, kubectl_bin, Server};
+
+const APP: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+  labels: {app: web}
+data:
+  key: value
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: busybox:1.36
+        ports: [{containerPort: 80}]
+"#;
+
+fn lines(s: &str) -> Vec<Vec<String>> {
+    s.lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn system_namespaces_exist_and_are_active() {
+    let server = Server::start();
+    let out = server.ok(&["get", "namespaces"]);
+    let rows = lines(&out);
+    assert_eq!(rows[0], ["NAME", "STATUS", "AGE"], "{out}");
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == ns)
+            .unwrap_or_else(|| panic!("{ns} missing:\n{out}"));
+        assert_eq!(row[1], "Active", "{out}");
+    }
+    let label = server.ok(&[
+        "get",
+        "ns",
+        "kube-system",
+        "-o",
+        "jsonpath={.metadata.labels.kubernetes\\.io/metadata\\.name}",
+    ]);
+    assert_eq!(label, "kube-system");
+}
+
+#[test]
+fn requests_without_credentials_get_401() {
+    let server = Server::start();
+    // The same cluster and CA, but no client certificate.
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let users = config.find("users:").expect("kubeconfig has users");
+    let anonymous = format!(
+        "{}users:\n- name: \"default\"\n  user: {{token: not-a-valid-token}}\n",
+        &config[..users]
+    );
+    let path = server.dir.path().join("anonymous.yaml");
+    std::fs::write(&path, anonymous).unwrap();
+    let out = kubectl_bin("kubectl", &path, &["get", "configmaps"], None);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("You must be logged in to the server"),
+        "{stderr}"
+    );
+    // Health stays public, as on kube-apiserver.
+    let out = kubectl_bin("kubectl", &path, &["get", "--raw", "/healthz"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
+}
+
+#[test]
+fn apply_get_label_patch_delete() {
+    let server = Server::start();
+    let out = server.ok_stdin(&["apply", "--validate=false", "-f", "-"], APP);
+    assert_eq!(
+        out,
+        "configmap/app-config created\ndeployment.apps/web created\n"
+    );
+    let out = server.ok_stdin(&["apply", "--validate=false", "-f", "-"], APP);
+    assert_eq!(
+        out,
+        "configmap/app-config unchanged\ndeployment.apps/web unchanged\n"
+    );
+
+    let out = server.ok(&["get", "deployments", "-o", "wide"]);
+    let rows = lines(&out);
+    assert_eq!(
+        rows[0],
+        [
+            "NAME",
+            "READY",
+            "UP-TO-DATE",
+            "AVAILABLE",
+            "AGE",
+            "CONTAINERS",
+            "IMAGES",
+            "SELECTOR"
+        ]
+    );
+    assert_eq!(rows[1][0], "web");
+    assert_eq!(rows[1][1], "0/2");
+    assert_eq!(&rows[1][5..], ["web", "busybox:1.36", "app=web"]);
+
+    let out = server.ok(&["get", "configmaps", "-l", "app=web", "--show-labels"]);
+    let rows = lines(&out);
+    assert_eq!(rows[0], ["NAME", "DATA", "AGE", "LABELS"]);
+    assert_eq!(
+        (
+            rows[1][0].as_str(),
+            rows[1][1].as_str(),
+            rows[1][3].as_str()
+        ),
+        ("app-config", "1", "app=web")
+    );
+    assert!(!server
+        .ok(&["get", "configmaps", "-l", "app!=web", "-o", "name"])
+        .contains("app-config"));
+
+    assert_eq!(
+        server.ok(&["label", "configmap", "app-config", "tier=front"]),
+        "configmap/app-config labeled\n"
+    );
+    assert_eq!(
+        server.ok(&["annotate", "configmap", "app-config", "note=x"]),
+        "configmap/app-config annotated\n"
+    );
+    server.ok(&[
+        "patch",
+        "configmap",
+        "app-config",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k2":"v2"}}"#,
+    ]);
+    server.ok(&[
+        "patch",
+        "configmap",
+        "app-config",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/data/k3","value":"v3"}]"#,
+    ]);
+    let data = server.ok(&["get", "configmap", "app-config", "-o", "jsonpath={.data}"]);
+    assert_eq!(data, r#"{"k2":"v2","k3":"v3","key":"value"}"#);
+    // Strategic merge: containers merge by name, so the image changes and
+    // the ports stay.
+    server.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"web","image":"busybox:1.37"}]}}}}"#,
+    ]);
+    let got = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort} {.metadata.generation}",
+    ]);
+    assert_eq!(got, "3 busybox:1.37 80 2");
+    let labels = server.ok(&[
+        "get",
+        "cm",
+        "app-config",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
+    assert_eq!(labels, r#"{"app":"web","tier":"front"}"#);
+
+    assert_eq!(
+        server.ok(&["delete", "configmap", "app-config"]),
+        "configmap \"app-config\" deleted\n"
+    );
+    let err = server.fails(&["get", "configmap", "app-config"]);
+    assert!(
+        err.contains(r#"configmaps "app-config" not found"#),
+        "{err}"
+    );
+    let out = server.kubectl(&["get", "configmaps"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No resources found in default namespace.")
+    );
+}
+
+#[test]
+fn errors_are_statuses_kubectl_can_print() {
+    let server = Server::start();
+    // kubectl looks the namespace up after a 404 and reports it.
+    let err = server.fails(&["get", "configmaps", "-n", "nope", "x"]);
+    assert!(err.contains(r#"namespaces "nope" not found"#), "{err}");
+    let err = server.fails(&["get", "configmaps", "x"]);
+    assert!(err.contains(r#"configmaps "x" not found"#), "{err}");
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: nope}\n";
+    let err = String::from_utf8_lossy(
+        &server
+            .kubectl_stdin(&["create", "--validate=false", "-f", "-"], cm)
+            .stderr,
+    )
+    .into_owned();
+    assert!(err.contains(r#"namespaces "nope" not found"#), "{err}");
+
+    let bad = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Not_Valid}\n";
+    let out = server.kubectl_stdin(&["create", "--validate=false", "-f", "-"], bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            r#"ConfigMap "Not_Valid" is invalid: metadata.name: Invalid value: "Not_Valid""#
+        ),
+        "{err}"
+    );
+
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dup}\n";
+    server.ok_stdin(&["create", "--validate=false", "-f", "-"], cm);
+    let out = server.kubectl_stdin(&["create", "--validate=false", "-f", "-"], cm);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"configmaps "dup" already exists"#), "{err}");
+
+    // A stale resourceVersion is a conflict.
+    let current = server.ok(&["get", "cm", "dup", "-o", "json"]);
+    server.ok(&["label", "cm", "dup", "x=1"]);
+    let out = server.kubectl_stdin(&["replace", "--validate=false", "-f", "-"], &current);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "the object has been modified; please apply your changes to the latest version"
+        ),
+        "{err}"
+    );
+
+    // Malformed JSON is a 400, not a crash.
+    let raw = server.dir.path().join("bad.json");
+    std::fs::write(&raw, "{not json").unwrap();
+    let out = server.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        server.ok(&["get", "--raw", "/healthz"]) == "ok",
+        "server survived"
+    );
+}
+
+#[test]
+fn watch_sees_changes() {
+    let server = Server::start();
+    let mut child = Command::new("kubectl")
+        .env("KUBECONFIG", &server.kubeconfig)
+        .args(["get", "configmaps", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Creating until the watcher reports it also covers the watch starting
+    // after the first create.
+    let mut seen = false;
+    for i in 0..50 {
+        server.ok_stdin(
+            &["create", "--validate=false", "-f", "-"],
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: w{i}}}\n"),
+        );
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            assert!(line.starts_with("configmap/w"), "{line}");
+            seen = true;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen, "kubectl get --watch printed nothing");
+}
+
+#[test]
+fn data_survives_kill_9() {
+    let server = Server::start();
+    server.ok_stdin(&["apply", "--validate=false", "-f", "-"], APP);
+    let dir = server.kill();
+    let server = Server::start_in(dir, &[]);
+    let got = server.ok(&["get", "cm", "app-config", "-o", "jsonpath={.data.key}"]);
+    assert_eq!(got, "value");
+    assert!(eventually(Duration::from_secs(5), || server
+        .ok(&["get", "deploy", "-o", "name"])
+        == "deployment.apps/web\n"));
+}
+
+#[test]
+fn old_kubectl_versions_work() {
+    let server = Server::start();
+    for bin in ["kubectl.1.27", "kubectl.1.29"] {
+        let name = bin.replace('.', "-");
+        let out = kubectl_bin(
+            bin,
+            &server.kubeconfig,
+            &["create", "configmap", &name, "--from-literal=a=b"],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("configmap/{name} created\n")
+        );
+        let out = kubectl_bin(
+            bin,
+            &server.kubeconfig,
+            &["get", "configmap", &name, "-o", "jsonpath={.data.a}"],
+            None,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "b", "{bin}");
+    }
+}
