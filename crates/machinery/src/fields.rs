@@ -337,6 +337,21 @@ mod tests {
     }
 
     #[test]
+    fn splits_on_unescaped_commas_only() {
+        assert_eq!(split_terms(r"k=\,,k2=v2"), vec![r"k=\,", "k2=v2"]);
+        assert_eq!(split_terms(r"k=\\,k2=v2"), vec![r"k=\\", "k2=v2"]);
+        assert_eq!(split_terms(r"k=\\\,,k2=v2"), vec![r"k=\\\,", "k2=v2"]);
+        assert_eq!(split_terms("함=수,목=록"), vec!["함=수", "목=록"]);
+        assert_eq!(split_term("c!=v"), Some(("c", Operator::NotEquals, "v")));
+        assert_eq!(split_term("b==v"), Some(("b", Operator::DoubleEquals, "v")));
+        assert_eq!(split_term("함=수"), Some(("함", Operator::Equals, "수")));
+        assert_eq!(split_term("a"), None);
+        let s = Selector::parse(r"x=a||y\=b").unwrap();
+        assert_eq!(s.terms()[0].value, "a||y=b");
+        assert_eq!(s.to_string(), r"x=a||y\=b");
+    }
+
+    #[test]
     fn odd_input_never_panics() {
         for s in ["=", "!=", "==", "\\", "é=ü", "a=\\é", ",", "a!", "!a=b"] {
             let _ = Selector::parse(s);

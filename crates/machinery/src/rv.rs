@@ -1,7 +1,8 @@
 //! `resourceVersion` parsing and the list `continue` token.
 //!
 //! Upstream counterparts: `APIObjectVersioner.ParseResourceVersion` and
-//! `storage.EncodeContinue`/`DecodeContinue` in `k8s.io/apiserver/pkg/storage`.
+//! `storage.EncodeContinue`/`DecodeContinue` in `k8s.io/apiserver/pkg/storage`,
+//! and `ValidateListOptions` in `apimachinery/pkg/apis/meta/internalversion`.
 //!
 //! A resourceVersion is the decimal store revision. On reads, two strings are
 //! special (see [`ReadVersion`]): `""` asks for the most recent state (a
@@ -15,6 +16,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::field::{FieldError, FieldPath};
+use crate::status::{GroupKind, StatusError};
 
 /// Reads with this resourceVersion want the latest state.
 pub const RV_MOST_RECENT: &str = "";
@@ -86,6 +88,106 @@ pub fn parse_read(rv: &str) -> Result<ReadVersion, Error> {
 /// Renders a revision as a resourceVersion string.
 pub fn format(rv: i64) -> String {
     rv.to_string()
+}
+
+/// `resourceVersionMatch` values.
+pub const MATCH_EXACT: &str = "Exact";
+pub const MATCH_NOT_OLDER_THAN: &str = "NotOlderThan";
+
+/// The resourceVersion-related parameters of a LIST or WATCH request, as
+/// given in the query string (absent = empty / `None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ListParams<'a> {
+    pub watch: bool,
+    pub resource_version: &'a str,
+    pub resource_version_match: &'a str,
+    pub continue_token: &'a str,
+    pub send_initial_events: Option<bool>,
+    /// Whether the server offers watch-list (`sendInitialEvents`).
+    pub watch_list_enabled: bool,
+}
+
+/// Checks how resourceVersion, resourceVersionMatch, continue and
+/// sendInitialEvents combine (upstream `ValidateListOptions`). A non-empty
+/// result is answered with [`list_options_invalid`].
+pub fn validate_list_params(p: &ListParams<'_>) -> Vec<FieldError> {
+    let path = FieldPath::new("resourceVersionMatch");
+    let m = p.resource_version_match;
+    let mut errs = Vec::new();
+    if p.watch {
+        if p.send_initial_events.is_some() {
+            if m != MATCH_NOT_OLDER_THAN {
+                errs.push(FieldError::forbidden(
+                    &path,
+                    format!("sendInitialEvents requires setting resourceVersionMatch to {MATCH_NOT_OLDER_THAN}"),
+                ));
+            }
+            if !p.watch_list_enabled {
+                errs.push(FieldError::forbidden(
+                    &FieldPath::new("sendInitialEvents"),
+                    "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+                ));
+            }
+        }
+        if !m.is_empty() {
+            if p.send_initial_events.is_none() {
+                errs.push(FieldError::forbidden(
+                    &path,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != MATCH_NOT_OLDER_THAN {
+                errs.push(FieldError::not_supported(&path, m, &[MATCH_NOT_OLDER_THAN]));
+            }
+            if !p.continue_token.is_empty() {
+                errs.push(FieldError::forbidden(
+                    &path,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+        return errs;
+    }
+    if !m.is_empty() {
+        if p.resource_version.is_empty() {
+            errs.push(FieldError::forbidden(
+                &path,
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if !p.continue_token.is_empty() {
+            errs.push(FieldError::forbidden(
+                &path,
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if m != MATCH_EXACT && m != MATCH_NOT_OLDER_THAN {
+            errs.push(FieldError::not_supported(
+                &path,
+                m,
+                &[MATCH_EXACT, MATCH_NOT_OLDER_THAN, ""],
+            ));
+        }
+        if m == MATCH_EXACT && p.resource_version == RV_ANY {
+            errs.push(FieldError::forbidden(
+                &path,
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if p.send_initial_events.is_some() {
+        errs.push(FieldError::forbidden(
+            &FieldPath::new("sendInitialEvents"),
+            "sendInitialEvents is forbidden for list",
+        ));
+    }
+    errs
+}
+
+/// The 422 kube-apiserver answers for bad list options:
+/// `ListOptions.meta.k8s.io "" is invalid: ...`.
+pub fn list_options_invalid(errors: &[FieldError]) -> StatusError {
+    StatusError::invalid(&GroupKind::new("meta.k8s.io", "ListOptions"), "", errors)
 }
 
 #[derive(Serialize, Deserialize)]
@@ -197,6 +299,86 @@ mod tests {
         assert_eq!(parse_read("0").unwrap(), ReadVersion::Any);
         assert_eq!(parse_read("7").unwrap(), ReadVersion::At(7));
         assert!(parse_read("x").is_err());
+    }
+
+    fn list(rv: &'static str, m: &'static str, cont: &'static str) -> ListParams<'static> {
+        ListParams {
+            resource_version: rv,
+            resource_version_match: m,
+            continue_token: cont,
+            ..ListParams::default()
+        }
+    }
+
+    fn messages(p: &ListParams<'_>) -> Vec<String> {
+        validate_list_params(p)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn list_option_combinations() {
+        assert!(messages(&list("", "", "")).is_empty());
+        assert!(messages(&list("5", "Exact", "")).is_empty());
+        assert!(messages(&list("0", "NotOlderThan", "")).is_empty());
+        assert_eq!(
+            messages(&list("", "Exact", "")),
+            ["resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"]
+        );
+        assert_eq!(
+            messages(&list("0", "Exact", "")),
+            [
+                r#"resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0""#
+            ]
+        );
+        assert_eq!(
+            messages(&list("5", "Newest", "tok")),
+            [
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden when continue is provided",
+                r#"resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", "NotOlderThan", """#,
+            ]
+        );
+        let mut p = list("", "", "");
+        p.send_initial_events = Some(true);
+        assert_eq!(
+            messages(&p),
+            ["sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"]
+        );
+        let e = list_options_invalid(&validate_list_params(&list("", "Exact", "")));
+        assert_eq!(e.code(), 422);
+        assert_eq!(
+            e.to_string(),
+            r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"#
+        );
+    }
+
+    #[test]
+    fn watch_option_combinations() {
+        let mut p = list("5", "", "");
+        p.watch = true;
+        assert!(messages(&p).is_empty());
+        p.resource_version_match = "Exact";
+        assert_eq!(
+            messages(&p),
+            [
+                "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                r#"resourceVersionMatch: Unsupported value: "Exact": supported values: "NotOlderThan""#,
+            ]
+        );
+        p.resource_version_match = "NotOlderThan";
+        p.send_initial_events = Some(true);
+        assert_eq!(
+            messages(&p),
+            ["sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"]
+        );
+        p.watch_list_enabled = true;
+        assert!(messages(&p).is_empty());
+        p.resource_version_match = "";
+        assert_eq!(
+            messages(&p),
+            ["resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"]
+        );
     }
 
     #[test]
