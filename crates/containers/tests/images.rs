@@ -205,6 +205,11 @@ async fn tampered_blob_is_refused_and_leaves_nothing() {
         "no partial download left"
     );
     assert_eq!(count(&root.path().join("snapshots")), 0, "nothing unpacked");
+    assert_eq!(
+        count(&root.path().join("content/blobs/sha256")),
+        0,
+        "the already verified config blob is rolled back too"
+    );
 }
 
 #[tokio::test]
@@ -428,7 +433,9 @@ async fn unpack_whiteouts_opaque_dirs_links_modes_and_owners() {
         .hardlink("h2", "h1")
         .symlink("s", "b/keep")
         .file("suid", "x", 0o4755)
-        .owned_by(1000, 2000);
+        .owned_by(1000, 2000)
+        .xattr("user.rkube.test", b"kept")
+        .xattr("trusted.rkube.test", b"also kept as root");
     let built = ImageBuilder::new()
         .layer(lower)
         .layer(upper)
@@ -455,7 +462,10 @@ async fn unpack_whiteouts_opaque_dirs_links_modes_and_owners() {
         "whiteout is a 0/0 char device"
     );
     assert!(!top.join(".wh.gone").exists());
-    assert_eq!(opaque_xattr(&top.join("a")).as_deref(), Some(&b"y"[..]));
+    assert_eq!(
+        xattr(&top.join("a"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     assert!(!top.join("a/.wh..wh..opq").exists());
     assert_eq!(
         fs::metadata(top.join("h1")).unwrap().ino(),
@@ -465,6 +475,14 @@ async fn unpack_whiteouts_opaque_dirs_links_modes_and_owners() {
     let suid = fs::metadata(top.join("suid")).unwrap();
     assert_eq!(suid.mode() & 0o7777, 0o4755);
     assert_eq!((suid.uid(), suid.gid()), (1000, 2000));
+    assert_eq!(
+        xattr(&top.join("suid"), "user.rkube.test").as_deref(),
+        Some(&b"kept"[..])
+    );
+    assert_eq!(
+        xattr(&top.join("suid"), "trusted.rkube.test").as_deref(),
+        Some(&b"also kept as root"[..])
+    );
     assert_eq!(fs::metadata(top.join("h1")).unwrap().mode() & 0o777, 0o640);
 
     // Stack the snapshots with overlayfs and check the merged view.
@@ -494,15 +512,16 @@ async fn unpack_whiteouts_opaque_dirs_links_modes_and_owners() {
     }
 }
 
-fn opaque_xattr(path: &Path) -> Option<Vec<u8>> {
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    let mut buf = [0u8; 8];
+    let name = std::ffi::CString::new(name).unwrap();
+    let mut buf = [0u8; 64];
     // SAFETY: valid NUL-terminated strings and a buffer of the given size.
     let n = unsafe {
         libc::lgetxattr(
             c.as_ptr(),
-            c"trusted.overlay.opaque".as_ptr(),
+            name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )

@@ -50,6 +50,7 @@ struct Entry {
     mode: u32,
     uid: u64,
     gid: u64,
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// The entries of one layer, written in the order given.
@@ -71,6 +72,7 @@ impl LayerBuilder {
             mode,
             uid: 0,
             gid: 0,
+            xattrs: Vec::new(),
         });
         self
     }
@@ -88,6 +90,15 @@ impl LayerBuilder {
         if let Some(e) = self.entries.last_mut() {
             e.uid = uid;
             e.gid = gid;
+        }
+        self
+    }
+
+    /// Adds an extended attribute (a PAX `SCHILY.xattr.` record) to the
+    /// entry added last.
+    pub fn xattr(mut self, key: &str, value: &[u8]) -> Self {
+        if let Some(e) = self.entries.last_mut() {
+            e.xattrs.push((key.to_string(), value.to_vec()));
         }
         self
     }
@@ -160,6 +171,7 @@ impl LayerBuilder {
                     mode,
                     uid: meta.uid() as u64,
                     gid: meta.gid() as u64,
+                    xattrs: Vec::new(),
                 });
             }
         }
@@ -195,6 +207,9 @@ impl LayerBuilder {
             h.set_uid(e.uid);
             h.set_gid(e.gid);
             h.set_mtime(0);
+            if !e.xattrs.is_empty() {
+                append_pax(&mut b, &e.path, &e.xattrs)?;
+            }
             match &e.kind {
                 Kind::Dir => {
                     h.set_entry_type(tar::EntryType::Directory);
@@ -220,6 +235,34 @@ impl LayerBuilder {
         }
         b.into_inner()
     }
+}
+
+/// Writes a PAX extended header carrying `xattrs` for the next entry.
+/// Each record is "<len> SCHILY.xattr.<key>=<value>\n", where <len>
+/// counts the whole record including its own digits.
+fn append_pax(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    xattrs: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    let mut data = Vec::new();
+    for (key, value) in xattrs {
+        // " SCHILY.xattr.<key>=<value>\n" without the length digits.
+        let body = 1 + "SCHILY.xattr.".len() + key.len() + 1 + value.len() + 1;
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        data.extend_from_slice(format!("{len} SCHILY.xattr.{key}=").as_bytes());
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    let name: String = format!("PaxHeaders/{path}").chars().take(99).collect();
+    b.append_data(&mut h, name, &data[..])
 }
 
 const BUSYBOX_APPLETS: &[&str] = &[

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod build;
 pub mod client;
 pub mod content;
+pub mod gc;
 pub mod oci;
 pub mod reference;
 pub mod registries;

@@ -17,6 +17,7 @@ use super::archive;
 use super::auth::DockerConfig;
 use super::client::{self, Client, Repository, Stats};
 use super::content::{self, ContentStore};
+use super::gc::{self, Created, Lease, Leases};
 use super::oci::{self, Descriptor, Digest, Document, ImageConfig, Manifest, RunConfig};
 use super::reference::{self, Reference};
 use super::registries::RegistriesConfig;
@@ -69,14 +70,11 @@ pub enum Error {
     Oci(#[from] oci::Error),
     #[error(transparent)]
     Archive(#[from] archive::Error),
+    #[error(transparent)]
+    Gc(#[from] gc::Error),
 }
 
-/// What `prune` (or `remove`) deleted.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PruneReport {
-    pub blobs: Vec<Digest>,
-    pub snapshots: Vec<Digest>,
-}
+pub use gc::PruneReport;
 
 /// The node's images under one root directory (for the agent, e.g.
 /// `<data-dir>/agent/images-store`; k3s' equivalent is containerd's root
@@ -87,6 +85,7 @@ pub struct ImageService {
     images: ImageStore,
     client: Client,
     gc: RwLock<()>,
+    leases: Leases,
 }
 
 impl ImageService {
@@ -103,6 +102,7 @@ impl ImageService {
             images: ImageStore::open(root)?,
             client: Client::new(registries),
             gc: RwLock::new(()),
+            leases: Leases::default(),
         })
     }
 
@@ -144,11 +144,31 @@ impl ImageService {
         }))
     }
 
+    /// Pulls from one endpoint; on failure, deletes whatever this pull
+    /// created that nothing else uses, so no part of the image remains.
     async fn pull_from(
         &self,
         r: &Reference,
         repo: &Repository,
         top: client::Fetched,
+    ) -> Result<Image, Error> {
+        let lease = self.leases.lease();
+        let result = self.pull_leased(r, repo, top, &lease).await;
+        if result.is_err() {
+            match lease.roll_back(&self.content, &self.snapshots, &self.images) {
+                Ok(report) => tracing::debug!(?report, "rolled back failed pull"),
+                Err(e) => tracing::warn!(error = %e, "rolling back a failed pull"),
+            }
+        }
+        result
+    }
+
+    async fn pull_leased(
+        &self,
+        r: &Reference,
+        repo: &Repository,
+        top: client::Fetched,
+        lease: &Lease<'_>,
     ) -> Result<Image, Error> {
         let fetched = match oci::parse_document(top.media_type.as_deref(), &top.bytes)? {
             Document::Manifest(_) => top.clone(),
@@ -164,15 +184,23 @@ impl ImageService {
             Document::Index(_) => return Err(Error::NestedIndex(fetched.digest)),
         };
         check_media_types(&manifest)?;
+        lease.hold([
+            top.digest.clone(),
+            fetched.digest.clone(),
+            manifest.config.digest.clone(),
+        ]);
+        lease.hold(manifest.layers.iter().map(|l| l.digest.clone()));
         if !self.content.contains(&manifest.config.digest) {
             repo.fetch_blob(&manifest.config, &self.content).await?;
+            lease.created(Created::Blob(manifest.config.digest.clone()));
         }
-        let layers = self.prepare_layers(&manifest, Some(repo)).await?;
+        let layers = self.prepare_layers(&manifest, Some(repo), lease).await?;
         // Documents go in last: their presence means the image is complete.
-        self.content
-            .write_all(Some(&fetched.digest), &fetched.bytes)?;
-        if top.digest != fetched.digest {
-            self.content.write_all(Some(&top.digest), &top.bytes)?;
+        for doc in [&fetched, &top] {
+            if !self.content.contains(&doc.digest) {
+                self.content.write_all(Some(&doc.digest), &doc.bytes)?;
+                lease.created(Created::Blob(doc.digest.clone()));
+            }
         }
         let image = self.record(
             r.to_string(),
@@ -192,6 +220,7 @@ impl ImageService {
         &self,
         manifest: &Manifest,
         repo: Option<&Repository>,
+        lease: &Lease<'_>,
     ) -> Result<Vec<Layer>, Error> {
         let config: ImageConfig =
             oci::parse("image config", &self.content.read(&manifest.config.digest)?)?;
@@ -203,9 +232,11 @@ impl ImageService {
             });
         }
         let chain = oci::chain_ids(diff_ids);
+        lease.hold(chain.iter().cloned());
         let work = manifest.layers.iter().zip(diff_ids).zip(&chain).map(
             |((desc, diff_id), chain_id)| async move {
-                self.prepare_layer(desc, diff_id, chain_id, repo).await?;
+                self.prepare_layer(desc, diff_id, chain_id, repo, lease)
+                    .await?;
                 Ok::<_, Error>(Layer {
                     digest: desc.digest.clone(),
                     media_type: desc.media_type.clone(),
@@ -227,12 +258,14 @@ impl ImageService {
         diff_id: &Digest,
         chain_id: &Digest,
         repo: Option<&Repository>,
+        lease: &Lease<'_>,
     ) -> Result<(), Error> {
         if !self.content.contains(&desc.digest) {
             match repo {
                 Some(repo) => repo.fetch_blob(desc, &self.content).await?,
                 None => return Err(content::Error::NotFound(desc.digest.clone()).into()),
             }
+            lease.created(Created::Blob(desc.digest.clone()));
         }
         if self.snapshots.contains(chain_id) {
             return Ok(());
@@ -240,7 +273,9 @@ impl ImageService {
         let blob = self.content.open_blob(&desc.digest)?;
         let (snapshots, chain_id, diff_id) =
             (self.snapshots.clone(), chain_id.clone(), diff_id.clone());
+        let created = chain_id.clone();
         tokio::task::spawn_blocking(move || snapshots.create(&chain_id, &diff_id, blob)).await??;
+        lease.created(Created::Snapshot(created));
         Ok(())
     }
 
@@ -286,7 +321,10 @@ impl ImageService {
             let bytes = self.content.read(&item.manifest)?;
             let manifest: Manifest = oci::parse("image manifest", &bytes)?;
             check_media_types(&manifest)?;
-            let layers = self.prepare_layers(&manifest, None).await?;
+            let lease = self.leases.lease();
+            lease.hold([item.manifest.clone(), manifest.config.digest.clone()]);
+            lease.hold(manifest.layers.iter().map(|l| l.digest.clone()));
+            let layers = self.prepare_layers(&manifest, None, &lease).await?;
             let name = item
                 .name
                 .parse::<Reference>()
@@ -384,46 +422,13 @@ impl ImageService {
         self.collect(None)
     }
 
-    /// Deletes unreferenced content: all of it, or only what `only` used.
     fn collect(&self, only: Option<&Image>) -> Result<PruneReport, Error> {
-        let images = self.images.list()?;
-        let mut blobs = std::collections::HashSet::new();
-        let mut snaps = std::collections::HashSet::new();
-        for i in &images {
-            blobs.extend([
-                i.digest.clone(),
-                i.manifest_digest.clone(),
-                i.config_digest.clone(),
-            ]);
-            blobs.extend(i.layers.iter().map(|l| l.digest.clone()));
-            snaps.extend(i.layers.iter().map(|l| l.chain_id.clone()));
-        }
-        let (candidate_blobs, candidate_snaps) = match only {
-            Some(i) => {
-                let mut b = vec![
-                    i.digest.clone(),
-                    i.manifest_digest.clone(),
-                    i.config_digest.clone(),
-                ];
-                b.extend(i.layers.iter().map(|l| l.digest.clone()));
-                (b, i.layers.iter().map(|l| l.chain_id.clone()).collect())
-            }
-            None => (self.content.list()?, self.snapshots.list(true)?),
-        };
-        let mut report = PruneReport::default();
-        for d in candidate_blobs {
-            if !blobs.contains(&d) && self.content.contains(&d) && !report.blobs.contains(&d) {
-                self.content.remove(&d)?;
-                report.blobs.push(d);
-            }
-        }
-        for c in candidate_snaps {
-            if !snaps.contains(&c) && self.snapshots.contains(&c) {
-                self.snapshots.remove(&c)?;
-                report.snapshots.push(c);
-            }
-        }
-        Ok(report)
+        Ok(gc::collect(
+            &self.content,
+            &self.snapshots,
+            &self.images,
+            only,
+        )?)
     }
 
     /// Overlayfs lowerdirs for an image, top layer first (the order

@@ -183,7 +183,9 @@ pub fn unpack_layer(layer: impl Read, dest: &Path) -> Result<Digest, Error> {
         archive.set_preserve_permissions(true);
         archive.set_preserve_ownerships(true);
         archive.set_preserve_mtime(true);
-        archive.set_unpack_xattrs(true);
+        // Xattrs are applied below, without following symlinks and
+        // without failing the layer when the filesystem refuses one.
+        archive.set_unpack_xattrs(false);
         archive.set_overwrite(true);
         for entry in archive.entries().map_err(Error::Tar)? {
             let mut entry = entry.map_err(Error::Tar)?;
@@ -205,11 +207,15 @@ pub fn unpack_layer(layer: impl Read, dest: &Path) -> Result<Digest, Error> {
                 }
                 continue;
             }
+            let xattrs = pax_xattrs(&mut entry);
             entry.unpack_in(dest).map_err(|e| Error::Io {
                 op: "unpack",
                 path: path.clone(),
                 source: e,
             })?;
+            for (key, value) in &xattrs {
+                set_xattr(&dest.join(&rel), key, value);
+            }
         }
     }
     // The diff id covers the whole stream, including the zero blocks after
@@ -261,6 +267,43 @@ fn cstring(path: &Path) -> Result<CString, Error> {
         path: path.to_path_buf(),
         source: io::ErrorKind::InvalidInput.into(),
     })
+}
+
+/// `SCHILY.xattr.<name>` PAX records of an entry (how GNU tar and
+/// containerd carry extended attributes in layers).
+fn pax_xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(CString, Vec<u8>)> {
+    let Ok(Some(exts)) = entry.pax_extensions() else {
+        return Vec::new();
+    };
+    exts.filter_map(Result::ok)
+        .filter_map(|e| {
+            let key = e.key_bytes().strip_prefix(b"SCHILY.xattr.")?;
+            Some((CString::new(key).ok()?, e.value_bytes().to_vec()))
+        })
+        .collect()
+}
+
+/// Sets one xattr on the unpacked path itself (never a symlink's target).
+/// Failures are logged, not fatal: layers often carry attributes (SELinux
+/// labels, capabilities on filesystems without them) that a given host
+/// cannot store, and the image is still usable without them.
+fn set_xattr(path: &Path, key: &CString, value: &[u8]) {
+    let Ok(c) = cstring(path) else { return };
+    // SAFETY: path and key are NUL-terminated and outlive the call; the
+    // value pointer is valid for `value.len()` bytes.
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            key.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        tracing::debug!(path = %path.display(), key = ?key, error = %err, "xattr not set");
+    }
 }
 
 /// An overlayfs whiteout: a character device with device number 0/0.
