@@ -12,8 +12,9 @@
 //!   the patch list replace the live list.
 //! - `$patch: delete` in an object clears it; as a list element
 //!   (`{"name": "x", "$patch": "delete"}`) it removes the matching element.
-//! - `$patch: merge` in an object is the default spelled out (accepted; see
-//!   the module notes below).
+//! - `$patch: merge` in an object is the default spelled out; upstream
+//!   rejects it as an unknown patch type, we accept it since it changes
+//!   nothing. In a list it is refused, as upstream refuses it.
 //! - `$retainKeys: [...]` drops live keys not listed.
 //! - `$setElementOrder/<list>: [...]` fixes the final order of a merged list.
 //! - `$deleteFromPrimitiveList/<list>: [...]` removes scalars from a set list.
@@ -23,6 +24,12 @@
 //! process it against an empty value, so no directive or `null` ever lands
 //! in a stored object. Deleting from a primitive list that does not exist
 //! is a no-op (upstream would store the deletion list itself).
+//!
+//! Element order follows upstream's rules (see `order`). Upstream's own
+//! results differ in a few three-way cases that mix deletions, additions
+//! and server-only items, because its order reference is a Go slice that
+//! the merge rewrites in place depending on spare capacity; we order by
+//! the live list as it was, which is what its design describes.
 
 mod order;
 pub mod schema;
