@@ -103,3 +103,49 @@ async fn unreachable_mirror_falls_back_to_the_next_endpoint() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn https_registry_needs_its_ca_or_insecure_skip_verify() {
+    let reg = Registry::start_tls();
+    let addr = &reg.addr;
+    let ca = reg.ca_file();
+    let with_ca = RegistriesConfig::parse(&format!(
+        "configs:\n  \"{addr}\":\n    tls:\n      ca_file: {}\n",
+        ca.display()
+    ))
+    .unwrap();
+    let image = ImageBuilder::new()
+        .layer(LayerBuilder::new().file("hello", "tls\n", 0o644))
+        .build()
+        .unwrap();
+    let reference = format!("{addr}/secure/app:1");
+    image
+        .push(&Client::new(with_ca.clone()), &reference)
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let untrusted = ImageService::open(root.path(), RegistriesConfig::default()).unwrap();
+    let err = untrusted
+        .pull(&reference, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("https://{addr}/v2/")) && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+
+    let trusted = ImageService::open(root.path(), with_ca).unwrap();
+    let pulled = trusted.pull(&reference, None).await.unwrap();
+    assert_eq!(pulled.manifest_digest, image.manifest_digest);
+
+    let other = tempfile::tempdir().unwrap();
+    let insecure = format!("configs:\n  \"{addr}\":\n    tls:\n      insecure_skip_verify: true\n");
+    let skip =
+        ImageService::open(other.path(), RegistriesConfig::parse(&insecure).unwrap()).unwrap();
+    assert_eq!(
+        skip.pull(&reference, None).await.unwrap().manifest_digest,
+        image.manifest_digest
+    );
+}

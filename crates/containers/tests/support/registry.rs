@@ -22,15 +22,25 @@ pub struct Registry {
 impl Registry {
     /// An anonymous registry (pull and push without credentials).
     pub fn start() -> Registry {
-        Registry::launch(None)
+        Registry::launch(None, false)
     }
 
     /// A registry that requires basic auth for every request.
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Registry::launch(Some((user, password)))
+        Registry::launch(Some((user, password)), false)
     }
 
-    fn launch(auth: Option<(&str, &str)>) -> Registry {
+    /// An HTTPS registry with a fresh self-signed certificate for
+    /// 127.0.0.1; `ca_file()` is its PEM.
+    pub fn start_tls() -> Registry {
+        Registry::launch(None, true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("cert.pem")
+    }
+
+    fn launch(auth: Option<(&str, &str)>, tls: bool) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -51,6 +61,18 @@ impl Registry {
                 htpasswd.display()
             ));
         }
+        if tls {
+            let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+            let certified = rcgen::generate_simple_self_signed(names).expect("self-signed cert");
+            let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+            std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+            std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ));
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
@@ -63,19 +85,20 @@ impl Registry {
             .spawn()
             .unwrap_or_else(|e| panic!("start {BINARY} (apt package docker-registry): {e}"));
         let mut registry = Registry { addr, child, dir };
-        registry.wait_ready();
+        registry.wait_ready(tls);
         registry
     }
 
-    /// Polls `GET /v2/` until the registry answers (200, or 401 with auth).
-    fn wait_ready(&mut self) {
+    /// Polls `GET /v2/` until the registry answers (200, or 401 with auth;
+    /// a TLS registry answers plain HTTP with 400).
+    fn wait_ready(&mut self, tls: bool) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait registry") {
                 panic!("docker-registry exited with {status}: {}", self.log());
             }
             if let Some(code) = self.get_status("/v2/") {
-                if code == 200 || code == 401 {
+                if code == 200 || code == 401 || (tls && code == 400) {
                     return;
                 }
             }
