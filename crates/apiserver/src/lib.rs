@@ -13,6 +13,7 @@ mod patch_schema;
 pub mod request;
 mod response;
 mod rest;
+mod scale;
 pub mod serve;
 mod table;
 mod watch;

@@ -42,6 +42,17 @@ async fn handle_inner(
     if !rs.info.namespaced && info.namespace.is_some() {
         return Err(response::no_such_resource());
     }
+    let ns = info.namespace.as_deref();
+    let name = info.name.as_deref().unwrap_or("");
+    if info.subresource.as_deref() == Some("scale") && rs.info.subresource("scale").is_some() {
+        if !matches!(info.verb, "get" | "update" | "patch") {
+            return Err(StatusError::method_not_supported(
+                &rs.group_resource(),
+                info.verb,
+            ));
+        }
+        return crate::scale::handle(rs, ns, name, info.verb, query, req).await;
+    }
     let target = match info.subresource.as_deref() {
         None => Target::Main,
         Some("status") if rs.info.subresource("status").is_some() => Target::Status,
@@ -57,7 +68,6 @@ async fn handle_inner(
             info.verb,
         ));
     }
-    let ns = info.namespace.as_deref();
     if rs.info.namespaced && ns.is_none() && !matches!(info.verb, "list" | "watch") {
         return Err(StatusError::bad_request(format!(
             "the server could not find the requested resource: {} is namespaced",
@@ -65,7 +75,6 @@ async fn handle_inner(
         )));
     }
     let as_table = table::wants_table(req.headers());
-    let name = info.name.as_deref().unwrap_or("");
     match info.verb {
         "get" => {
             let obj = rs.get(ns, name, None).await?;
