@@ -1,0 +1,323 @@
+//! A minimal plain-HTTP API server on 127.0.0.1 that serves only discovery
+//! and the OpenAPI documents, so real kubectl can run `explain`,
+//! `api-resources` and client-side validation against them. Anything else
+//! answers 404 with a `Status`, which is what kubectl expects for a missing
+//! object. Content negotiation follows what the report to the apiserver
+//! asks for, so the test doubles as its reference.
+
+use rkube_api::catalog::{self, GroupVersion};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub accept: String,
+}
+
+pub struct Server {
+    pub port: u16,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+/// How the server departs from serving the documents as they are.
+#[derive(Clone, Copy, Default)]
+pub struct Options {
+    /// Drop `fieldValidation` from every PATCH operation of the v3
+    /// documents, as a server without server-side field validation would
+    /// publish them: kubectl then validates on the client, against the v2
+    /// document.
+    pub without_field_validation: bool,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::default())
+    }
+
+    pub fn start_with(options: Options) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                thread::spawn(move || serve_connection(stream, log, options));
+            }
+        });
+        Server { port, seen }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut s) = self.seen.lock() {
+            s.clear();
+        }
+    }
+}
+
+struct Response {
+    status: u16,
+    content_type: String,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+}
+
+fn respond(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+    Response {
+        status,
+        content_type: content_type.to_owned(),
+        body: body.into(),
+        headers: Vec::new(),
+    }
+}
+
+fn serve_connection(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, options: Options) {
+    let Ok(write_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut writer = write_half;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let mut accept = String::new();
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                match name.to_ascii_lowercase().as_str() {
+                    "accept" => accept = value.trim().to_owned(),
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if let Ok(mut seen) = log.lock() {
+            seen.push(Seen {
+                method: method.clone(),
+                target: target.clone(),
+                accept: accept.clone(),
+            });
+        }
+        let response = route(&method, &target, &accept, options);
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            response.status,
+            response.content_type,
+            response.body.len()
+        );
+        for (name, value) in &response.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&response.body).is_err() {
+            return;
+        }
+    }
+}
+
+fn not_found() -> Response {
+    let status = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": "the server could not find the requested resource", "reason": "NotFound",
+        "details": {}, "code": 404,
+    });
+    respond(404, "application/json", status.to_string())
+}
+
+fn json_response(value: Value) -> Response {
+    respond(200, "application/json", value.to_string())
+}
+
+/// Picks the aggregated discovery form the Accept list asks for first, as
+/// kube-apiserver's negotiation does; `None` means the legacy document.
+fn aggregated_choice(accept: &str) -> Option<(&'static str, bool)> {
+    for clause in accept.split(',') {
+        if clause.contains("as=APIGroupDiscoveryList") && clause.contains("g=apidiscovery.k8s.io") {
+            if clause.contains("v=v2beta1") {
+                return Some((rkube_openapi::AGGREGATED_V2BETA1_CONTENT_TYPE, true));
+            }
+            if clause.contains("v=v2") {
+                return Some((rkube_openapi::AGGREGATED_CONTENT_TYPE, false));
+            }
+        }
+        if clause.trim().starts_with("application/json") && !clause.contains("as=") {
+            return None;
+        }
+    }
+    None
+}
+
+fn aggregated(accept: &str, legacy: bool) -> Option<Response> {
+    let (content_type, beta) = aggregated_choice(accept)?;
+    let body = if beta {
+        rkube_openapi::aggregated_v2beta1(legacy)
+    } else {
+        rkube_openapi::aggregated(legacy)
+    };
+    Some(respond(200, content_type, body.to_vec()))
+}
+
+fn route(method: &str, target: &str, accept: &str, options: Options) -> Response {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if method != "GET" {
+        return not_found();
+    }
+    match path {
+        "/version" => json_response(json!({
+            "major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "",
+            "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
+            "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
+        })),
+        "/api" => aggregated(accept, true).unwrap_or_else(|| {
+            json_response(json!({
+                "kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
+            }))
+        }),
+        "/apis" => aggregated(accept, false).unwrap_or_else(|| json_response(group_list())),
+        "/openapi/v2" => {
+            let (content_type, body) = if accept.contains("protobuf") {
+                (rkube_openapi::V2_PROTOBUF_CONTENT_TYPE, rkube_openapi::v2_protobuf())
+            } else {
+                ("application/json", rkube_openapi::v2_json())
+            };
+            respond(200, content_type, body.to_vec())
+        }
+        "/openapi/v3" => respond(200, "application/json", rkube_openapi::v3_index().to_vec()),
+        _ => {
+            if let Some(doc_path) = path.strip_prefix("/openapi/v3/") {
+                return openapi_v3(doc_path, query, options);
+            }
+            resource_list(path).map(json_response).unwrap_or_else(not_found)
+        }
+    }
+}
+
+fn openapi_v3(doc_path: &str, query: &str, options: Options) -> Response {
+    let (Some(mut doc), Some(hash)) = (
+        rkube_openapi::v3_document(doc_path),
+        rkube_openapi::v3_hash(doc_path),
+    ) else {
+        return not_found();
+    };
+    let asked = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("hash="))
+        .unwrap_or_default();
+    if options.without_field_validation {
+        doc = strip_field_validation(&doc).into();
+    }
+    let mut response = respond(200, "application/json", doc.to_vec());
+    response
+        .headers
+        .push(("ETag".into(), format!("\"{hash}\"")));
+    if !asked.is_empty() {
+        if asked != hash {
+            let mut redirect = respond(301, "text/plain", Vec::new());
+            redirect.headers.push((
+                "Location".into(),
+                format!("/openapi/v3/{doc_path}?hash={hash}"),
+            ));
+            return redirect;
+        }
+        response
+            .headers
+            .push(("Cache-Control".into(), "public, immutable".into()));
+    }
+    response
+}
+
+fn strip_field_validation(doc: &[u8]) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_slice(doc).expect("v3 document is JSON");
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            if let Some(params) = item["patch"]["parameters"].as_array_mut() {
+                params.retain(|p| p["name"] != "fieldValidation");
+            }
+        }
+    }
+    doc.to_string().into_bytes()
+}
+
+fn group_list() -> Value {
+    let groups: Vec<Value> = catalog::groups()
+        .iter()
+        .filter(|g| !g.name.is_empty())
+        .map(|g| {
+            let versions: Vec<Value> = g
+                .versions
+                .iter()
+                .map(|gv| json!({"groupVersion": gv.api_version(), "version": gv.version}))
+                .collect();
+            json!({"name": g.name, "versions": versions, "preferredVersion": versions[0]})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+fn find_group_version(path: &str) -> Option<&'static GroupVersion> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["api", version] => catalog::group_version("", version),
+        ["apis", group, version] => catalog::group_version(group, version),
+        _ => None,
+    }
+}
+
+/// The legacy `APIResourceList` of `/api/v1` or `/apis/<group>/<version>`.
+fn resource_list(path: &str) -> Option<Value> {
+    let gv = find_group_version(path)?;
+    let mut resources = Vec::new();
+    for r in gv.resources {
+        let mut entry = json!({
+            "name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
+            "kind": r.kind, "verbs": r.verbs,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        resources.push(entry);
+        for sub in r.subresources {
+            let (group, version, kind) = sub.response_kind(r);
+            resources.push(json!({
+                "name": format!("{}/{}", r.plural, sub.name), "singularName": "",
+                "namespaced": r.namespaced, "group": group, "version": version,
+                "kind": kind, "verbs": sub.verbs,
+            }));
+        }
+    }
+    Some(json!({
+        "kind": "APIResourceList", "apiVersion": "v1",
+        "groupVersion": gv.api_version(), "resources": resources,
+    }))
+}
