@@ -1,14 +1,20 @@
-//! Garbage collection of blobs and snapshots, and the leases that keep
-//! in-flight pulls safe from it.
+//! Garbage collection of blobs and snapshots, the store lock that keeps it
+//! away from in-flight pulls, and the rollback of failed pulls.
 //!
-//! Upstream counterpart: containerd's `gc` package and leases. Removal and
-//! prune collect whatever no image record references. A pull holds a
-//! lease on every digest it is about to use; when it fails it rolls back
-//! exactly what it created itself, skipping anything an image record or
-//! another live lease still needs — so a failed pull leaves nothing behind
-//! and never takes content from under a concurrent one.
+//! Upstream counterpart: containerd's `gc` package and leases. Because the
+//! agent and `rkube ctr` may open the same store from different processes,
+//! the lock is an `flock` on `<root>/lock`: pulls and imports hold it
+//! shared, remove/prune (and rollbacks) exclusive. Holding it exclusively
+//! means no pull anywhere is in flight, so deleting whatever no image
+//! record references can never take content from under one. A failed pull
+//! rolls back exactly what it created, under the exclusive lock, sparing
+//! anything an image record references by then.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::content::{self, ContentStore};
@@ -16,7 +22,7 @@ use super::oci::Digest;
 use super::store::{self, Image, ImageStore};
 use super::unpack::{self, Snapshots};
 
-/// Errors from collecting content.
+/// Errors from locking and collecting content.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("garbage collection: {0}")]
@@ -25,6 +31,14 @@ pub enum Error {
     Snapshot(#[from] unpack::Error),
     #[error("garbage collection: {0}")]
     Store(#[from] store::Error),
+    #[error("lock image store {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("lock image store: blocking task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
 }
 
 /// What a collection (or a rollback) deleted.
@@ -34,6 +48,67 @@ pub struct PruneReport {
     pub snapshots: Vec<Digest>,
 }
 
+/// The store-wide reader/writer lock, shared across processes.
+#[derive(Debug, Clone)]
+pub struct StoreLock {
+    path: PathBuf,
+}
+
+/// A held lock; released when dropped (the descriptor closes).
+#[derive(Debug)]
+pub struct LockGuard(#[allow(dead_code)] File);
+
+impl StoreLock {
+    pub fn open(root: &Path) -> Result<StoreLock, Error> {
+        let path = root.join("lock");
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| Error::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(StoreLock { path })
+    }
+
+    /// Held by pulls and imports: many at once.
+    pub async fn shared(&self) -> Result<LockGuard, Error> {
+        self.acquire(libc::LOCK_SH).await
+    }
+
+    /// Held by remove, prune and rollbacks: alone.
+    pub async fn exclusive(&self) -> Result<LockGuard, Error> {
+        self.acquire(libc::LOCK_EX).await
+    }
+
+    async fn acquire(&self, how: libc::c_int) -> Result<LockGuard, Error> {
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let lock_err = |source| Error::Lock {
+                path: path.clone(),
+                source,
+            };
+            // Each guard opens its own file description, so flock also
+            // orders operations within this process.
+            let file = File::options().append(true).open(&path).map_err(lock_err)?;
+            loop {
+                // SAFETY: the descriptor belongs to `file`, which is alive
+                // for the call; flock has no memory arguments.
+                let rc = unsafe { libc::flock(file.as_raw_fd(), how) };
+                if rc == 0 {
+                    return Ok(LockGuard(file));
+                }
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(lock_err(err));
+                }
+            }
+        })
+        .await?
+    }
+}
+
 /// Something a pull wrote that did not exist before.
 #[derive(Debug, Clone)]
 pub enum Created {
@@ -41,45 +116,13 @@ pub enum Created {
     Snapshot(Digest),
 }
 
-/// Reference counts of digests (blobs and chain ids) held by live leases.
+/// What one pull created, so a failure can undo it.
 #[derive(Debug, Default)]
-pub struct Leases {
-    held: Mutex<HashMap<Digest, usize>>,
-}
-
-impl Leases {
-    pub fn lease(&self) -> Lease<'_> {
-        Lease {
-            leases: self,
-            keys: Mutex::new(Vec::new()),
-            created: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, usize>> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// One operation's hold on digests; released on drop.
-pub struct Lease<'a> {
-    leases: &'a Leases,
-    keys: Mutex<Vec<Digest>>,
+pub struct Rollback {
     created: Mutex<Vec<Created>>,
 }
 
-impl Lease<'_> {
-    /// Holds more digests for the life of the lease.
-    pub fn hold(&self, digests: impl IntoIterator<Item = Digest>) {
-        let mut held = self.leases.lock();
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        for d in digests {
-            *held.entry(d.clone()).or_default() += 1;
-            keys.push(d);
-        }
-    }
-
-    /// Notes that this operation created `c` (so a rollback may delete it).
+impl Rollback {
     pub fn created(&self, c: Created) {
         self.created
             .lock()
@@ -87,34 +130,24 @@ impl Lease<'_> {
             .push(c);
     }
 
-    /// Deletes what this lease created, unless an image record or another
-    /// lease uses it. The lease table stays locked throughout so no other
-    /// operation can start relying on an item between check and delete.
+    /// Deletes what was created unless an image record references it.
+    /// The caller must hold the exclusive store lock.
     pub fn roll_back(
-        &self,
+        self,
+        _exclusive: &LockGuard,
         content: &ContentStore,
         snapshots: &Snapshots,
         images: &ImageStore,
     ) -> Result<PruneReport, Error> {
-        let held = self.leases.lock();
         let (blobs, snaps) = referenced(&images.list()?);
-        let mine = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let others = |d: &Digest| {
-            held.get(d).copied().unwrap_or(0) > mine.iter().filter(|k| *k == d).count()
-        };
         let mut report = PruneReport::default();
-        for c in self
-            .created
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        for c in self.created.into_inner().unwrap_or_else(|e| e.into_inner()) {
             match c {
-                Created::Blob(d) if !blobs.contains(&d) && !others(&d) => {
+                Created::Blob(d) if !blobs.contains(&d) => {
                     content.remove(&d)?;
                     report.blobs.push(d);
                 }
-                Created::Snapshot(c) if !snaps.contains(&c) && !others(&c) => {
+                Created::Snapshot(c) if !snaps.contains(&c) => {
                     snapshots.remove(&c)?;
                     report.snapshots.push(c);
                 }
@@ -122,25 +155,6 @@ impl Lease<'_> {
             }
         }
         Ok(report)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        let mut held = self.leases.lock();
-        for k in self
-            .keys
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            if let Some(n) = held.get_mut(&k) {
-                *n -= 1;
-                if *n == 0 {
-                    held.remove(&k);
-                }
-            }
-        }
     }
 }
 
@@ -161,14 +175,16 @@ fn referenced(images: &[Image]) -> (HashSet<Digest>, HashSet<Digest>) {
 }
 
 /// Deletes unreferenced content: everything (prune), or only what `only`
-/// (a just-removed image) used. Callers hold the service's exclusive lock,
-/// so no lease can be live.
+/// (a just-removed image) used. Also clears leftovers of interrupted
+/// downloads and unpacks, which under the exclusive lock belong to no one.
 pub fn collect(
+    _exclusive: &LockGuard,
     content: &ContentStore,
     snapshots: &Snapshots,
     images: &ImageStore,
     only: Option<&Image>,
 ) -> Result<PruneReport, Error> {
+    content.clean_ingest()?;
     let (blobs, snaps) = referenced(&images.list()?);
     let (candidate_blobs, candidate_snaps) = match only {
         Some(i) => {
@@ -202,26 +218,57 @@ pub fn collect(
 mod tests {
     use super::*;
 
-    #[test]
-    fn rollback_spares_what_others_hold_or_images_reference() {
+    #[tokio::test]
+    async fn rollback_spares_what_images_reference() {
         let dir = tempfile::tempdir().unwrap();
         let content = ContentStore::open(dir.path()).unwrap();
         let snapshots = Snapshots::open(dir.path()).unwrap();
         let images = ImageStore::open(dir.path()).unwrap();
         let mine = content.write_all(None, b"mine").unwrap();
-        let shared = content.write_all(None, b"shared").unwrap();
-        let leases = Leases::default();
-        let other = leases.lease();
-        other.hold([shared.clone()]);
-        let lease = leases.lease();
-        lease.hold([mine.clone(), shared.clone()]);
-        lease.created(Created::Blob(mine.clone()));
-        lease.created(Created::Blob(shared.clone()));
-        let report = lease.roll_back(&content, &snapshots, &images).unwrap();
+        let used = content.write_all(None, b"used").unwrap();
+        images
+            .put(&Image {
+                name: "x".into(),
+                digest: used.clone(),
+                manifest_digest: used.clone(),
+                config_digest: used.clone(),
+                layers: vec![],
+                size: 0,
+                created: 0,
+            })
+            .unwrap();
+        let rollback = Rollback::default();
+        rollback.created(Created::Blob(mine.clone()));
+        rollback.created(Created::Blob(used.clone()));
+        let lock = StoreLock::open(dir.path()).unwrap();
+        let guard = lock.exclusive().await.unwrap();
+        let report = rollback
+            .roll_back(&guard, &content, &snapshots, &images)
+            .unwrap();
         assert_eq!(report.blobs, vec![mine.clone()]);
-        assert!(!content.contains(&mine) && content.contains(&shared));
-        drop(lease);
-        drop(other);
-        assert!(leases.lock().is_empty(), "drop releases every hold");
+        assert!(!content.contains(&mine) && content.contains(&used));
+    }
+
+    #[tokio::test]
+    async fn exclusive_waits_for_shared_holders() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = StoreLock::open(dir.path()).unwrap();
+        let a = lock.shared().await.unwrap();
+        let _b = lock.shared().await.unwrap(); // shared holders coexist
+        let l2 = lock.clone();
+        let mut exclusive = tokio::spawn(async move { l2.exclusive().await.map(|_| ()) });
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(200), &mut exclusive).await;
+        assert!(
+            waited.is_err(),
+            "exclusive must wait while shared locks are held"
+        );
+        drop(a);
+        drop(_b);
+        tokio::time::timeout(std::time::Duration::from_secs(10), exclusive)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }

@@ -3,21 +3,21 @@
 //! overlayfs lowerdirs and run config of an image.
 //!
 //! Upstream counterpart: containerd's image service (the CRI
-//! `ImageService` plus `ctr images`). Pulls hold a shared lock and
-//! remove/prune an exclusive one, so garbage collection never deletes a
+//! `ImageService` plus `ctr images`). Pulls and imports hold the store
+//! lock shared and remove/prune exclusive (an flock, so this also holds
+//! between the agent and `rkube ctr`): garbage collection never deletes a
 //! blob an in-flight pull has just decided it can reuse.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::RwLock;
 
 use super::archive;
 use super::auth::DockerConfig;
 use super::client::{self, Client, Repository, Stats};
 use super::content::{self, ContentStore};
-use super::gc::{self, Created, Lease, Leases};
+use super::gc::{self, Created, LockGuard, Rollback, StoreLock};
 use super::oci::{self, Descriptor, Digest, Document, ImageConfig, Manifest, RunConfig};
 use super::reference::{self, Reference};
 use super::registries::RegistriesConfig;
@@ -84,8 +84,7 @@ pub struct ImageService {
     snapshots: Snapshots,
     images: ImageStore,
     client: Client,
-    gc: RwLock<()>,
-    leases: Leases,
+    lock: StoreLock,
 }
 
 impl ImageService {
@@ -93,16 +92,15 @@ impl ImageService {
     /// downloads and unpacks.
     pub fn open(root: &Path, registries: RegistriesConfig) -> Result<ImageService, Error> {
         let content = ContentStore::open(root)?;
-        content.clean_ingest()?;
+        // Leftovers of interrupted downloads are not cleared here: another
+        // process may be mid-pull in this store. Prune clears them.
         let snapshots = Snapshots::open(root)?;
-        snapshots.list(true)?;
         Ok(ImageService {
             content,
             snapshots,
             images: ImageStore::open(root)?,
             client: Client::new(registries),
-            gc: RwLock::new(()),
-            leases: Leases::default(),
+            lock: StoreLock::open(root)?,
         })
     }
 
@@ -119,7 +117,6 @@ impl ImageService {
     /// present. Nothing is recorded unless every blob verified.
     pub async fn pull(&self, reference: &str, auth: Option<&DockerConfig>) -> Result<Image, Error> {
         let r: Reference = reference.parse()?;
-        let _shared = self.gc.read().await;
         self.pull_ref(&r, auth).await.map_err(|e| Error::Pull {
             reference: r.to_string(),
             source: Box::new(e),
@@ -152,10 +149,14 @@ impl ImageService {
         repo: &Repository,
         top: client::Fetched,
     ) -> Result<Image, Error> {
-        let lease = self.leases.lease();
-        let result = self.pull_leased(r, repo, top, &lease).await;
+        let rollback = Rollback::default();
+        let shared = self.lock.shared().await?;
+        let result = self.pull_tracked(r, repo, top, &rollback).await;
+        drop(shared);
         if result.is_err() {
-            match lease.roll_back(&self.content, &self.snapshots, &self.images) {
+            // Exclusive: no other pull is in flight to rely on what we made.
+            let exclusive = self.lock.exclusive().await?;
+            match rollback.roll_back(&exclusive, &self.content, &self.snapshots, &self.images) {
                 Ok(report) => tracing::debug!(?report, "rolled back failed pull"),
                 Err(e) => tracing::warn!(error = %e, "rolling back a failed pull"),
             }
@@ -163,12 +164,12 @@ impl ImageService {
         result
     }
 
-    async fn pull_leased(
+    async fn pull_tracked(
         &self,
         r: &Reference,
         repo: &Repository,
         top: client::Fetched,
-        lease: &Lease<'_>,
+        rollback: &Rollback,
     ) -> Result<Image, Error> {
         let fetched = match oci::parse_document(top.media_type.as_deref(), &top.bytes)? {
             Document::Manifest(_) => top.clone(),
@@ -184,22 +185,16 @@ impl ImageService {
             Document::Index(_) => return Err(Error::NestedIndex(fetched.digest)),
         };
         check_media_types(&manifest)?;
-        lease.hold([
-            top.digest.clone(),
-            fetched.digest.clone(),
-            manifest.config.digest.clone(),
-        ]);
-        lease.hold(manifest.layers.iter().map(|l| l.digest.clone()));
         if !self.content.contains(&manifest.config.digest) {
             repo.fetch_blob(&manifest.config, &self.content).await?;
-            lease.created(Created::Blob(manifest.config.digest.clone()));
+            rollback.created(Created::Blob(manifest.config.digest.clone()));
         }
-        let layers = self.prepare_layers(&manifest, Some(repo), lease).await?;
+        let layers = self.prepare_layers(&manifest, Some(repo), rollback).await?;
         // Documents go in last: their presence means the image is complete.
         for doc in [&fetched, &top] {
             if !self.content.contains(&doc.digest) {
                 self.content.write_all(Some(&doc.digest), &doc.bytes)?;
-                lease.created(Created::Blob(doc.digest.clone()));
+                rollback.created(Created::Blob(doc.digest.clone()));
             }
         }
         let image = self.record(
@@ -220,7 +215,7 @@ impl ImageService {
         &self,
         manifest: &Manifest,
         repo: Option<&Repository>,
-        lease: &Lease<'_>,
+        rollback: &Rollback,
     ) -> Result<Vec<Layer>, Error> {
         let config: ImageConfig =
             oci::parse("image config", &self.content.read(&manifest.config.digest)?)?;
@@ -232,10 +227,9 @@ impl ImageService {
             });
         }
         let chain = oci::chain_ids(diff_ids);
-        lease.hold(chain.iter().cloned());
         let work = manifest.layers.iter().zip(diff_ids).zip(&chain).map(
             |((desc, diff_id), chain_id)| async move {
-                self.prepare_layer(desc, diff_id, chain_id, repo, lease)
+                self.prepare_layer(desc, diff_id, chain_id, repo, rollback)
                     .await?;
                 Ok::<_, Error>(Layer {
                     digest: desc.digest.clone(),
@@ -258,14 +252,14 @@ impl ImageService {
         diff_id: &Digest,
         chain_id: &Digest,
         repo: Option<&Repository>,
-        lease: &Lease<'_>,
+        rollback: &Rollback,
     ) -> Result<(), Error> {
         if !self.content.contains(&desc.digest) {
             match repo {
                 Some(repo) => repo.fetch_blob(desc, &self.content).await?,
                 None => return Err(content::Error::NotFound(desc.digest.clone()).into()),
             }
-            lease.created(Created::Blob(desc.digest.clone()));
+            rollback.created(Created::Blob(desc.digest.clone()));
         }
         if self.snapshots.contains(chain_id) {
             return Ok(());
@@ -275,7 +269,7 @@ impl ImageService {
             (self.snapshots.clone(), chain_id.clone(), diff_id.clone());
         let created = chain_id.clone();
         tokio::task::spawn_blocking(move || snapshots.create(&chain_id, &diff_id, blob)).await??;
-        lease.created(Created::Snapshot(created));
+        rollback.created(Created::Snapshot(created));
         Ok(())
     }
 
@@ -306,7 +300,7 @@ impl ImageService {
     /// Imports every image of an OCI-layout or `docker save` archive
     /// (optionally gzipped), unpacking its layers.
     pub async fn import(&self, path: &Path) -> Result<Vec<Image>, Error> {
-        let _shared = self.gc.read().await;
+        let _shared = self.lock.shared().await?;
         self.import_inner(path).await.map_err(|e| Error::Import {
             path: path.into(),
             source: Box::new(e),
@@ -321,10 +315,11 @@ impl ImageService {
             let bytes = self.content.read(&item.manifest)?;
             let manifest: Manifest = oci::parse("image manifest", &bytes)?;
             check_media_types(&manifest)?;
-            let lease = self.leases.lease();
-            lease.hold([item.manifest.clone(), manifest.config.digest.clone()]);
-            lease.hold(manifest.layers.iter().map(|l| l.digest.clone()));
-            let layers = self.prepare_layers(&manifest, None, &lease).await?;
+            // Imports keep what they unpacked even on failure: the blobs
+            // came from the archive and a retry reuses them.
+            let layers = self
+                .prepare_layers(&manifest, None, &Rollback::default())
+                .await?;
             let name = item
                 .name
                 .parse::<Reference>()
@@ -380,7 +375,7 @@ impl ImageService {
 
     /// Writes an image to an OCI image-layout tar.
     pub async fn export(&self, reference: &str, path: &Path) -> Result<(), Error> {
-        let _shared = self.gc.read().await;
+        let _shared = self.lock.shared().await?;
         let image = self.get(reference)?;
         let (p, content) = (path.to_path_buf(), self.content.clone());
         tokio::task::spawn_blocking(move || archive::export(&[image], &content, &p)).await??;
@@ -409,21 +404,21 @@ impl ImageService {
     /// Removes an image's record and the blobs and snapshots no other
     /// image uses.
     pub async fn remove(&self, reference: &str) -> Result<PruneReport, Error> {
-        let _exclusive = self.gc.write().await;
+        let exclusive = self.lock.exclusive().await?;
         let image = self.get(reference)?;
         self.images.remove(&image.name)?;
-        self.collect(Some(&image))
+        self.collect(&exclusive, Some(&image))
     }
 
     /// Removes every blob and snapshot no image references.
     pub async fn prune(&self) -> Result<PruneReport, Error> {
-        let _exclusive = self.gc.write().await;
-        self.content.clean_ingest()?;
-        self.collect(None)
+        let exclusive = self.lock.exclusive().await?;
+        self.collect(&exclusive, None)
     }
 
-    fn collect(&self, only: Option<&Image>) -> Result<PruneReport, Error> {
+    fn collect(&self, exclusive: &LockGuard, only: Option<&Image>) -> Result<PruneReport, Error> {
         Ok(gc::collect(
+            exclusive,
             &self.content,
             &self.snapshots,
             &self.images,
