@@ -136,47 +136,50 @@ impl LayerBuilder {
     /// Every file, directory and symlink under `root`, sorted; files that
     /// share an inode become hard links, as `docker build` would write.
     pub fn from_dir(root: &Path) -> io::Result<LayerBuilder> {
-        let mut layer = LayerBuilder::new();
-        let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let mut children: Vec<_> = fs::read_dir(root.join(&rel))?.collect::<Result<_, _>>()?;
-            children.sort_by_key(|e| e.file_name());
-            // Reverse onto the stack so directories are visited in order.
-            for child in children.iter().rev() {
+        // Collect first, then sort, so parents precede children and the
+        // first path of a hard-linked inode (in tar order) is the file.
+        let mut found = Vec::new();
+        let mut dirs = vec![PathBuf::new()];
+        while let Some(rel) = dirs.pop() {
+            for child in fs::read_dir(root.join(&rel))? {
+                let child = child?;
                 let rel_child = rel.join(child.file_name());
                 let meta = fs::symlink_metadata(child.path())?;
-                let name = rel_child.to_string_lossy().into_owned();
-                let mode = meta.mode() & 0o7777;
-                let ft = meta.file_type();
-                let entry = if ft.is_dir() {
-                    stack.push(rel_child.clone());
-                    Kind::Dir
-                } else if ft.is_symlink() {
-                    Kind::Symlink(fs::read_link(child.path())?.to_string_lossy().into_owned())
-                } else if ft.is_file() {
-                    match inodes.get(&(meta.dev(), meta.ino())) {
-                        Some(first) if meta.nlink() > 1 => Kind::Hardlink(first.clone()),
-                        _ => {
-                            inodes.insert((meta.dev(), meta.ino()), name.clone());
-                            Kind::File(fs::read(child.path())?.into())
-                        }
-                    }
-                } else {
-                    continue; // sockets, devices: not needed in test images
-                };
-                layer.entries.push(Entry {
-                    path: name,
-                    kind: entry,
-                    mode,
-                    uid: meta.uid() as u64,
-                    gid: meta.gid() as u64,
-                    xattrs: Vec::new(),
-                });
+                if meta.is_dir() {
+                    dirs.push(rel_child.clone());
+                }
+                found.push((rel_child.to_string_lossy().into_owned(), child.path(), meta));
             }
         }
-        // Parents before children, siblings sorted.
-        layer.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut layer = LayerBuilder::new();
+        let mut inodes: HashMap<(u64, u64), String> = HashMap::new();
+        for (name, path, meta) in found {
+            let ft = meta.file_type();
+            let kind = if ft.is_dir() {
+                Kind::Dir
+            } else if ft.is_symlink() {
+                Kind::Symlink(fs::read_link(&path)?.to_string_lossy().into_owned())
+            } else if ft.is_file() {
+                match inodes.get(&(meta.dev(), meta.ino())) {
+                    Some(first) if meta.nlink() > 1 => Kind::Hardlink(first.clone()),
+                    _ => {
+                        inodes.insert((meta.dev(), meta.ino()), name.clone());
+                        Kind::File(fs::read(&path)?.into())
+                    }
+                }
+            } else {
+                continue; // sockets, devices: not needed in test images
+            };
+            layer.entries.push(Entry {
+                path: name,
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: meta.uid() as u64,
+                gid: meta.gid() as u64,
+                xattrs: Vec::new(),
+            });
+        }
         Ok(layer)
     }
 
