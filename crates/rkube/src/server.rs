@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use rkube_apiserver::ApiServer;
 use rkube_pki::{first_service_ip, Pki, ServingOptions};
+use rkube_storage::cache::CachedStore;
 use rkube_storage::compactor::{self, CompactionPolicy};
 use rkube_storage::etcd::{EtcdConfig, EtcdStore};
 use rkube_storage::sqlite::SqliteStore;
@@ -148,7 +149,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let pki = load_pki(&args)?;
     let tls = rkube_pki::tls::server_config(pki.serving(), &[pki.client_ca().cert_pem()])?;
-    let api = Arc::new(ApiServer::new(store.clone()));
+    // The API server reads through the watch cache; compaction and the
+    // cache itself talk to the store directly.
+    let cached: Arc<dyn Store> = Arc::new(CachedStore::new(store.clone()));
+    let api = Arc::new(ApiServer::new(cached));
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create system namespaces: {}", e.status().message))?;

@@ -13,6 +13,7 @@
 //! default) and [`etcd::EtcdStore`] (an etcd v3 cluster, for HA). Both pass
 //! the same behaviour battery in `tests/battery.rs`.
 
+pub mod cache;
 pub mod compactor;
 pub mod error;
 pub mod etcd;
