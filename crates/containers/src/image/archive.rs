@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use super::content::{self, ContentStore};
 use super::oci::{self, Descriptor, Digest, Document, Index, Manifest};
+use super::reference::Reference;
 use super::store::Image;
 
 /// Annotation containerd and rkube use for the full image name.
@@ -346,13 +347,8 @@ pub fn export(images: &[Image], content: &ContentStore, path: &Path) -> Result<(
         );
         desc.annotations
             .insert(ANNOTATION_IMAGE_NAME.into(), image.name.clone());
-        if let Some((_, tag)) = image
-            .name
-            .rsplit_once(':')
-            .filter(|(_, t)| !t.contains('/'))
-        {
-            desc.annotations
-                .insert(ANNOTATION_REF_NAME.into(), tag.to_string());
+        if let Some(tag) = tag_of(&image.name) {
+            desc.annotations.insert(ANNOTATION_REF_NAME.into(), tag);
         }
         manifests.push(desc);
         blobs.insert(image.manifest_digest.clone(), ());
@@ -388,6 +384,24 @@ pub fn export(images: &[Image], content: &ContentStore, path: &Path) -> Result<(
     io::Write::flush(&mut out).map_err(io_err("flush"))?;
     out.get_ref().sync_all().map_err(io_err("sync"))?;
     Ok(())
+}
+
+/// The tag of an image name, for OCI's ref.name annotation; none for
+/// digest-only names and names that are not references.
+pub fn tag_of(name: &str) -> Option<String> {
+    name.parse::<Reference>().ok().and_then(|r| r.tag)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_of_names() {
+        assert_eq!(super::tag_of("a/b:1").as_deref(), Some("1"));
+        assert_eq!(super::tag_of("localhost:5000/a").as_deref(), Some("latest"));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(super::tag_of(&format!("a/b@{digest}")), None);
+        assert_eq!(super::tag_of(&digest), None);
+    }
 }
 
 fn file_header(size: u64) -> tar::Header {

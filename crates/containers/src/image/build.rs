@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 
-use super::archive::{ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
+use super::archive::{tag_of, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME};
 use super::client::{self, Client};
 use super::oci::{
     self, Descriptor, Digest, ImageConfig, Index, Manifest, Platform, RootFs, RunConfig,
@@ -425,9 +425,8 @@ impl BuiltImage {
     pub fn write_oci_archive(&self, name: &str, path: &Path) -> Result<(), Error> {
         let mut desc = self.descriptor();
         desc.annotations = BTreeMap::from([(ANNOTATION_IMAGE_NAME.to_string(), name.to_string())]);
-        if let Some((_, tag)) = name.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
-            desc.annotations
-                .insert(ANNOTATION_REF_NAME.into(), tag.into());
+        if let Some(tag) = tag_of(name) {
+            desc.annotations.insert(ANNOTATION_REF_NAME.into(), tag);
         }
         let index = Index {
             schema_version: 2,

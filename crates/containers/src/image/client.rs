@@ -38,7 +38,7 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
-    #[error("{method} {url}: unauthorized ({status}); check the registry credentials")]
+    #[error("{method} {url}: unauthorized ({status}): the repository may not exist, or the credentials are missing or wrong")]
     Unauthorized {
         method: Method,
         url: String,

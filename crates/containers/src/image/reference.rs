@@ -97,6 +97,10 @@ impl FromStr for Reference {
         if input.is_empty() || input.len() > 4096 {
             return Err(invalid("empty or too long"));
         }
+        // Docker refuses these too: they are image IDs, not names.
+        if input.parse::<Digest>().is_ok() || is_hex64(input) {
+            return Err(invalid("a digest or image ID is not a reference"));
+        }
         let (rest, digest) = match input.split_once('@') {
             Some((rest, d)) => (
                 rest,
@@ -158,6 +162,12 @@ impl FromStr for Reference {
             digest,
         })
     }
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Docker's rule: the first component is a host if it looks like one.
@@ -249,6 +259,9 @@ mod tests {
 
     #[test]
     fn bad_references_are_errors() {
+        let hex = "a".repeat(64);
+        assert!(hex.parse::<Reference>().is_err());
+        assert!(format!("sha256:{hex}").parse::<Reference>().is_err());
         for bad in [
             "",
             "UPPER",

@@ -42,6 +42,8 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    #[error("no registry endpoint configured for {0}")]
+    NoEndpoint(String),
     #[error("{what} has no linux/amd64 manifest")]
     NoPlatform { what: String },
     #[error("manifest {0} is an index nested in an index, which is not supported")]
@@ -136,9 +138,9 @@ impl ImageService {
                 }
             }
         }
-        Err(last.map(Error::from).unwrap_or_else(|| Error::NoPlatform {
-            what: r.to_string(),
-        }))
+        Err(last
+            .map(Error::from)
+            .unwrap_or_else(|| Error::NoEndpoint(r.to_string())))
     }
 
     /// Pulls from one endpoint; on failure, deletes whatever this pull
