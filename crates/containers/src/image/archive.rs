@@ -392,18 +392,6 @@ pub fn tag_of(name: &str) -> Option<String> {
     name.parse::<Reference>().ok().and_then(|r| r.tag)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn tags_of_names() {
-        assert_eq!(super::tag_of("a/b:1").as_deref(), Some("1"));
-        assert_eq!(super::tag_of("localhost:5000/a").as_deref(), Some("latest"));
-        let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(super::tag_of(&format!("a/b@{digest}")), None);
-        assert_eq!(super::tag_of(&digest), None);
-    }
-}
-
 fn file_header(size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_size(size);
@@ -416,4 +404,16 @@ fn file_header(size: u64) -> tar::Header {
 fn append<W: io::Write>(tar: &mut tar::Builder<W>, name: &str, data: &[u8]) -> io::Result<()> {
     let mut h = file_header(data.len() as u64);
     tar.append_data(&mut h, name, data)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_of_names() {
+        assert_eq!(super::tag_of("a/b:1").as_deref(), Some("1"));
+        assert_eq!(super::tag_of("localhost:5000/a").as_deref(), Some("latest"));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(super::tag_of(&format!("a/b@{digest}")), None);
+        assert_eq!(super::tag_of(&digest), None);
+    }
 }
