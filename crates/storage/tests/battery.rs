@@ -10,8 +10,8 @@
 //!
 //! Every test gets a backend of its own — a fresh SQLite file in a temp dir
 //! or a freshly started etcd process — because compaction is global to a
-//! store, and because the revision arithmetic the checks do (the next write
-//! is exactly one revision later) only holds without neighbours.
+//! store, and because the checks compare the store's current revision with
+//! their own last write's, which only holds without neighbours.
 
 /// Asserts `result` failed with an error `pattern` matches, and returns
 /// the error for closer checks. Defined before the modules so they see it.
