@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::request::{self, Query};
 use crate::response::{self, ok};
-use crate::{discovery, rest, ApiServer, User};
+use crate::{authn, discovery, rest, ApiServer, User};
 
 /// The server version reported at `/version`.
 pub fn version() -> serde_json::Value {
@@ -34,7 +34,7 @@ pub fn router(server: Arc<ApiServer>) -> Router {
     Router::new().fallback(dispatch).with_state(server)
 }
 
-async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request<Body>) -> Response<Body> {
+async fn dispatch(State(server): State<Arc<ApiServer>>, mut req: Request<Body>) -> Response<Body> {
     let path = req.uri().path().to_string();
     // Public, as kube-apiserver's system:public-info-viewer role makes them.
     match path.as_str() {
@@ -43,7 +43,16 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, req: Request<Body>) -> R
         _ => {}
     }
     if req.extensions().get::<User>().is_none() {
-        return response::error(StatusError::unauthorized("Unauthorized"));
+        let token_user = match (authn::bearer(req.headers()), server.sa_key.as_ref()) {
+            (Some(token), Some(key)) => authn::service_account_user(&server, key, token).await,
+            _ => None,
+        };
+        match token_user {
+            Some(user) => {
+                req.extensions_mut().insert(user);
+            }
+            None => return response::error(StatusError::unauthorized("Unauthorized")),
+        }
     }
     let query = Query::parse(req.uri().query());
     if let Some(info) = request::parse(req.method(), &path, &query) {

@@ -7,6 +7,7 @@
 //! store. Every built-in resource is served by the same handlers; what
 //! differs per resource lives in its strategy.
 
+mod authn;
 mod discovery;
 mod handler;
 mod patch_schema;
@@ -16,6 +17,7 @@ mod rest;
 mod scale;
 pub mod serve;
 mod table;
+mod token;
 mod watch;
 mod write;
 mod yaml;
@@ -39,6 +41,9 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 /// The API server's state: a store per served resource.
 pub struct ApiServer {
     resources: HashMap<(&'static str, &'static str, &'static str), Arc<ResourceStore>>,
+    /// Signs and verifies service account tokens; without it TokenRequest
+    /// is unavailable and bearer tokens are not accepted.
+    sa_key: Option<Arc<rkube_pki::SaKey>>,
 }
 
 impl ApiServer {
@@ -54,7 +59,16 @@ impl ApiServer {
                 ((info.group, info.version, info.plural), Arc::new(rs))
             })
             .collect();
-        ApiServer { resources }
+        ApiServer {
+            resources,
+            sa_key: None,
+        }
+    }
+
+    /// Issue and accept service account tokens signed with `key`.
+    pub fn with_service_account_key(mut self, key: rkube_pki::SaKey) -> ApiServer {
+        self.sa_key = Some(Arc::new(key));
+        self
     }
 
     pub fn resource(

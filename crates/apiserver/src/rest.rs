@@ -53,6 +53,18 @@ async fn handle_inner(
         }
         return crate::scale::handle(rs, ns, name, info.verb, query, req).await;
     }
+    if info.subresource.as_deref() == Some("token")
+        && rs.info.plural == "serviceaccounts"
+        && rs.info.group.is_empty()
+    {
+        if info.verb != "create" {
+            return Err(StatusError::method_not_supported(
+                &rs.group_resource(),
+                info.verb,
+            ));
+        }
+        return crate::token::create(server, rs, ns.unwrap_or_default(), name, req).await;
+    }
     let target = match info.subresource.as_deref() {
         None => Target::Main,
         Some("status") if rs.info.subresource("status").is_some() => Target::Status,

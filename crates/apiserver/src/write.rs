@@ -28,7 +28,7 @@ fn dry_run(query: &Query) -> Result<bool> {
 }
 
 /// Decode a JSON (or YAML) object body.
-fn decode(content_type: &str, bytes: &[u8]) -> Result<Value> {
+pub(crate) fn decode(content_type: &str, bytes: &[u8]) -> Result<Value> {
     let value: Value = match content_type {
         "application/vnd.kubernetes.protobuf" => {
             return Err(StatusError::unsupported_media_type(&[

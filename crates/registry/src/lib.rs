@@ -28,7 +28,7 @@ use serde_json::Value;
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use read::{ListOptions, ListPage};
 pub use strategy::{DefaultStrategy, DeletePolicy, Strategy};
-pub use time::{Clock, SystemClock};
+pub use time::{rfc3339 as time_rfc3339, Clock, SystemClock};
 pub use update::Target;
 pub use watch::{WatchEvent, WatchEventType, WatchStream};
 

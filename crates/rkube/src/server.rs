@@ -152,7 +152,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The API server reads through the watch cache; compaction and the
     // cache itself talk to the store directly.
     let cached: Arc<dyn Store> = Arc::new(CachedStore::new(store.clone()));
-    let api = Arc::new(ApiServer::new(cached));
+    let sa_key = rkube_pki::SaKey::from_pem(pki.service_account_key().key_pem())?;
+    let api = Arc::new(ApiServer::new(cached).with_service_account_key(sa_key));
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create system namespaces: {}", e.status().message))?;

@@ -344,3 +344,67 @@ fn old_kubectl_versions_work() {
         assert_eq!(String::from_utf8_lossy(&out.stdout), "b", "{bin}");
     }
 }
+
+#[test]
+fn service_account_tokens_authenticate_until_the_account_goes() {
+    let server = Server::start();
+    server.ok_stdin(
+        &["apply", "--validate=false", "-f", "-"],
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: bot}\n",
+    );
+    let create = |duration: &str| {
+        kubectl_bin(
+            "kubectl.1.29",
+            &server.kubeconfig,
+            &["create", "token", "bot", duration],
+            None,
+        )
+    };
+    let out = create("--duration=20m");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let err = String::from_utf8_lossy(&create("--duration=5m").stderr).into_owned();
+    assert!(
+        err.contains("may not specify a duration less than 10 minutes"),
+        "{err}"
+    );
+
+    // A kubeconfig that carries only a token, no client certificate.
+    let config = std::fs::read_to_string(&server.kubeconfig).unwrap();
+    let users = config.find("users:").unwrap();
+    let with_token = |t: &str| {
+        let path = server.dir.path().join("token.yaml");
+        let user = format!("users:\n- name: \"default\"\n  user: {{token: \"{t}\"}}\n");
+        std::fs::write(&path, format!("{}{user}", &config[..users])).unwrap();
+        path
+    };
+    let get = |t: &str| {
+        kubectl_bin(
+            "kubectl",
+            &with_token(t),
+            &["get", "namespaces", "-o", "name"],
+            None,
+        )
+    };
+    let out = get(&token);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("namespace/default"),
+        "{out:?}"
+    );
+    let out = get("not.a.token");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("You must be logged in"),
+        "{out:?}"
+    );
+    server.ok(&["delete", "serviceaccount", "bot"]);
+    let out = get(&token);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("You must be logged in"),
+        "{out:?}"
+    );
+}
