@@ -263,14 +263,24 @@ fn scalar(
                 return Err(wrong(WireType::Fixed64));
             };
             let float = f64::from_bits(bits);
-            let number = Number::from_f64(float).ok_or_else(|| Error::Value {
-                path: path(),
-                reason: format!("{float} has no JSON form"),
-            })?;
-            (Value::Number(number), float == 0.0)
+            (json_float(float, path)?, float == 0.0)
         }
         Kind::Message(_) => unreachable_message(path)?,
     })
+}
+
+/// Go's encoder writes integral floats without a fraction (`1`, not `1.0`).
+fn json_float(float: f64, path: &dyn Fn() -> String) -> Result<Value, Error> {
+    const EXACT: f64 = (1u64 << 53) as f64;
+    if float.fract() == 0.0 && float.abs() < EXACT {
+        return Ok(Value::from(float as i64));
+    }
+    Number::from_f64(float)
+        .map(Value::Number)
+        .ok_or_else(|| Error::Value {
+            path: path(),
+            reason: format!("{float} has no JSON form"),
+        })
 }
 
 fn unreachable_message(path: &dyn Fn() -> String) -> Result<(Value, bool), Error> {
