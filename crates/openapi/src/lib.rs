@@ -11,15 +11,18 @@
 //! generated once, on first use, and kept as serialized bytes; callers get
 //! cheap [`Bytes`] clones.
 //!
-//! What kubectl asks for (measured with kubectl 1.27 to 1.33 against a
-//! recording server):
+//! What kubectl asks for (measured with kubectl 1.27 to 1.33 against the
+//! recording server in `tests/support`):
 //! - `/openapi/v2` with `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`
-//!   for client-side validation (`apply`, `create`, every version) and for
-//!   `explain` in 1.27: [`v2_protobuf`]. JSON ([`v2_json`]) is for others.
-//! - `/openapi/v3` then `/openapi/v3/<path>?hash=...` with
-//!   `Accept: application/json` for `explain` (1.28+), the field-validation
-//!   probe and strategic-merge patch computation: [`v3_index`],
-//!   [`v3_document`].
+//!   whenever validation is on (`apply`, `create`; every version: the
+//!   validator is built from it before anything else) and for `explain` in
+//!   1.27: [`v2_protobuf`], answered with [`V2_PROTOBUF_CONTENT_TYPE`]. JSON
+//!   ([`v2_json`]) is for other clients.
+//! - `/openapi/v3`, then `/openapi/v3/<path>?hash=...` with
+//!   `Accept: application/json` only, for `explain` (1.28+), the
+//!   field-validation probe (a kind whose PATCH operation lists
+//!   `fieldValidation` is validated by the server, not by kubectl) and for
+//!   computing strategic merge patches: [`v3_index`], [`v3_document`].
 //! - `/api` and `/apis` with an Accept list preferring
 //!   `apidiscovery.k8s.io/v2` (1.30+) or `v2beta1` (1.27-1.29):
 //!   [`aggregated`], [`aggregated_v2beta1`].

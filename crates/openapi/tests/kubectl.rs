@@ -214,6 +214,7 @@ spec:
 fn client_side_validation_reports_unknown_fields() {
     let server = Server::start_with(Options {
         without_field_validation: true,
+        ..Options::default()
     });
     for version in VERSIONS {
         let kubectl = Kubectl::new(version, &server);
@@ -321,3 +322,113 @@ fn strict_validation_is_delegated_to_the_server() {
 fn path(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
+
+/// `kubectl apply` of a changed object computes a strategic merge patch
+/// from the documents' patch directives: containers merge by `name`, so the
+/// patch lists only the changed container and keeps the order with
+/// `$setElementOrder/containers`; without the merge key kubectl would send the
+/// whole list.
+#[test]
+fn apply_computes_strategic_merge_patches_from_the_merge_keys() {
+    let server = Server::start_with(Options {
+        existing_deployment: true,
+        ..Options::default()
+    });
+    for version in VERSIONS {
+        let kubectl = Kubectl::new(version, &server);
+        let manifest = kubectl.write("web.yaml", TWO_CONTAINERS);
+        server.clear();
+        let output = kubectl.run(&["apply", "-f", path(&manifest)]);
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "kubectl {version}: {stderr}");
+        assert!(
+            stdout.contains("deployment.apps/web configured"),
+            "kubectl {version}: {stdout}"
+        );
+        let patch = server
+            .requests()
+            .into_iter()
+            .find(|s| s.method == "PATCH")
+            .unwrap_or_else(|| panic!("kubectl {version} sent no PATCH"));
+        assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+        let body: serde_json::Value = serde_json::from_str(&patch.body).expect("patch is JSON");
+        let spec = &body["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["$setElementOrder/containers"],
+            serde_json::json!([{"name": "web"}, {"name": "sidecar"}]),
+            "kubectl {version}: {body}"
+        );
+        let containers = spec["containers"]
+            .as_array()
+            .expect("containers in the patch");
+        assert!(
+            containers
+                .iter()
+                .any(|c| c["name"] == "sidecar" && c["image"] == "busybox"),
+            "kubectl {version}: {body}"
+        );
+        assert!(
+            containers
+                .iter()
+                .any(|c| c["name"] == "web" && c["image"] == "nginx:2"),
+            "kubectl {version}: {body}"
+        );
+    }
+}
+
+/// The control: the same apply against documents without the directives
+/// replaces the container list wholesale, so the merge above came from the
+/// documents rather than from kubectl's compiled-in types.
+#[test]
+fn without_directives_apply_replaces_the_list() {
+    let server = Server::start_with(Options {
+        existing_deployment: true,
+        without_patch_directives: true,
+        ..Options::default()
+    });
+    for version in VERSIONS {
+        let kubectl = Kubectl::new(version, &server);
+        let manifest = kubectl.write("web.yaml", TWO_CONTAINERS);
+        let output = kubectl.run(&["apply", "-f", path(&manifest)]);
+        assert!(
+            output.status.success(),
+            "kubectl {version}: {}",
+            text(&output).1
+        );
+        let patch = server
+            .requests()
+            .into_iter()
+            .find(|s| s.method == "PATCH")
+            .unwrap_or_else(|| panic!("kubectl {version} sent no PATCH"));
+        let body: serde_json::Value = serde_json::from_str(&patch.body).expect("patch is JSON");
+        let spec = &body["spec"]["template"]["spec"];
+        assert!(
+            spec.get("$setElementOrder/containers").is_none(),
+            "kubectl {version}: {body}"
+        );
+        assert_eq!(
+            spec["containers"].as_array().map(Vec::len),
+            Some(2),
+            "kubectl {version}: {body}"
+        );
+    }
+}
+
+const TWO_CONTAINERS: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:2
+      - name: sidecar
+        image: busybox
+";

@@ -18,6 +18,8 @@ pub struct Seen {
     pub method: String,
     pub target: String,
     pub accept: String,
+    pub content_type: String,
+    pub body: String,
 }
 
 pub struct Server {
@@ -33,6 +35,35 @@ pub struct Options {
     /// publish them: kubectl then validates on the client, against the v2
     /// document.
     pub without_field_validation: bool,
+    /// Serve [`existing_deployment`] at `default/web` (GET answers with it,
+    /// PATCH echoes it), so `kubectl apply` computes a patch.
+    pub existing_deployment: bool,
+    /// Drop the strategic-merge directives from the v3 documents, the
+    /// control for telling that kubectl's patches come from them.
+    pub without_patch_directives: bool,
+}
+
+/// The Deployment `default/web` as a previous `kubectl apply` of one
+/// container left it.
+pub fn existing_deployment() -> Value {
+    let applied = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "nginx:1"}]},
+            },
+        },
+    });
+    let mut live = applied.clone();
+    live["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": applied.to_string(),
+    });
+    live["metadata"]["uid"] = "6a1c0f5e-0000-4000-8000-000000000001".into();
+    live["metadata"]["resourceVersion"] = "7".into();
+    live
 }
 
 impl Server {
@@ -96,6 +127,7 @@ fn serve_connection(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, options: Opti
         let method = parts.next().unwrap_or_default().to_owned();
         let target = parts.next().unwrap_or_default().to_owned();
         let mut accept = String::new();
+        let mut content_type = String::new();
         let mut length = 0usize;
         loop {
             let mut line = String::new();
@@ -109,6 +141,7 @@ fn serve_connection(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, options: Opti
             if let Some((name, value)) = line.split_once(':') {
                 match name.to_ascii_lowercase().as_str() {
                     "accept" => accept = value.trim().to_owned(),
+                    "content-type" => content_type = value.trim().to_owned(),
                     "content-length" => length = value.trim().parse().unwrap_or(0),
                     _ => {}
                 }
@@ -123,6 +156,8 @@ fn serve_connection(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, options: Opti
                 method: method.clone(),
                 target: target.clone(),
                 accept: accept.clone(),
+                content_type,
+                body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
         let response = route(&method, &target, &accept, options);
@@ -186,6 +221,10 @@ fn aggregated(accept: &str, legacy: bool) -> Option<Response> {
 
 fn route(method: &str, target: &str, accept: &str, options: Options) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let is_web = path == "/apis/apps/v1/namespaces/default/deployments/web";
+    if options.existing_deployment && is_web && (method == "GET" || method == "PATCH") {
+        return json_response(existing_deployment());
+    }
     if method != "GET" {
         return not_found();
     }
@@ -233,6 +272,12 @@ fn openapi_v3(doc_path: &str, query: &str, options: Options) -> Response {
         .unwrap_or_default();
     if options.without_field_validation {
         doc = strip_field_validation(&doc).into();
+    }
+    if options.without_patch_directives {
+        let text = String::from_utf8_lossy(&doc)
+            .replace("x-kubernetes-patch-merge-key", "x-dropped-merge-key")
+            .replace("x-kubernetes-patch-strategy", "x-dropped-strategy");
+        doc = text.into_bytes().into();
     }
     let mut response = respond(200, "application/json", doc.to_vec());
     response
