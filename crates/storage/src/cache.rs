@@ -330,7 +330,16 @@ impl Store for CachedStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        self.inner.compact(revision).await
+        self.inner.compact(revision).await?;
+        // Watches from before the compaction fail here too, as on the
+        // backing store.
+        let mut data = self.state.data.write().unwrap_or_else(|p| p.into_inner());
+        let start = revision - 1;
+        if start > data.window_start {
+            data.window_start = start;
+            data.history.retain(|e| e.kv.mod_revision > start);
+        }
+        Ok(())
     }
 }
 

@@ -59,6 +59,9 @@ pub struct EtcdConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// Largest gRPC response the client accepts.
+pub(crate) const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// A [`Store`] backed by an etcd v3 cluster. Cheap to share: the client
 /// multiplexes every request over one HTTP/2 connection per member.
 #[derive(Clone)]
@@ -73,6 +76,15 @@ pub struct EtcdStore {
 }
 
 impl EtcdStore {
+    /// A KV client that takes responses of any size etcd sends: a list of
+    /// many large objects exceeds gRPC's 4 MiB default (etcd's Go client,
+    /// which kube-apiserver uses, allows 2 GiB).
+    fn kv(&self) -> etcd_client::KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
     /// Connect to the cluster and check that it answers, so a wrong endpoint
     /// fails start-up with a message naming it instead of failing later.
     pub async fn connect(config: &EtcdConfig) -> Result<EtcdStore> {
@@ -120,7 +132,7 @@ impl EtcdStore {
         };
         // The client connects lazily; one read proves the cluster is there
         // and has a leader.
-        let mut kv = store.client.kv_client();
+        let mut kv = store.kv();
         let probe = kv.get(b"\0".to_vec(), Some(GetOptions::new().with_count_only()));
         match tokio::time::timeout(CONNECT_TIMEOUT, probe).await {
             Ok(Ok(_)) => Ok(store),
@@ -145,7 +157,7 @@ impl EtcdStore {
     }
 
     async fn txn(&self, op: &'static str, txn: Txn) -> Result<TxnResponse> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         self.call(op, kv.txn(txn)).await
     }
 
@@ -233,7 +245,7 @@ impl Store for EtcdStore {
     }
 
     async fn current_revision(&self) -> Result<Revision> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let options = GetOptions::new().with_count_only();
         let response = self
             .call("current revision", kv.get(b"\0".to_vec(), Some(options)))
@@ -248,7 +260,7 @@ impl Store for EtcdStore {
     ) -> Result<(Option<KeyValue>, Revision)> {
         // etcd reads revision 0 (and below) as "latest"; so does the store.
         let revision = revision.filter(|r| *r > 0);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let mut options = GetOptions::new();
         if let Some(revision) = revision {
             options = options.with_revision(revision);
@@ -278,7 +290,7 @@ impl Store for EtcdStore {
         if let Some(revision) = revision {
             options = options.with_revision(revision);
         }
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let response = match self.call("list", kv.get(start, Some(options))).await {
             Ok(response) => response,
             Err(err) => {
@@ -300,7 +312,7 @@ impl Store for EtcdStore {
 
     async fn count(&self, prefix: &str) -> Result<i64> {
         let (start, end) = key_range(prefix);
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         let options = GetOptions::new().with_range(end).with_count_only();
         let response = self.call("count", kv.get(start, Some(options))).await?;
         Ok(response.count())
@@ -419,7 +431,7 @@ impl Store for EtcdStore {
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
-        let mut kv = self.client.kv_client();
+        let mut kv = self.kv();
         match self.call("compact", kv.compact(revision, None)).await {
             Ok(_) => {
                 self.compacted.fetch_max(revision, Ordering::Relaxed);

@@ -30,8 +30,11 @@ pub use error::{Error, Result};
 /// A store revision; `resourceVersion` in the API.
 pub type Revision = i64;
 
-/// The largest value a write may carry: etcd's default request limit
-/// (`--max-request-bytes`, 1.5 MiB), enforced by every backend alike.
+/// The largest value a write may carry (1.5 MiB, etcd's default
+/// `--max-request-bytes`), enforced by every backend alike. etcd counts the
+/// key and request framing against its limit too, so an etcd cluster used
+/// as the datastore needs `--max-request-bytes` somewhat above this
+/// (the test launcher adds 64 KiB).
 pub const MAX_VALUE_BYTES: usize = 1536 * 1024;
 
 /// One key at one revision.

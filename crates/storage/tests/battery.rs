@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use rkube_storage::cache::CachedStore;
 use rkube_storage::etcd::{EtcdConfig, EtcdStore};
 use rkube_storage::sqlite::SqliteStore;
 use rkube_storage::{KeyValue, Result, Store, WatchEvent, WatchStream};
@@ -109,6 +110,49 @@ impl Harness for SqliteHarness {
         // the in-process equivalent of the server exiting.
         drop(store);
         self.open();
+    }
+}
+
+/// The watch cache in front of a SQLite file: the API server's read path.
+pub struct CachedHarness {
+    sqlite: SqliteHarness,
+    store: Option<Arc<dyn Store>>,
+}
+
+impl CachedHarness {
+    fn new() -> CachedHarness {
+        let sqlite = SqliteHarness::new();
+        let store = Some(Arc::new(CachedStore::new(sqlite.store())) as Arc<dyn Store>);
+        CachedHarness { sqlite, store }
+    }
+}
+
+#[async_trait]
+impl Harness for CachedHarness {
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone().expect("store is open")
+    }
+
+    async fn restart(&mut self) {
+        let store = self.store.take().expect("store is open");
+        assert_eq!(
+            Arc::strong_count(&store),
+            1,
+            "the test still holds a store handle"
+        );
+        drop(store);
+        // The cache's feeder task lets go of the SQLite store once the
+        // runtime has dropped it after the abort.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while self.sqlite.store.as_ref().map(Arc::strong_count) != Some(1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watch cache still holds the store"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.sqlite.restart().await;
+        self.store = Some(Arc::new(CachedStore::new(self.sqlite.store())));
     }
 }
 
@@ -183,6 +227,15 @@ macro_rules! battery {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $check() {
                     let mut harness = super::SqliteHarness::new();
+                    super::$module::$check(&mut harness).await;
+                }
+            )*
+        }
+        mod cached {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $check() {
+                    let mut harness = super::CachedHarness::new();
                     super::$module::$check(&mut harness).await;
                 }
             )*

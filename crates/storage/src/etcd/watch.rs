@@ -39,6 +39,7 @@ pub(super) async fn open(
         .with_prev_key();
     let inner = client
         .watch_client()
+        .max_decoding_message_size(super::MAX_RESPONSE_BYTES)
         .watch(start, Some(options))
         .await
         .map_err(Error::etcd("watch"))?;

@@ -118,10 +118,12 @@ pub(super) fn open_writer(path: &Path, busy: Duration) -> Result<Connection> {
             .map_err(|e| describe(path, "cannot write schema version to", e))?;
         }
         Some(v) if v == SCHEMA_VERSION => {}
-        Some(v) => return Err(Error::Unavailable(format!(
+        Some(v) => {
+            return Err(Error::Unavailable(format!(
             "database {} has schema version {v}; this rkube understands version {SCHEMA_VERSION}",
             path.display()
-        ))),
+        )))
+        }
     }
     Ok(conn)
 }
