@@ -1,4 +1,4 @@
-//! Real kubectl (1.29 and 1.32) against the documents, served over plain
+//! Real kubectl (1.27, 1.29, 1.32, 1.33) against the documents, served over plain
 //! HTTP on 127.0.0.1 by the small server in `support`: `explain` reads the
 //! field docs, `api-resources` the discovery documents, and client-side
 //! validation the v2 protobuf document.
@@ -70,15 +70,14 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-/// The kubectl versions every test runs; `explain` also runs 1.27 (which
-/// reads the v2 document) and 1.33.
-const VERSIONS: &[&str] = &["1.29", "1.32"];
-const EXPLAIN_VERSIONS: &[&str] = &["1.27", "1.29", "1.32", "1.33"];
+/// The kubectl versions the tests run. 1.27 reads the v2 document for
+/// `explain` and patches, later ones the v3 documents.
+const VERSIONS: &[&str] = &["1.27", "1.29", "1.32", "1.33"];
 
 #[test]
 fn explain_prints_field_docs() {
     let server = Server::start();
-    for version in EXPLAIN_VERSIONS {
+    for version in VERSIONS {
         let kubectl = Kubectl::new(version, &server);
         let output = kubectl.run(&["explain", "pods.spec.containers.ports"]);
         let (stdout, stderr) = text(&output);

@@ -38,8 +38,9 @@ pub struct Options {
     /// Serve [`existing_deployment`] at `default/web` (GET answers with it,
     /// PATCH echoes it), so `kubectl apply` computes a patch.
     pub existing_deployment: bool,
-    /// Drop the strategic-merge directives from the v3 documents, the
-    /// control for telling that kubectl's patches come from them.
+    /// Rename the strategic-merge directives in the v2 and v3 documents
+    /// out of kubectl's sight, the control for telling that kubectl's
+    /// patches come from them.
     pub without_patch_directives: bool,
 }
 
@@ -247,7 +248,12 @@ fn route(method: &str, target: &str, accept: &str, options: Options) -> Response
             } else {
                 ("application/json", rkube_openapi::v2_json())
             };
-            respond(200, content_type, body.to_vec())
+            let body = if options.without_patch_directives {
+                drop_patch_directives(&body)
+            } else {
+                body.to_vec()
+            };
+            respond(200, content_type, body)
         }
         "/openapi/v3" => respond(200, "application/json", rkube_openapi::v3_index().to_vec()),
         _ => {
@@ -274,10 +280,7 @@ fn openapi_v3(doc_path: &str, query: &str, options: Options) -> Response {
         doc = strip_field_validation(&doc).into();
     }
     if options.without_patch_directives {
-        let text = String::from_utf8_lossy(&doc)
-            .replace("x-kubernetes-patch-merge-key", "x-dropped-merge-key")
-            .replace("x-kubernetes-patch-strategy", "x-dropped-strategy");
-        doc = text.into_bytes().into();
+        doc = drop_patch_directives(&doc).into();
     }
     let mut response = respond(200, "application/json", doc.to_vec());
     response
@@ -297,6 +300,33 @@ fn openapi_v3(doc_path: &str, query: &str, options: Options) -> Response {
             .push(("Cache-Control".into(), "public, immutable".into()));
     }
     response
+}
+
+/// Renames the patch extensions to unknown ones of the same length, which
+/// keeps every protobuf length prefix valid.
+fn drop_patch_directives(doc: &[u8]) -> Vec<u8> {
+    let mut out = doc.to_vec();
+    for (from, to) in [
+        (
+            &b"x-kubernetes-patch-merge-key"[..],
+            &b"x-unknownext-patch-merge-key"[..],
+        ),
+        (
+            b"x-kubernetes-patch-strategy",
+            b"x-unknownext-patch-strategy",
+        ),
+    ] {
+        let mut i = 0;
+        while i + from.len() <= out.len() {
+            if &out[i..i + from.len()] == from {
+                out[i..i + from.len()].copy_from_slice(to);
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 fn strip_field_validation(doc: &[u8]) -> Vec<u8> {
