@@ -68,11 +68,13 @@ async fn handle_inner(
     let target = match info.subresource.as_deref() {
         None => Target::Main,
         Some("status") if rs.info.subresource("status").is_some() => Target::Status,
+        Some("finalize") if rs.info.subresource("finalize").is_some() => Target::Finalize,
         Some(_) => return Err(response::no_such_resource()),
     };
     let verbs_of_target = match target {
         Target::Main => rs.info.verbs,
         Target::Status => rkube_api::catalog::GET_PATCH_UPDATE,
+        Target::Finalize => &["update"],
     };
     if !verbs_of_target.contains(&info.verb) {
         return Err(StatusError::method_not_supported(

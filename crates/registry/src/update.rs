@@ -19,6 +19,8 @@ pub enum Target {
     Main,
     /// The `status` subresource: only status.
     Status,
+    /// A namespace's `finalize` subresource: only spec.finalizers.
+    Finalize,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -176,6 +178,23 @@ impl ResourceStore {
                     meta::set(&mut merged, "resourceVersion", rv);
                 } else {
                     meta::remove(&mut merged, "resourceVersion");
+                }
+                *new = merged;
+            }
+            Target::Finalize => {
+                let mut merged = old.clone();
+                let finalizers = new
+                    .pointer("/spec/finalizers")
+                    .cloned()
+                    .unwrap_or_else(|| Value::Array(vec![]));
+                if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("finalizers".into(), finalizers);
+                } else if let Some(map) = merged.as_object_mut() {
+                    map.insert("spec".into(), serde_json::json!({"finalizers": finalizers}));
+                }
+                match new.pointer("/metadata/resourceVersion").cloned() {
+                    Some(rv) => meta::set(&mut merged, "resourceVersion", rv),
+                    None => meta::remove(&mut merged, "resourceVersion"),
                 }
                 *new = merged;
             }
