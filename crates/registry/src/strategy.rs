@@ -6,7 +6,10 @@
 //! call order lives once, in [`crate::ResourceStore`]; a resource only says
 //! what differs. Strategies are pure: they see objects, never the store.
 
-use rkube_machinery::FieldError;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rkube_machinery::{FieldError, StatusError};
 use serde_json::Value;
 
 /// How deleting an object goes.
@@ -85,6 +88,52 @@ pub trait Strategy: Send + Sync + 'static {
     /// selectors may name, with how to read them.
     fn selectable_field(&self, _obj: &Value, _field: &str) -> Option<Option<String>> {
         None
+    }
+
+    /// The grace period a graceful delete of `obj` gets, given the one the
+    /// request named (upstream `CheckGracefulDelete`). Pods override it:
+    /// an unscheduled or finished pod goes at once whatever was asked.
+    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
+        requested.unwrap_or_else(|| self.default_grace_period(obj))
+    }
+
+    /// How long objects of this resource live in the store before it
+    /// expires them (Events: one hour, kube-apiserver's `--event-ttl`).
+    fn ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Take what a new object needs from shared state (a Service's
+    /// cluster IP and node ports) after validation, before the write.
+    /// With `dry_run` the allocation is checked, not kept.
+    fn before_create<'a>(
+        &'a self,
+        _obj: &'a mut Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// As [`Strategy::before_create`], for what an update newly needs.
+    fn before_update<'a>(
+        &'a self,
+        _new: &'a mut Value,
+        _old: &'a Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Give back what `dropped` held and `kept` does not: after a delete
+    /// (`kept` = Null), after an update (`kept` = new, `dropped` = old),
+    /// and to undo a `before_*` whose write failed (`kept` = old or Null,
+    /// `dropped` = the object that was not written).
+    fn release<'a>(
+        &'a self,
+        _kept: &'a Value,
+        _dropped: &'a Value,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -1,7 +1,15 @@
 //! The resources whose rules differ from the default, one module each
 //! (upstream: `pkg/registry/<group>/<resource>/strategy.go`).
 
+pub mod config;
+pub mod event;
 mod namespace;
+pub mod node;
+pub mod pod;
+pub mod quantity;
+pub mod service;
+mod util;
+pub mod workloads;
 
 use std::sync::Arc;
 
@@ -14,6 +22,16 @@ use crate::{DefaultStrategy, Strategy};
 pub fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
     match (info.group, info.plural) {
         ("", "namespaces") => Arc::new(namespace::NamespaceStrategy),
+        ("", "pods") => Arc::new(pod::PodStrategy),
+        ("", "configmaps") => Arc::new(config::ConfigMapStrategy),
+        ("", "secrets") => Arc::new(config::SecretStrategy),
+        ("", "nodes") => Arc::new(node::NodeStrategy),
+        ("", "events") => Arc::new(event::EventStrategy),
+        ("", "services") => Arc::new(service::ServiceStrategy::without_allocation()),
+        (group, plural) if workloads::Kind::of(group, plural).is_some() => {
+            let kind = workloads::Kind::of(group, plural).expect("checked");
+            Arc::new(workloads::WorkloadStrategy { kind })
+        }
         _ => {
             let has_status = info.subresource("status").is_some();
             let tracks_generation = has_status
