@@ -28,6 +28,7 @@
 //!   [`aggregated`], [`aggregated_v2beta1`].
 
 mod discovery;
+pub mod negotiate;
 mod operations;
 mod params;
 mod protobuf;

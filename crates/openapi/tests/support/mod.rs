@@ -6,6 +6,7 @@
 //! asks for, so the test doubles as its reference.
 
 use rkube_api::catalog::{self, GroupVersion};
+use rkube_openapi::negotiate::{self, Discovery, V3Reply};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -191,33 +192,13 @@ fn json_response(value: Value) -> Response {
     respond(200, "application/json", value.to_string())
 }
 
-/// Picks the aggregated discovery form the Accept list asks for first, as
-/// kube-apiserver's negotiation does; `None` means the legacy document.
-fn aggregated_choice(accept: &str) -> Option<(&'static str, bool)> {
-    for clause in accept.split(',') {
-        if clause.contains("as=APIGroupDiscoveryList") && clause.contains("g=apidiscovery.k8s.io") {
-            if clause.contains("v=v2beta1") {
-                return Some((rkube_openapi::AGGREGATED_V2BETA1_CONTENT_TYPE, true));
-            }
-            if clause.contains("v=v2") {
-                return Some((rkube_openapi::AGGREGATED_CONTENT_TYPE, false));
-            }
-        }
-        if clause.trim().starts_with("application/json") && !clause.contains("as=") {
-            return None;
-        }
+fn discovery(accept: &str, legacy: bool, legacy_document: Value) -> Response {
+    let choice = negotiate::discovery(accept);
+    match choice.aggregated_body(legacy) {
+        Some((content_type, body)) => respond(200, content_type, body.to_vec()),
+        None if choice == Discovery::Legacy => json_response(legacy_document),
+        None => respond(406, "text/plain", "not acceptable"),
     }
-    None
-}
-
-fn aggregated(accept: &str, legacy: bool) -> Option<Response> {
-    let (content_type, beta) = aggregated_choice(accept)?;
-    let body = if beta {
-        rkube_openapi::aggregated_v2beta1(legacy)
-    } else {
-        rkube_openapi::aggregated(legacy)
-    };
-    Some(respond(200, content_type, body.to_vec()))
 }
 
 fn route(method: &str, target: &str, accept: &str, options: Options) -> Response {
@@ -235,18 +216,18 @@ fn route(method: &str, target: &str, accept: &str, options: Options) -> Response
             "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
             "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64",
         })),
-        "/api" => aggregated(accept, true).unwrap_or_else(|| {
-            json_response(json!({
+        "/api" => discovery(
+            accept,
+            true,
+            json!({
                 "kind": "APIVersions", "versions": ["v1"],
                 "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
-            }))
-        }),
-        "/apis" => aggregated(accept, false).unwrap_or_else(|| json_response(group_list())),
+            }),
+        ),
+        "/apis" => discovery(accept, false, group_list()),
         "/openapi/v2" => {
-            let (content_type, body) = if accept.contains("protobuf") {
-                (rkube_openapi::V2_PROTOBUF_CONTENT_TYPE, rkube_openapi::v2_protobuf())
-            } else {
-                ("application/json", rkube_openapi::v2_json())
+            let Some((content_type, body)) = negotiate::v2(accept) else {
+                return respond(406, "text/plain", "not acceptable");
             };
             let body = if options.without_patch_directives {
                 drop_patch_directives(&body)
@@ -258,48 +239,49 @@ fn route(method: &str, target: &str, accept: &str, options: Options) -> Response
         "/openapi/v3" => respond(200, "application/json", rkube_openapi::v3_index().to_vec()),
         _ => {
             if let Some(doc_path) = path.strip_prefix("/openapi/v3/") {
-                return openapi_v3(doc_path, query, options);
+                return openapi_v3(doc_path, query, accept, options);
             }
-            resource_list(path).map(json_response).unwrap_or_else(not_found)
+            resource_list(path)
+                .map(json_response)
+                .unwrap_or_else(not_found)
         }
     }
 }
 
-fn openapi_v3(doc_path: &str, query: &str, options: Options) -> Response {
-    let (Some(mut doc), Some(hash)) = (
-        rkube_openapi::v3_document(doc_path),
-        rkube_openapi::v3_hash(doc_path),
-    ) else {
-        return not_found();
-    };
-    let asked = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("hash="))
-        .unwrap_or_default();
-    if options.without_field_validation {
-        doc = strip_field_validation(&doc).into();
-    }
-    if options.without_patch_directives {
-        doc = drop_patch_directives(&doc).into();
-    }
-    let mut response = respond(200, "application/json", doc.to_vec());
-    response
-        .headers
-        .push(("ETag".into(), format!("\"{hash}\"")));
-    if !asked.is_empty() {
-        if asked != hash {
-            let mut redirect = respond(301, "text/plain", Vec::new());
-            redirect.headers.push((
-                "Location".into(),
-                format!("/openapi/v3/{doc_path}?hash={hash}"),
-            ));
-            return redirect;
+fn openapi_v3(doc_path: &str, query: &str, accept: &str, options: Options) -> Response {
+    let hash = query.split('&').find_map(|pair| pair.strip_prefix("hash="));
+    match negotiate::v3(doc_path, hash, accept) {
+        V3Reply::Document {
+            body,
+            etag,
+            immutable,
+        } => {
+            let mut doc = body.to_vec();
+            if options.without_field_validation {
+                doc = strip_field_validation(&doc);
+            }
+            if options.without_patch_directives {
+                doc = drop_patch_directives(&doc);
+            }
+            let mut response = respond(200, "application/json", doc);
+            response
+                .headers
+                .push(("ETag".into(), format!("\"{etag}\"")));
+            if immutable {
+                response
+                    .headers
+                    .push(("Cache-Control".into(), "public, immutable".into()));
+            }
+            response
         }
-        response
-            .headers
-            .push(("Cache-Control".into(), "public, immutable".into()));
+        V3Reply::Redirect(location) => {
+            let mut redirect = respond(301, "text/plain", Vec::new());
+            redirect.headers.push(("Location".into(), location));
+            redirect
+        }
+        V3Reply::NotFound => not_found(),
+        V3Reply::NotAcceptable => respond(406, "text/plain", "not acceptable"),
     }
-    response
 }
 
 /// Renames the patch extensions to unknown ones of the same length, which
