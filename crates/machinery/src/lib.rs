@@ -12,6 +12,7 @@
 //! Nothing here does IO. Objects are `serde_json::Value`s because the API
 //! server stores and patches JSON; typed views belong to the `api` crate.
 
+pub mod apply;
 pub mod field;
 pub mod fields;
 pub mod labels;
