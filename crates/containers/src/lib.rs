@@ -1,8 +1,10 @@
 //! rkube's built-in container runtime (the containerd + runc of rkube).
 //!
-//! This crate currently holds the image half: pulling from OCI distribution
-//! registries, the content-addressed blob store, layer snapshots for
-//! overlayfs, and OCI / `docker save` archive import and export. The
-//! process half (namespaces, cgroups) builds on [`image::ImageService`].
+//! The image half ([`image`]): pulling from OCI distribution registries,
+//! the content-addressed blob store, layer snapshots for overlayfs, and
+//! OCI / `docker save` archive import and export. The process half
+//! ([`runtime`]): sandboxes, containers, exec, logs and cgroups, over the
+//! image half's snapshots.
 
 pub mod image;
+pub mod runtime;

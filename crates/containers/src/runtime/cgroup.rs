@@ -90,7 +90,10 @@ impl Cgroup {
 
     /// The files a process writes "0" to in order to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs().into_iter().map(|d| d.join("cgroup.procs")).collect()
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
     }
 
     fn dir_with(&self, controller: &str) -> PathBuf {
@@ -102,7 +105,10 @@ impl Cgroup {
 
     pub fn create(&self, res: &Resources) -> Result<(), Error> {
         for d in self.dirs() {
-            fs::create_dir_all(&d).map_err(|source| Error::Create { path: d.clone(), source })?;
+            fs::create_dir_all(&d).map_err(|source| Error::Create {
+                path: d.clone(),
+                source,
+            })?;
         }
         if let Layout::V2(root) = &self.layout {
             // Controllers must be enabled on every ancestor.
@@ -173,7 +179,8 @@ impl Cgroup {
                 let cpu = read_u64(&self.dir_with("cpuacct").join("cpuacct.usage")).unwrap_or(0);
                 let mem = self.dir_with("memory");
                 let usage = read_u64(&mem.join("memory.usage_in_bytes")).unwrap_or(0);
-                let inactive = read_key(&mem.join("memory.stat"), "total_inactive_file").unwrap_or(0);
+                let inactive =
+                    read_key(&mem.join("memory.stat"), "total_inactive_file").unwrap_or(0);
                 (cpu, usage, usage.saturating_sub(inactive))
             }
             Layout::V2(_) => {
@@ -196,7 +203,9 @@ impl Cgroup {
                 match fs::remove_dir(&d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline =>
+                    {
                         std::thread::sleep(Duration::from_millis(5));
                     }
                     Err(source) => return Err(Error::Remove { path: d, source }),
@@ -249,7 +258,11 @@ mod tests {
         assert_eq!(r("cpu/rkube/test/c1/cpu.cfs_period_us"), "100000");
         assert_eq!(r("memory/rkube/test/c1/memory.limit_in_bytes"), "1048576");
         assert_eq!(r("pids/rkube/test/c1/pids.max"), "10");
-        fs::write(root.path().join("memory/rkube/test/c1/memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(
+            root.path().join("memory/rkube/test/c1/memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
         assert!(cg.oom_killed());
     }
 
@@ -258,7 +271,11 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
         let cg = Cgroup::new(Layout::detect(root.path()), Path::new("rkube"), "c1");
-        let res = Resources { cpu_shares: Some(1024), cpu_quota: Some(20_000), ..Default::default() };
+        let res = Resources {
+            cpu_shares: Some(1024),
+            cpu_quota: Some(20_000),
+            ..Default::default()
+        };
         cg.create(&res).unwrap();
         let r = |p: &str| fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(r("rkube/c1/cpu.weight"), "39");

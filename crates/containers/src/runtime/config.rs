@@ -142,11 +142,12 @@ pub fn resolve_argv(image: &RunConfig, command: &[String], args: &[String]) -> V
 /// neither sets it, and HOSTNAME is the sandbox's (as containerd does).
 pub fn merge_env(image: &RunConfig, env: &[(String, String)], hostname: &str) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
-    let mut set = |k: &str, v: &str, out: &mut Vec<(String, String)>| {
-        match out.iter_mut().find(|(name, _)| name == k) {
-            Some(e) => e.1 = v.to_string(),
-            None => out.push((k.to_string(), v.to_string())),
-        }
+    let set = |k: &str, v: &str, out: &mut Vec<(String, String)>| match out
+        .iter_mut()
+        .find(|(name, _)| name == k)
+    {
+        Some(e) => e.1 = v.to_string(),
+        None => out.push((k.to_string(), v.to_string())),
     };
     if !out.iter().any(|(k, _)| k == "PATH") {
         set(
@@ -222,7 +223,11 @@ mod tests {
 
     #[test]
     fn env_overrides_in_place() {
-        let env = merge_env(&image(), &[("A".into(), "2".into()), ("B".into(), "x=y".into())], "h");
+        let env = merge_env(
+            &image(),
+            &[("A".into(), "2".into()), ("B".into(), "x=y".into())],
+            "h",
+        );
         assert_eq!(env, v(&["PATH=/bin", "HOSTNAME=h", "A=2", "B=x=y"]));
     }
 

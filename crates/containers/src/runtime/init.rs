@@ -59,11 +59,18 @@ pub(crate) struct Plan {
     pub process: Process,
 }
 
-fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_ulong, data: Option<&str>) -> Result<Step, Error> {
+fn mount(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<Step, Error> {
     let c = |s: &str| cstr(s).map_err(|e| Error::InvalidConfig(format!("{s:?}: {e}")));
     Ok(Step::Mount {
         src: src.map(c).transpose()?,
-        target: cpath(target).map_err(|e| Error::InvalidConfig(format!("{}: {e}", target.display())))?,
+        target: cpath(target)
+            .map_err(|e| Error::InvalidConfig(format!("{}: {e}", target.display())))?,
         fstype: fstype.map(c).transpose()?,
         flags,
         data: data.map(c).transpose()?,
@@ -73,7 +80,21 @@ fn mount(src: Option<&str>, target: &Path, fstype: Option<&str>, flags: libc::c_
 
 fn optional(step: Step) -> Step {
     match step {
-        Step::Mount { src, target, fstype, flags, data, .. } => Step::Mount { src, target, fstype, flags, data, optional: true },
+        Step::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            ..
+        } => Step::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            optional: true,
+        },
         other => other,
     }
 }
@@ -85,7 +106,12 @@ fn inside(rootfs: &Path, p: &str) -> PathBuf {
     rootfs.join(p.trim_start_matches('/'))
 }
 
-pub(crate) fn process(rec: &ContainerRecord, argv: &[String], extra_env: &[String], tty: bool) -> Result<Process, Error> {
+pub(crate) fn process(
+    rec: &ContainerRecord,
+    argv: &[String],
+    extra_env: &[String],
+    tty: bool,
+) -> Result<Process, Error> {
     let c = |s: &String| cstr(s).map_err(|e| Error::InvalidConfig(format!("{s:?}: {e}")));
     let mut env = rec.resolved.env.clone();
     for e in extra_env {
@@ -93,7 +119,11 @@ pub(crate) fn process(rec: &ContainerRecord, argv: &[String], extra_env: &[Strin
         env.retain(|x| x.split('=').next() != Some(key));
         env.push(e.clone());
     }
-    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or("/bin").to_string();
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/bin")
+        .to_string();
     Ok(Process {
         uid: rec.resolved.uid,
         gid: rec.resolved.gid,
@@ -109,9 +139,19 @@ pub(crate) fn process(rec: &ContainerRecord, argv: &[String], extra_env: &[Strin
 }
 
 /// The init's plan for a container in `sandbox_dir`, rooted at `dir`.
-pub(crate) fn plan(rec: &ContainerRecord, dir: &Path, sandbox_dir: &Path, cgroup_procs: Vec<PathBuf>) -> Result<Plan, Error> {
+pub(crate) fn plan(
+    rec: &ContainerRecord,
+    dir: &Path,
+    sandbox_dir: &Path,
+    cgroup_procs: Vec<PathBuf>,
+) -> Result<Plan, Error> {
     let rootfs = dir.join("rootfs");
-    let lower: Vec<String> = rec.resolved.layers.iter().map(|p| p.display().to_string()).collect();
+    let lower: Vec<String> = rec
+        .resolved
+        .layers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
@@ -119,27 +159,86 @@ pub(crate) fn plan(rec: &ContainerRecord, dir: &Path, sandbox_dir: &Path, cgroup
         dir.join("work").display()
     );
     let privileged = rec.config.privileged;
-    let mut s = vec![mount(Some("overlay"), &rootfs, Some("overlay"), 0, Some(&data))?];
+    let mut s = vec![mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        0,
+        Some(&data),
+    )?];
     let at = |p: &str| inside(&rootfs, p);
     s.push(Step::Mkdir(at("proc")));
-    s.push(mount(Some("proc"), &at("proc"), Some("proc"), NOSUID | NODEV | NOEXEC, None)?);
+    s.push(mount(
+        Some("proc"),
+        &at("proc"),
+        Some("proc"),
+        NOSUID | NODEV | NOEXEC,
+        None,
+    )?);
     s.push(Step::Mkdir(at("sys")));
     let ro = if privileged { 0 } else { libc::MS_RDONLY };
-    s.push(mount(Some("sysfs"), &at("sys"), Some("sysfs"), NOSUID | NODEV | NOEXEC | ro, None)?);
+    s.push(mount(
+        Some("sysfs"),
+        &at("sys"),
+        Some("sysfs"),
+        NOSUID | NODEV | NOEXEC | ro,
+        None,
+    )?);
     s.push(Step::Mkdir(at("dev")));
     if privileged {
-        s.push(mount(Some("/dev"), &at("dev"), None, libc::MS_BIND | libc::MS_REC, None)?);
+        s.push(mount(
+            Some("/dev"),
+            &at("dev"),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?);
     } else {
-        s.push(mount(Some("tmpfs"), &at("dev"), Some("tmpfs"), NOSUID | libc::MS_STRICTATIME, Some("mode=755,size=65536k"))?);
-        for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
-            s.push(Step::Mknod(cpath(&at(&format!("dev/{name}"))).map_err(|e| Error::InvalidConfig(e.to_string()))?, major, minor));
+        s.push(mount(
+            Some("tmpfs"),
+            &at("dev"),
+            Some("tmpfs"),
+            NOSUID | libc::MS_STRICTATIME,
+            Some("mode=755,size=65536k"),
+        )?);
+        for (name, major, minor) in [
+            ("null", 1, 3),
+            ("zero", 1, 5),
+            ("full", 1, 7),
+            ("random", 1, 8),
+            ("urandom", 1, 9),
+            ("tty", 5, 0),
+        ] {
+            s.push(Step::Mknod(
+                cpath(&at(&format!("dev/{name}")))
+                    .map_err(|e| Error::InvalidConfig(e.to_string()))?,
+                major,
+                minor,
+            ));
         }
         s.push(Step::Mkdir(at("dev/pts")));
-        s.push(mount(Some("devpts"), &at("dev/pts"), Some("devpts"), NOSUID | NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"))?);
+        s.push(mount(
+            Some("devpts"),
+            &at("dev/pts"),
+            Some("devpts"),
+            NOSUID | NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        )?);
         s.push(Step::Symlink("pts/ptmx", at("dev/ptmx")));
         s.push(Step::Mkdir(at("dev/shm")));
-        s.push(mount(Some("shm"), &at("dev/shm"), Some("tmpfs"), NOSUID | NODEV | NOEXEC, Some("mode=1777,size=65536k"))?);
-        for (link, target) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        s.push(mount(
+            Some("shm"),
+            &at("dev/shm"),
+            Some("tmpfs"),
+            NOSUID | NODEV | NOEXEC,
+            Some("mode=1777,size=65536k"),
+        )?);
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
             s.push(Step::Symlink(target, at(&format!("dev/{link}"))));
         }
     }
@@ -147,15 +246,37 @@ pub(crate) fn plan(rec: &ContainerRecord, dir: &Path, sandbox_dir: &Path, cgroup
     for f in ["hosts", "hostname", "resolv.conf"] {
         let target = at(&format!("etc/{f}"));
         s.push(Step::MkFile(target.clone()));
-        s.push(mount(Some(&sandbox_dir.join(f).display().to_string()), &target, None, libc::MS_BIND, None)?);
+        s.push(mount(
+            Some(&sandbox_dir.join(f).display().to_string()),
+            &target,
+            None,
+            libc::MS_BIND,
+            None,
+        )?);
     }
     for m in &rec.config.mounts {
         let target = at(&m.container_path);
-        s.push(if m.host_path.is_dir() { Step::Mkdir(target.clone()) } else { Step::MkFile(target.clone()) });
+        s.push(if m.host_path.is_dir() {
+            Step::Mkdir(target.clone())
+        } else {
+            Step::MkFile(target.clone())
+        });
         let src = m.host_path.display().to_string();
-        s.push(mount(Some(&src), &target, None, libc::MS_BIND | libc::MS_REC, None)?);
+        s.push(mount(
+            Some(&src),
+            &target,
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?);
         if m.read_only {
-            s.push(mount(None, &target, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY, None)?);
+            s.push(mount(
+                None,
+                &target,
+                None,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                None,
+            )?);
         }
         let prop = match m.propagation {
             super::Propagation::Private => libc::MS_PRIVATE | libc::MS_REC,
@@ -166,12 +287,41 @@ pub(crate) fn plan(rec: &ContainerRecord, dir: &Path, sandbox_dir: &Path, cgroup
     }
     if !privileged {
         // containerd's default masked and read-only /proc paths.
-        for p in ["proc/kcore", "proc/keys", "proc/timer_list", "proc/sched_debug"] {
-            s.push(optional(mount(Some("/dev/null"), &at(p), None, libc::MS_BIND, None)?));
+        for p in [
+            "proc/kcore",
+            "proc/keys",
+            "proc/timer_list",
+            "proc/sched_debug",
+        ] {
+            s.push(optional(mount(
+                Some("/dev/null"),
+                &at(p),
+                None,
+                libc::MS_BIND,
+                None,
+            )?));
         }
-        for p in ["proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"] {
-            s.push(optional(mount(Some(&at(p).display().to_string()), &at(p), None, libc::MS_BIND | libc::MS_REC, None)?));
-            s.push(optional(mount(None, &at(p), None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY, None)?));
+        for p in [
+            "proc/bus",
+            "proc/fs",
+            "proc/irq",
+            "proc/sys",
+            "proc/sysrq-trigger",
+        ] {
+            s.push(optional(mount(
+                Some(&at(p).display().to_string()),
+                &at(p),
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            )?));
+            s.push(optional(mount(
+                None,
+                &at(p),
+                None,
+                libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                None,
+            )?));
         }
     }
     s.push(Step::Mkdir(at(&rec.resolved.cwd)));
@@ -186,25 +336,51 @@ pub(crate) fn plan(rec: &ContainerRecord, dir: &Path, sandbox_dir: &Path, cgroup
 
 fn run_step(step: &Step) -> Result<(), String> {
     match step {
-        Step::Mount { src, target, fstype, flags, data, optional } => {
-            match sys::mount(src.as_deref(), target, fstype.as_deref(), *flags, data.as_deref()) {
+        Step::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            optional,
+        } => {
+            match sys::mount(
+                src.as_deref(),
+                target,
+                fstype.as_deref(),
+                *flags,
+                data.as_deref(),
+            ) {
                 Err(e) if *optional && e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-                r => r.map_err(|e| format!("mount {:?} on {:?}: {e}", src.as_deref().unwrap_or(c"none"), target)),
+                r => r.map_err(|e| {
+                    format!(
+                        "mount {:?} on {:?}: {e}",
+                        src.as_deref().unwrap_or(c"none"),
+                        target
+                    )
+                }),
             }
         }
-        Step::Mkdir(p) => std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display())),
+        Step::Mkdir(p) => {
+            std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+        }
         Step::MkFile(p) => {
             if p.exists() {
                 return Ok(());
             }
-            std::fs::File::create(p).map(drop).map_err(|e| format!("create {}: {e}", p.display()))
+            std::fs::File::create(p)
+                .map(drop)
+                .map_err(|e| format!("create {}: {e}", p.display()))
         }
         Step::Symlink(target, link) => match std::os::unix::fs::symlink(target, link) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(format!("symlink {}: {e}", link.display())),
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                Err(format!("symlink {}: {e}", link.display()))
+            }
             _ => Ok(()),
         },
         Step::Mknod(path, major, minor) => {
-            sys::mknod(path, libc::S_IFCHR | 0o666, *major, *minor).map_err(|e| format!("mknod {path:?}: {e}"))?;
+            sys::mknod(path, libc::S_IFCHR | 0o666, *major, *minor)
+                .map_err(|e| format!("mknod {path:?}: {e}"))?;
             // mknod applied the umask; device nodes must be 0666.
             // SAFETY: NUL-terminated path.
             unsafe { libc::chmod(path.as_ptr(), 0o666) };
@@ -276,7 +452,9 @@ pub(crate) fn become_process(p: &Process) -> String {
         return format!("exec {name}: {}", sys::execve(arg0, &p.argv, &p.envp));
     }
     for dir in &p.path_dirs {
-        let Ok(full) = cstr(&format!("{dir}/{name}")) else { continue };
+        let Ok(full) = cstr(&format!("{dir}/{name}")) else {
+            continue;
+        };
         // SAFETY: NUL-terminated path.
         if unsafe { libc::access(full.as_ptr(), libc::X_OK) } == 0 {
             return format!("exec {name}: {}", sys::execve(&full, &p.argv, &p.envp));

@@ -110,7 +110,10 @@ impl Writer {
                 }
             }
             fs::rename(&self.path, numbered(1))?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
         }
         self.size = 0;
         Ok(())
@@ -224,7 +227,8 @@ mod tests {
         let path = dir.path().join("c.log");
         let mut w = Writer::open(&path, 200, 3).unwrap();
         for i in 0..20 {
-            w.record(Stream::Stdout, false, format!("line {i}").as_bytes()).unwrap();
+            w.record(Stream::Stdout, false, format!("line {i}").as_bytes())
+                .unwrap();
         }
         let live = fs::read_to_string(&path).unwrap();
         assert!(live.len() <= 200);

@@ -121,7 +121,10 @@ pub trait Runtime: Send + Sync {
     fn recover(&self) -> Result<Vec<ContainerStatus>, Error>;
 }
 
-pub(crate) fn io_err(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
 }

@@ -45,7 +45,8 @@ pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), String> {
                     sys::exit_now(0)
                 }
                 Err(e) => {
-                    let _ = sys::write_all(w.as_raw_fd(), format!("\0\0\0\0fork shim: {e}").as_bytes());
+                    let _ =
+                        sys::write_all(w.as_raw_fd(), format!("\0\0\0\0fork shim: {e}").as_bytes());
                     sys::exit_now(1)
                 }
             }
@@ -55,21 +56,31 @@ pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), String> {
             let out = sys::read_to_end(r.as_raw_fd()).map_err(|e| format!("read start pipe: {e}"));
             let _ = sys::waitpid(mid);
             let out = out?;
-            let word = |i: usize| out.get(i * 4..i * 4 + 4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            let word = |i: usize| {
+                out.get(i * 4..i * 4 + 4)
+                    .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            };
             let shim_pid = word(0).filter(|p| *p > 0);
             let pid = word(1).filter(|p| *p > 0);
             let tail = String::from_utf8_lossy(out.get(8..).unwrap_or(&[])).into_owned();
             match (shim_pid, pid) {
                 (Some(s), Some(p)) if tail.is_empty() => Ok((s, p)),
                 (Some(_), Some(_)) => Err(tail),
-                _ => Err(String::from_utf8_lossy(out.get(4..).unwrap_or(&[])).trim_start_matches('\0').to_string()),
+                _ => Err(String::from_utf8_lossy(out.get(4..).unwrap_or(&[]))
+                    .trim_start_matches('\0')
+                    .to_string()),
             }
         }
     }
 }
 
 fn open_devnull() -> Result<OwnedFd, String> {
-    File::options().read(true).write(true).open("/dev/null").map(OwnedFd::from).map_err(|e| format!("open /dev/null: {e}"))
+    File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("open /dev/null: {e}"))
 }
 
 /// The shim's body; never returns.
@@ -148,7 +159,9 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
     copy_logs(shim, &out_r, err_r.as_ref());
     let status = sys::waitpid(pid).unwrap_or(255 << 8);
     let exit_code = sys::exit_code(status);
-    let oom_killed = shim.cgroup.oom_killed() && libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL;
+    let oom_killed = shim.cgroup.oom_killed()
+        && libc::WIFSIGNALED(status)
+        && libc::WTERMSIG(status) == libc::SIGKILL;
     let reason = if oom_killed {
         "OOMKilled"
     } else if exit_code == 0 {
@@ -170,19 +183,28 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
 /// (the whole PID namespace is gone once the init exits).
 fn copy_logs(shim: &Shim, out: &OwnedFd, err: Option<&OwnedFd>) {
     let mut writer = Writer::open(&shim.log_path, shim.log_max_size, shim.log_max_files).ok();
-    let mut streams: Vec<(RawFd, Stream, LineSplitter, bool)> = vec![(out.as_raw_fd(), Stream::Stdout, LineSplitter::default(), true)];
+    let mut streams: Vec<(RawFd, Stream, LineSplitter, bool)> = vec![(
+        out.as_raw_fd(),
+        Stream::Stdout,
+        LineSplitter::default(),
+        true,
+    )];
     if let Some(e) = err {
         streams.push((e.as_raw_fd(), Stream::Stderr, LineSplitter::default(), true));
     }
     let mut buf = vec![0u8; 32 * 1024];
     while streams.iter().any(|s| s.3) {
         let open: Vec<RawFd> = streams.iter().filter(|s| s.3).map(|s| s.0).collect();
-        let Ok(revents) = sys::poll_read(&open, -1) else { break };
+        let Ok(revents) = sys::poll_read(&open, -1) else {
+            break;
+        };
         for (fd, rev) in open.iter().zip(revents) {
             if rev == 0 {
                 continue;
             }
-            let Some(s) = streams.iter_mut().find(|s| s.0 == *fd) else { continue };
+            let Some(s) = streams.iter_mut().find(|s| s.0 == *fd) else {
+                continue;
+            };
             // A pty master reports EIO once the last slave closes.
             let n = sys::read(*fd, &mut buf).unwrap_or(0);
             let stream = s.1;

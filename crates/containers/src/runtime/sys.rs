@@ -6,6 +6,7 @@
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
@@ -240,8 +241,16 @@ pub fn capset(mask: u64) -> io::Result<()> {
     let lo = mask as u32;
     let hi = (mask >> 32) as u32;
     let data = [
-        CapData { effective: lo, permitted: lo, inheritable: lo },
-        CapData { effective: hi, permitted: hi, inheritable: hi },
+        CapData {
+            effective: lo,
+            permitted: lo,
+            inheritable: lo,
+        },
+        CapData {
+            effective: hi,
+            permitted: hi,
+            inheritable: hi,
+        },
     ];
     // SAFETY: header and a two-element data array as capset(2) v3 wants.
     check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
@@ -272,13 +281,21 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
 pub fn poll_read(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<i16>> {
     let mut p: Vec<libc::pollfd> = fds
         .iter()
-        .map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 })
+        .map(|fd| libc::pollfd {
+            fd: *fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     loop {
         // SAFETY: p is a valid array of p.len() pollfds.
         let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
         if n >= 0 {
-            return Ok(if n == 0 { Vec::new() } else { p.iter().map(|x| x.revents).collect() });
+            return Ok(if n == 0 {
+                Vec::new()
+            } else {
+                p.iter().map(|x| x.revents).collect()
+            });
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
@@ -292,7 +309,13 @@ pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
     let (mut master, mut slave) = (0, 0);
     // SAFETY: out pointers are valid; name/termios/winsize may be null.
     let r = unsafe {
-        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
     };
     check(r as libc::c_long)?;
     // SAFETY: openpty returned two fresh fds.
@@ -302,6 +325,29 @@ pub fn openpty() -> io::Result<(OwnedFd, OwnedFd)> {
         unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(pair)
+}
+
+/// A terminal pair from the devpts instance whose `ptmx` is at `ptmx`
+/// (a container's own, so names under its /dev/pts resolve).
+pub fn openpty_at(ptmx: &Path) -> io::Result<(OwnedFd, OwnedFd)> {
+    let master: OwnedFd = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(ptmx)?
+        .into();
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int through the pointer; TIOCGPTPEER
+    // takes open flags and returns a new fd we then own.
+    unsafe {
+        check(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) as libc::c_long)?;
+        let slave = check(libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ) as libc::c_long)?;
+        Ok((master, OwnedFd::from_raw_fd(slave as RawFd)))
+    }
 }
 
 /// Makes `fd` the controlling terminal of this (new-session) process.

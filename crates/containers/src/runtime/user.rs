@@ -44,7 +44,9 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
         if f.len() < 3 || l.starts_with('#') {
             return None;
         }
-        let members = f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).collect());
+        let members = f
+            .get(3)
+            .map(|m| m.split(',').filter(|s| !s.is_empty()).collect());
         Some((f[0], f[2].parse().ok()?, members.unwrap_or_default()))
     })
 }
@@ -69,10 +71,15 @@ pub fn resolve(
         Err(_) => Some(
             passwd_entries(passwd)
                 .find(|p| p.name == u)
-                .ok_or_else(|| Error::InvalidConfig(format!("no user {u:?} in the image's /etc/passwd")))?,
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!("no user {u:?} in the image's /etc/passwd"))
+                })?,
         ),
     };
-    let uid = entry.as_ref().map(|e| e.uid).unwrap_or_else(|| u.parse().unwrap_or(0));
+    let uid = entry
+        .as_ref()
+        .map(|e| e.uid)
+        .unwrap_or_else(|| u.parse().unwrap_or(0));
     let mut gid = entry.as_ref().map(|e| e.gid).unwrap_or(0);
     if let Some(g) = g {
         gid = match g.parse::<u32>() {
@@ -80,7 +87,9 @@ pub fn resolve(
             Err(_) => group_entries(group)
                 .find(|(name, _, _)| *name == g)
                 .map(|(_, id, _)| id)
-                .ok_or_else(|| Error::InvalidConfig(format!("no group {g:?} in the image's /etc/group")))?,
+                .ok_or_else(|| {
+                    Error::InvalidConfig(format!("no group {g:?} in the image's /etc/group"))
+                })?,
         };
     }
     if let Some(g) = group_override {
@@ -103,7 +112,9 @@ pub fn resolve(
         uid,
         gid,
         groups,
-        home: entry.map(|e| e.home.to_string()).unwrap_or_else(|| "/".into()),
+        home: entry
+            .map(|e| e.home.to_string())
+            .unwrap_or_else(|| "/".into()),
     })
 }
 

@@ -1,0 +1,163 @@
+//! Pod sandboxes without a pause process: a short-lived child unshares
+//! the network, IPC and UTS namespaces, sets the hostname and bind-mounts
+//! its namespace files into the sandbox directory, which keeps them alive
+//! for the containers to join (as `ip netns add` pins a netns).
+//!
+//! Upstream counterpart: containerd CRI's `sandbox_run.go` (which pins
+//! the netns the same way and still runs a pause container; with no
+//! shared PID namespace rkube does not need one).
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::SystemTime;
+
+use super::config::{render_hosts, render_resolv, NetworkMode, SandboxConfig};
+use super::state::{check_id, read_json, write_json, Paths, SandboxRecord};
+use super::sys::{self, cpath, Fork};
+use super::{io_err, Error, SandboxStatus};
+
+/// (file name, CLONE_NEW* flag) of the namespaces a sandbox owns.
+pub(crate) fn namespaces(network: NetworkMode) -> Vec<(&'static str, libc::c_int)> {
+    let mut ns = vec![("ipc", libc::CLONE_NEWIPC), ("uts", libc::CLONE_NEWUTS)];
+    if network == NetworkMode::Pod {
+        ns.push(("net", libc::CLONE_NEWNET));
+    }
+    ns
+}
+
+pub(crate) fn create(paths: &Paths, config: &SandboxConfig) -> Result<String, Error> {
+    if config.share_pid {
+        return Err(Error::InvalidConfig(
+            "a shared PID namespace is not supported yet".into(),
+        ));
+    }
+    let hostname = if config.hostname.is_empty() {
+        &config.name
+    } else {
+        &config.hostname
+    };
+    if hostname.is_empty() || hostname.len() > 64 {
+        return Err(Error::InvalidConfig(format!(
+            "hostname {hostname:?} must be 1-64 bytes"
+        )));
+    }
+    let id = sys::random_id();
+    let dir = paths.sandbox(&id);
+    let result = (|| {
+        fs::create_dir_all(dir.join("ns")).map_err(io_err("create", &dir))?;
+        let write = |name: &str, data: &str| {
+            fs::write(dir.join(name), data).map_err(io_err("write", dir.join(name)))
+        };
+        write("hostname", &format!("{hostname}\n"))?;
+        write("hosts", &render_hosts(&config.hosts))?;
+        match &config.dns {
+            Some(dns) => write("resolv.conf", &render_resolv(dns))?,
+            None => write(
+                "resolv.conf",
+                &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            )?,
+        }
+        let ns = namespaces(config.network);
+        for (name, _) in &ns {
+            fs::File::create(dir.join("ns").join(name))
+                .map_err(io_err("create", dir.join("ns").join(name)))?;
+        }
+        pin_namespaces(&dir, hostname, &ns).map_err(|message| Error::SandboxFailed {
+            name: config.name.clone(),
+            message,
+        })?;
+        let record = SandboxRecord {
+            id: id.clone(),
+            config: config.clone(),
+            created_at: SystemTime::now(),
+        };
+        write_json(&dir.join("sandbox.json"), &record)
+    })();
+    if let Err(e) = result {
+        let _ = remove(paths, &id);
+        return Err(e);
+    }
+    Ok(id)
+}
+
+fn pin_namespaces(
+    dir: &Path,
+    hostname: &str,
+    ns: &[(&'static str, libc::c_int)],
+) -> Result<(), String> {
+    let flags = ns.iter().fold(0, |f, (_, flag)| f | flag);
+    let targets: Vec<_> = ns
+        .iter()
+        .map(|(name, _)| {
+            Ok((
+                cpath(Path::new(&format!("/proc/self/ns/{name}")))?,
+                cpath(&dir.join("ns").join(name))?,
+            ))
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| e.to_string())?;
+    let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    match sys::fork().map_err(|e| format!("fork: {e}"))? {
+        Fork::Child => {
+            let result = (|| {
+                sys::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+                sys::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
+                for (src, target) in &targets {
+                    sys::mount(Some(src), target, None, libc::MS_BIND, None)
+                        .map_err(|e| format!("pin {target:?}: {e}"))?;
+                }
+                Ok::<(), String>(())
+            })();
+            if let Err(msg) = result {
+                let _ = sys::write_all(w.as_raw_fd(), msg.as_bytes());
+                sys::exit_now(1);
+            }
+            sys::exit_now(0)
+        }
+        Fork::Parent(pid) => {
+            drop(w);
+            let msg = sys::read_to_end(r.as_raw_fd()).unwrap_or_default();
+            let status = sys::waitpid(pid).map_err(|e| format!("wait: {e}"))?;
+            if !msg.is_empty() || sys::exit_code(status) != 0 {
+                return Err(String::from_utf8_lossy(&msg).into_owned());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Unpins the namespaces (containers still inside keep theirs) and
+/// deletes the directory. Removing a missing sandbox is not an error.
+pub(crate) fn remove(paths: &Paths, id: &str) -> Result<(), Error> {
+    check_id("sandbox", id)?;
+    let dir = paths.sandbox(id);
+    for name in ["ipc", "uts", "net"] {
+        let p = dir.join("ns").join(name);
+        if let Ok(c) = cpath(&p) {
+            let _ = sys::umount_detach(&c);
+        }
+    }
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn load(paths: &Paths, id: &str) -> Result<SandboxRecord, Error> {
+    check_id("sandbox", id)?;
+    read_json(&paths.sandbox(id).join("sandbox.json"))?.ok_or_else(|| Error::NotFound {
+        kind: "sandbox",
+        id: id.to_string(),
+    })
+}
+
+pub(crate) fn status(paths: &Paths, id: &str) -> Result<SandboxStatus, Error> {
+    let r = load(paths, id)?;
+    Ok(SandboxStatus {
+        netns: (r.config.network == NetworkMode::Pod).then(|| paths.sandbox(id).join("ns/net")),
+        id: r.id,
+        config: r.config,
+        created_at: r.created_at,
+    })
+}
