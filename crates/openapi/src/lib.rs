@@ -57,6 +57,15 @@ pub const V2_PROTOBUF_ACCEPT: &str = "application/com.github.proto-openapi.spec.
 pub const V2_PROTOBUF_CONTENT_TYPE: &str =
     "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
+/// Generates and caches every document now. Generation takes a few hundred
+/// milliseconds (more in debug builds) and happens once; call this from a
+/// blocking task at start-up so the first client does not wait for it.
+pub fn prepare() {
+    v2::documents();
+    v3::documents();
+    discovery::aggregated(true);
+}
+
 /// The `/openapi/v3` index: `{"paths": {"api/v1": {"serverRelativeURL":
 /// "/openapi/v3/api/v1?hash=<HASH>"}, "apis/apps/v1": {...}, ...}}`.
 pub fn v3_index() -> Bytes {

@@ -634,4 +634,44 @@ mod tests {
         assert!(patch.query.iter().any(|p| p.name == "fieldValidation"));
         assert_eq!(patch.gvk, ("apps", "v1", "Deployment"));
     }
+
+    /// Every verb the catalog gives a resource has its operation, on the
+    /// path and method the server routes it at.
+    #[test]
+    fn every_catalog_verb_has_an_operation() {
+        for gv in catalog::groups().iter().flat_map(|g| g.versions.iter()) {
+            let items = paths(gv);
+            let has_op = |path: &str, method: &str| {
+                items
+                    .iter()
+                    .any(|p| p.path == path && p.operations.iter().any(|o| o.method == method))
+            };
+            for resource in gv.resources {
+                let n = names(resource);
+                let base = base_path(resource.group, resource.version);
+                let watch_item = format!(
+                    "{}/{{name}}",
+                    n.collection.replacen(&base, &format!("{base}/watch"), 1)
+                );
+                for verb in resource.verbs {
+                    let (path, method) = match *verb {
+                        "get" => (n.item.as_str(), "get"),
+                        "list" => (n.collection.as_str(), "get"),
+                        "create" => (n.collection.as_str(), "post"),
+                        "update" => (n.item.as_str(), "put"),
+                        "patch" => (n.item.as_str(), "patch"),
+                        "delete" => (n.item.as_str(), "delete"),
+                        "deletecollection" => (n.collection.as_str(), "delete"),
+                        "watch" => (watch_item.as_str(), "get"),
+                        other => panic!("unexpected verb {other}"),
+                    };
+                    assert!(
+                        has_op(path, method),
+                        "{} {verb}: no {method} {path}",
+                        resource.plural
+                    );
+                }
+            }
+        }
+    }
 }

@@ -193,3 +193,12 @@ fn documents_are_generated_once() {
     let second = crate::v3_document("api/v1").unwrap();
     assert_eq!(first.as_ptr(), second.as_ptr());
 }
+
+#[test]
+fn generation_is_deterministic() {
+    crate::prepare();
+    for gv in catalog::groups().iter().flat_map(|g| g.versions.iter()) {
+        let again = Bytes::from(document(gv).to_string());
+        assert_eq!(Some(again), crate::v3_document(&index_key(gv)));
+    }
+}
