@@ -336,12 +336,14 @@ impl ImageBuilder {
         for l in &self.layers {
             let tar = l.tar()?;
             diff_ids.push(Digest::of(&tar));
+            // Level 6, as docker and buildkit write layers: incompressible
+            // data then becomes stored blocks, as in real images.
             let (media_type, blob) = match self.compression {
                 Compression::None => (oci::OCI_LAYER_TAR, tar),
                 Compression::Gzip => {
                     let mut gz = GzEncoder::new(
                         Vec::with_capacity(tar.len() / 2),
-                        flate2::Compression::fast(),
+                        flate2::Compression::default(),
                     );
                     io::Write::write_all(&mut gz, &tar)?;
                     (oci::OCI_LAYER_GZIP, gz.finish()?)
