@@ -2,6 +2,8 @@
 //! (upstream: `pkg/registry/<group>/<resource>/strategy.go`).
 
 pub mod config;
+#[cfg(test)]
+mod config_tests;
 pub mod event;
 mod namespace;
 pub mod node;

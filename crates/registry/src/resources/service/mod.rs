@@ -9,6 +9,8 @@ pub mod allocator;
 mod validation;
 
 #[cfg(test)]
+mod allocator_tests;
+#[cfg(test)]
 mod tests;
 
 use std::net::IpAddr;

@@ -87,7 +87,7 @@ pub fn validate_service(svc: &Value) -> Vec<FieldError> {
             }
             let v = v.as_str().unwrap_or("");
             for msg in is_label_value(v) {
-                errs.push(FieldError::invalid(&sel_path.key(k.as_str()), v, msg));
+                errs.push(FieldError::invalid(&sel_path, v, msg));
             }
         }
     }
