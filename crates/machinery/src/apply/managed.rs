@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::{Map, Value};
 
 use super::set::{FieldSet, FieldsV1Error};
+use crate::field::{FieldError, FieldPath};
 
 /// Update managers beyond this many are merged, oldest first, into
 /// `ancient-changes` entries (upstream `DefaultMaxUpdateManagers`).
@@ -302,7 +303,7 @@ pub fn manager_or_user_agent(field_manager: Option<&str>, user_agent: &str) -> S
     }
     let mut out = String::new();
     for c in user_agent.split('/').next().unwrap_or("").chars() {
-        if c.is_control() || (c.is_whitespace() && c != ' ') {
+        if !is_print(c) {
             continue;
         }
         if out.len() >= FIELD_MANAGER_MAX_LENGTH {
@@ -311,4 +312,54 @@ pub fn manager_or_user_agent(field_manager: Option<&str>, user_agent: &str) -> S
         out.push(c);
     }
     out
+}
+
+fn is_print(c: char) -> bool {
+    c == ' ' || !(c.is_control() || c.is_whitespace())
+}
+
+/// Checks the `fieldManager` and `force` query parameters of a PATCH as
+/// upstream's `ValidatePatchOptions` does: apply needs a manager, only
+/// apply takes `force`, names are printable and at most 128 bytes. The
+/// API server reports errors as 422 on `PatchOptions.meta.k8s.io ""`.
+pub fn validate_patch_options(
+    apply: bool,
+    field_manager: &str,
+    force: Option<bool>,
+) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if !apply && force.is_some() {
+        errs.push(FieldError::forbidden(
+            &FieldPath::new("force"),
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if apply && field_manager.is_empty() {
+        errs.push(FieldError::required(
+            &FieldPath::new("fieldManager"),
+            "is required for apply patch",
+        ));
+    }
+    errs.extend(validate_field_manager(field_manager));
+    errs
+}
+
+/// Length and character checks of a field manager name (upstream
+/// `ValidateFieldManager`).
+pub fn validate_field_manager(field_manager: &str) -> Vec<FieldError> {
+    let path = FieldPath::new("fieldManager");
+    let mut errs = Vec::new();
+    if field_manager.len() > FIELD_MANAGER_MAX_LENGTH {
+        errs.push(FieldError::too_long(&path, Some(FIELD_MANAGER_MAX_LENGTH)));
+    }
+    for (i, c) in field_manager.char_indices() {
+        if !is_print(c) {
+            errs.push(FieldError::invalid(
+                &path,
+                field_manager,
+                format!("invalid character U+{:04X} (at position {i})", c as u32),
+            ));
+        }
+    }
+    errs
 }

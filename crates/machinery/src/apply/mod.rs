@@ -15,6 +15,15 @@
 //! * [`record_update`] — every other write (create, update, patch): the
 //!   writer gains the fields it changed, others lose them.
 //!
+//! In the API server's PATCH handler: check the query with
+//! [`validate_patch_options`]; for `application/apply-patch+yaml` decode
+//! the body (kubectl and client libraries send JSON, which is YAML) and
+//! call [`apply`] with the stored object or `Null`, then run the usual
+//! create/update strategy on the result; [`ApplyError::to_status`] gives
+//! the error body. Every other write calls [`record_update`] on the
+//! object it is about to store, with the manager from
+//! [`manager_or_user_agent`].
+//!
 //! Differences from upstream worth knowing: sets are not converted between
 //! API versions (an applier's fields are read as if every version had the
 //! same shape); the `kubectl.kubernetes.io/last-applied-configuration`
@@ -33,8 +42,9 @@ use serde_json::{Map, Value};
 
 pub use managed::{
     cap_update_managers, decode as decode_managed_fields, encode as encode_managed_fields,
-    is_reset as is_managed_fields_reset, manager_or_user_agent, DecodeError, Entry, Managed,
-    ManagerId, Operation, FIELD_MANAGER_MAX_LENGTH, MAX_UPDATE_MANAGERS,
+    is_reset as is_managed_fields_reset, manager_or_user_agent, validate_field_manager,
+    validate_patch_options, DecodeError, Entry, Managed, ManagerId, Operation,
+    FIELD_MANAGER_MAX_LENGTH, MAX_UPDATE_MANAGERS,
 };
 pub use path::{Path, PathElement};
 pub use schema::{ApplySchema, ApplyTable, FromPatchSchema, ListType};

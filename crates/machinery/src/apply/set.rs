@@ -186,6 +186,30 @@ impl FieldSet {
         }
     }
 
+    /// The members with nothing under them (upstream `Set.Leaves`).
+    pub fn leaves(&self) -> Vec<Path> {
+        let mut out = Vec::new();
+        self.collect_leaves(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect_leaves(&self, prefix: &mut Vec<PathElement>, out: &mut Vec<Path>) {
+        for pe in self
+            .members
+            .iter()
+            .filter(|pe| !self.children.contains_key(*pe))
+        {
+            let mut p = prefix.clone();
+            p.push(pe.clone());
+            out.push(Path(p));
+        }
+        for (pe, set) in &self.children {
+            prefix.push(pe.clone());
+            set.collect_leaves(prefix, out);
+            prefix.pop();
+        }
+    }
+
     /// Parses a `fieldsV1` object.
     pub fn from_fields_v1(v: &Value) -> Result<FieldSet, FieldsV1Error> {
         let Value::Object(map) = v else {
@@ -385,6 +409,13 @@ mod tests {
         assert_eq!(a.difference(&spec), a);
         assert_eq!(a.recursive_difference(&spec).paths(), vec![p(&["status"])]);
         assert!(a.difference(&a).is_empty());
+        let item = p(&["list"]).child(PathElement::key([("name", json!("x"))]));
+        let with_item = FieldSet::from_paths(&[item.clone(), item.child(PathElement::field("v"))]);
+        assert_eq!(with_item.paths().len(), 2);
+        assert_eq!(
+            with_item.leaves(),
+            vec![item.child(PathElement::field("v"))]
+        );
         assert_eq!(a.difference(&a), FieldSet::new());
     }
 }

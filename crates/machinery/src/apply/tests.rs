@@ -636,3 +636,68 @@ fn field_set_leaves_out_unowned_metadata() {
         r#"{"f:metadata":{"f:labels":{"f:a":{}}},"f:spec":{"f:affinity":{},"f:nodeName":{}}}"#
     );
 }
+
+#[test]
+fn patch_options_are_validated_as_upstream() {
+    let msgs = |errs: Vec<crate::field::FieldError>| -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    };
+    assert!(validate_patch_options(true, "kubectl", Some(true)).is_empty());
+    assert!(validate_patch_options(false, "", None).is_empty());
+    assert_eq!(
+        msgs(validate_patch_options(true, "", None)),
+        ["fieldManager: Required value: is required for apply patch"]
+    );
+    assert_eq!(
+        msgs(validate_patch_options(false, "x", Some(false))),
+        ["force: Forbidden: may not be specified for non-apply patch"]
+    );
+    assert_eq!(
+        msgs(validate_patch_options(false, &"m".repeat(129), None)),
+        ["fieldManager: Too long: may not be more than 128 bytes"]
+    );
+    assert_eq!(
+        msgs(validate_field_manager("a\tb")),
+        ["fieldManager: Invalid value: \"a\\tb\": invalid character U+0009 (at position 1)"]
+    );
+}
+
+#[test]
+fn live_list_order_is_kept_around_applied_items() {
+    let schema = ApplyTable::new().list_map("items", &["name"]);
+    let named = |names: &[&str]| -> Value {
+        json!({"items": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()})
+    };
+    for (live, config, want) in [
+        (&["a", "b", "c"][..], &["c", "a"][..], &["b", "c", "a"][..]),
+        (&["a", "b"], &["x"], &["a", "b", "x"]),
+        (&["a", "b"], &["x", "b"], &["a", "x", "b"]),
+        (&[], &["a"], &["a"]),
+    ] {
+        let got = merge(&named(live), &named(config), &schema);
+        assert_eq!(got, named(want), "{live:?} + {config:?}");
+    }
+}
+
+#[test]
+fn compare_reports_added_modified_removed() {
+    let schema = schema();
+    let old = json!({"spec": {"replicas": 1, "paused": true, "template": {"spec": {"containers": [
+        {"name": "a", "image": "x"}]}}}});
+    let new = json!({"spec": {"replicas": 2, "minReadySeconds": 3, "template": {"spec": {"containers": [
+        {"name": "a", "image": "x"}, {"name": "b"}]}}}});
+    let c = compare(Some(&old), Some(&new), &schema);
+    assert_eq!(
+        c.modified.to_fields_v1_string(),
+        r#"{"f:spec":{"f:replicas":{}}}"#
+    );
+    assert_eq!(
+        c.removed.to_fields_v1_string(),
+        r#"{"f:spec":{"f:paused":{}}}"#
+    );
+    assert_eq!(
+        c.added.to_fields_v1_string(),
+        r#"{"f:spec":{"f:minReadySeconds":{},"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"b\"}":{".":{},"f:name":{}}}}}}}"#
+    );
+    assert!(compare(Some(&new), Some(&new), &schema).is_empty());
+}
