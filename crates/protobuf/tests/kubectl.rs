@@ -175,12 +175,11 @@ impl Harness {
         let mut log = self.log.lock().unwrap().clone();
         assert_eq!(log.len(), 1, "kubectl {args:?} posted {log:?}");
         let recorded = log.remove(0);
-        assert!(
-            recorded
-                .content_type
-                .starts_with("application/vnd.kubernetes.protobuf"),
-            "kubectl {args:?} sent {}",
-            recorded.content_type
+        // Exactly the media type, no parameters: what the server matches on.
+        assert_eq!(
+            recorded.content_type,
+            rkube_protobuf::CONTENT_TYPE,
+            "kubectl {args:?}"
         );
         let decoded = rkube_protobuf::decode(&recorded.body).unwrap();
         (recorded, decoded)
