@@ -27,15 +27,11 @@ fn dry_run(query: &Query) -> Result<bool> {
     }
 }
 
-/// Decode a JSON (or YAML) object body.
+/// Decode a JSON, YAML or Kubernetes protobuf object body.
 pub(crate) fn decode(content_type: &str, bytes: &[u8]) -> Result<Value> {
     let value: Value = match content_type {
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(StatusError::unsupported_media_type(&[
-                "application/json",
-                "application/yaml",
-            ]))
-        }
+        rkube_protobuf::CONTENT_TYPE => rkube_protobuf::decode(bytes)
+            .map_err(|e| StatusError::bad_request(format!("error decoding protobuf body: {e}")))?,
         "application/yaml" | "application/apply-patch+yaml" => crate::yaml::from_slice(bytes)
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?,
         _ => serde_json::from_slice(bytes)

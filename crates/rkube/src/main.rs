@@ -1,6 +1,7 @@
 //! `rkube`: Kubernetes in one binary. Commands and assembly only; every
 //! component lives in its own crate (see shared/DESIGN.md).
 
+mod ctr;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run a server: datastore, API server and control plane.
     Server(server::ServerArgs),
+    /// Run and inspect containers with the built-in runtime.
+    Ctr(ctr::CtrArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +34,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Ctr(args) => runtime.block_on(ctr::run(args)),
     }
 }

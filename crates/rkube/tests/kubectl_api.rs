@@ -408,3 +408,82 @@ fn service_account_tokens_authenticate_until_the_account_goes() {
         "{out:?}"
     );
 }
+
+#[test]
+fn typed_create_commands_send_protobuf_and_work() {
+    let server = Server::start();
+    let steps: &[(&[&str], &str)] = &[
+        (
+            &["create", "configmap", "cfg", "--from-literal=a=b"],
+            "configmap/cfg created\n",
+        ),
+        (
+            &["create", "secret", "generic", "sec", "--from-literal=k=v"],
+            "secret/sec created\n",
+        ),
+        (
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=busybox:1.36",
+                "--replicas=2",
+                "--port=80",
+            ],
+            "deployment.apps/web created\n",
+        ),
+        (
+            &["create", "service", "clusterip", "svc", "--tcp=80:8080"],
+            "service/svc created\n",
+        ),
+        (
+            &[
+                "create",
+                "job",
+                "once",
+                "--image=busybox:1.36",
+                "--",
+                "true",
+            ],
+            "job.batch/once created\n",
+        ),
+        (
+            &["create", "namespace", "team-a"],
+            "namespace/team-a created\n",
+        ),
+        (
+            &["create", "serviceaccount", "robot"],
+            "serviceaccount/robot created\n",
+        ),
+    ];
+    for (args, printed) in steps {
+        assert_eq!(server.ok(args), *printed, "kubectl {args:?}");
+    }
+    assert_eq!(
+        server.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]),
+        "b"
+    );
+    assert_eq!(
+        server.ok(&["get", "secret", "sec", "-o", "jsonpath={.data.k}"]),
+        "dg=="
+    );
+    // Defaulting as upstream: the Deployment's strategy and its pod
+    // template's policies.
+    let got = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.strategy.type} {.spec.template.spec.containers[0].imagePullPolicy} {.spec.template.spec.restartPolicy}",
+    ]);
+    assert_eq!(got, "2 RollingUpdate IfNotPresent Always");
+    let got = server.ok(&[
+        "get",
+        "svc",
+        "svc",
+        "-o",
+        "jsonpath={.spec.ports[0].port} {.spec.ports[0].targetPort} {.spec.type}",
+    ]);
+    assert_eq!(got, "80 8080 ClusterIP");
+    assert!(server.ok(&["get", "ns"]).contains("team-a"));
+}
