@@ -26,9 +26,9 @@
 //!
 //! Differences from upstream worth knowing: sets are not converted between
 //! API versions (an applier's fields are read as if every version had the
-//! same shape); the `kubectl.kubernetes.io/last-applied-configuration`
-//! handover between client-side and server-side apply is not done here.
+//! same shape); dry runs and admission are the caller's business.
 
+mod last_applied;
 mod managed;
 mod path;
 mod schema;
@@ -40,6 +40,7 @@ mod tests;
 
 use serde_json::{Map, Value};
 
+pub use last_applied::{KUBECTL_MANAGER, LAST_APPLIED_ANNOTATION};
 pub use managed::{
     cap_update_managers, decode as decode_managed_fields, encode as encode_managed_fields,
     is_reset as is_managed_fields_reset, manager_or_user_agent, validate_field_manager,
@@ -176,8 +177,42 @@ fn stripped(obj: &Value) -> Option<Value> {
 /// YAML) onto `live` (`Value::Null` when the object does not exist yet).
 /// Returns the new object with its managedFields, ready for the
 /// strategy's update (which resets fields such as `status`) and storage.
-/// Unreadable managedFields in `live` count as none.
+/// Unreadable managedFields in `live` count as none. For the manager
+/// `kubectl`, conflicts with an earlier client-side apply of the same
+/// values are taken over, and the last-applied annotation is kept in sync
+/// (see [`LAST_APPLIED_ANNOTATION`]).
 pub fn apply(
+    live: &Value,
+    applied: &Value,
+    writer: &Writer,
+    force: bool,
+    schema: &dyn ApplySchema,
+) -> Result<Value, ApplyError> {
+    let kubectl = writer.manager == last_applied::KUBECTL_MANAGER;
+    let mut out = match apply_once(live, applied, writer, force, schema) {
+        Err(ApplyError::Conflicts(conflicts)) if kubectl => {
+            let api_version = text(applied, &["apiVersion"]);
+            let Some(allowed) = last_applied::allowed_conflicts(live, api_version, schema) else {
+                return Err(ApplyError::Conflicts(conflicts));
+            };
+            let rest: Vec<Conflict> = conflicts
+                .into_iter()
+                .filter(|c| !allowed.has(&c.path))
+                .collect();
+            if !rest.is_empty() {
+                return Err(ApplyError::Conflicts(rest));
+            }
+            apply_once(live, applied, writer, true, schema)?
+        }
+        other => other?,
+    };
+    if kubectl {
+        last_applied::sync(&mut out, applied);
+    }
+    Ok(out)
+}
+
+fn apply_once(
     live: &Value,
     applied: &Value,
     writer: &Writer,

@@ -701,3 +701,60 @@ fn compare_reports_added_modified_removed() {
     );
     assert!(compare(Some(&new), Some(&new), &schema).is_empty());
 }
+
+#[test]
+fn kubectl_takes_over_its_own_client_side_apply() {
+    // `kubectl apply` (client-side) created the object: the annotation
+    // holds the configuration, kubectl-client-side-apply owns the fields.
+    let config = deploy(json!({"replicas": 2, "paused": false}));
+    let mut created = config.clone();
+    created["metadata"]["annotations"] = json!({
+        LAST_APPLIED_ANNOTATION: format!("{}\n", serde_json::to_string(&config).unwrap())});
+    let created = record_update(
+        &Value::Null,
+        &created,
+        &at("kubectl-client-side-apply", 0),
+        &schema(),
+    );
+    // Someone scales it; replicas no longer matches the annotation.
+    let mut scaled = created.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    let scaled = record_update(&created, &scaled, &at("kubectl-scale", 1), &schema());
+
+    let next = deploy(json!({"replicas": 3, "paused": true}));
+    // Another manager name gets the conflicts.
+    let err = run(&scaled, &next, &at("ci", 2), false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 2 conflicts: conflicts with \"kubectl-client-side-apply\" using apps/v1:\n- .spec.paused\nconflicts with \"kubectl-scale\" using apps/v1:\n- .spec.replicas"
+    );
+    // kubectl is let through on what it applied itself, not on replicas.
+    let err = run(&scaled, &next, &at("kubectl", 2), false).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
+    );
+    let ok = run(
+        &scaled,
+        &deploy(json!({"replicas": 5, "paused": true})),
+        &at("kubectl", 2),
+        false,
+    )
+    .unwrap();
+    assert_eq!(ok["spec"]["paused"], true);
+    // The annotation now holds the server-side configuration.
+    let ann = ok["metadata"]["annotations"][LAST_APPLIED_ANNOTATION]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        ann,
+        "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",\"metadata\":{\"name\":\"web\",\"namespace\":\"default\"},\"spec\":{\"paused\":true,\"replicas\":5}}\n"
+    );
+    // Without an annotation nothing is let through.
+    let mut bare = scaled.clone();
+    bare["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    assert!(run(&bare, &next, &at("kubectl", 2), false).is_err());
+}
