@@ -33,13 +33,6 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     } else {
         spec.insert("serviceAccount".into(), sa.into());
     }
-    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
-        for key in ["containers", "initContainers"] {
-            for c in items_mut(spec, key) {
-                default_host_network_ports(c);
-            }
-        }
-    }
     for key in ["containers", "initContainers", "ephemeralContainers"] {
         for c in items_mut(spec, key) {
             default_container(c);
@@ -50,8 +43,8 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     }
 }
 
-/// Pod-only defaults (`SetDefaults_Pod`): requests default to limits, and
-/// service links are on.
+/// Pod-only defaults (`SetDefaults_Pod`): requests default to limits,
+/// service links are on, host-network pods publish their ports.
 pub fn default_pod_only(spec: &mut Map<String, Value>) {
     for key in ["containers", "initContainers"] {
         for c in items_mut(spec, key) {
@@ -66,6 +59,15 @@ pub fn default_pod_only(spec: &mut Map<String, Value>) {
         }
     }
     default(spec, "enableServiceLinks", true);
+    // Only pods, not templates (the DefaultHostNetworkHostPortsInPodTemplates
+    // gate is off upstream).
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        for key in ["containers", "initContainers"] {
+            for c in items_mut(spec, key) {
+                default_host_network_ports(c);
+            }
+        }
+    }
 }
 
 /// A pod template (`PodTemplateSpec`) inside a workload.

@@ -53,12 +53,20 @@ pub fn default_service(svc: &mut Value) {
     let spec = child(map, "spec");
     default_str(spec, "type", "ClusterIP");
     default_str(spec, "sessionAffinity", "None");
-    if str_field(spec, "sessionAffinity") == "ClientIP" {
-        default(
-            spec,
-            "sessionAffinityConfig",
-            json!({"clientIP": {"timeoutSeconds": 10800}}),
-        );
+    match str_field(spec, "sessionAffinity") {
+        "None" => {
+            spec.remove("sessionAffinityConfig");
+        }
+        "ClientIP" => {
+            let timeout = spec
+                .get("sessionAffinityConfig")
+                .and_then(|c| c.pointer("/clientIP/timeoutSeconds"));
+            if timeout.is_none_or(Value::is_null) {
+                let config = json!({"clientIP": {"timeoutSeconds": 10800}});
+                spec.insert("sessionAffinityConfig".into(), config);
+            }
+        }
+        _ => {}
     }
     for p in items_mut(spec, "ports") {
         default_str(p, "protocol", "TCP");
@@ -77,7 +85,7 @@ pub fn default_service(svc: &mut Value) {
     if ty == "NodePort" || ty == "LoadBalancer" {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
-    if ty != "ExternalName" {
+    if matches!(ty.as_str(), "ClusterIP" | "NodePort" | "LoadBalancer") {
         default_str(spec, "internalTrafficPolicy", "Cluster");
     }
     if ty == "LoadBalancer" {

@@ -175,6 +175,22 @@ async fn updates_keep_allocations_and_refuse_a_new_cluster_ip() {
 }
 
 #[test]
+fn session_affinity_defaults() {
+    let mut client_ip = json!({"spec": {"sessionAffinity": "ClientIP", "ports": [{"port": 80}]}});
+    default_service(&mut client_ip);
+    assert_eq!(
+        client_ip["spec"]["sessionAffinityConfig"],
+        json!({"clientIP": {"timeoutSeconds": 10800}})
+    );
+    let mut none = json!({"spec": {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 5}}}});
+    default_service(&mut none);
+    assert!(none["spec"].get("sessionAffinityConfig").is_none());
+    let mut ext = json!({"spec": {"type": "ExternalName", "externalName": "example.com"}});
+    default_service(&mut ext);
+    assert!(ext["spec"].get("internalTrafficPolicy").is_none());
+}
+
+#[test]
 fn validation_messages_match_upstream() {
     let s = ServiceStrategy::without_allocation();
     let mut svc = json!({"metadata": {"name": "1abc"}, "spec": {

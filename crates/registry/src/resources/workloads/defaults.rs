@@ -26,7 +26,10 @@ pub fn default_workload(kind: Kind, obj: &mut Value) {
         Kind::ReplicationController => replication_controller(map),
         Kind::StatefulSet => stateful_set(spec),
         Kind::DaemonSet => daemon_set(spec),
-        Kind::Job => job(spec),
+        Kind::Job => {
+            job(spec);
+            job_labels_from_template(map);
+        }
         Kind::CronJob => cron_job(spec),
     }
     if let Some(t) = template_mut(kind, obj) {
@@ -88,9 +91,19 @@ fn replication_controller(map: &mut Map<String, Value>) {
 fn stateful_set(spec: &mut Map<String, Value>) {
     default_str(spec, "podManagementPolicy", "OrderedReady");
     let strategy = child(spec, "updateStrategy");
-    default_str(strategy, "type", "RollingUpdate");
+    // Only an unset type brings a rollingUpdate block with it; a given
+    // RollingUpdate without one stays without.
+    if str_field(strategy, "type").is_empty() {
+        strategy.insert("type".into(), "RollingUpdate".into());
+        default(strategy, "rollingUpdate", json!({}));
+    }
     if str_field(strategy, "type") == "RollingUpdate" {
-        default(child(strategy, "rollingUpdate"), "partition", 0);
+        if let Some(ru) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
+        {
+            default(ru, "partition", 0);
+        }
     }
     let retention = child(spec, "persistentVolumeClaimRetentionPolicy");
     default_str(retention, "whenDeleted", "Retain");
@@ -146,6 +159,25 @@ fn job(spec: &mut Map<String, Value>) {
         spec.insert("podReplacementPolicy".into(), policy.into());
     }
     default(spec, "manualSelector", false);
+}
+
+/// A Job without labels takes its template's (`SetDefaults_Job`).
+pub fn job_labels_from_template(map: &mut Map<String, Value>) {
+    let labels = map
+        .get("spec")
+        .and_then(|s| s.pointer("/template/metadata/labels"))
+        .filter(|l| l.is_object())
+        .cloned();
+    if let Some(labels) = labels {
+        let meta = child(map, "metadata");
+        if meta
+            .get("labels")
+            .and_then(Value::as_object)
+            .is_none_or(Map::is_empty)
+        {
+            meta.insert("labels".into(), labels);
+        }
+    }
 }
 
 fn cron_job(spec: &mut Map<String, Value>) {

@@ -58,6 +58,11 @@ impl Strategy for WorkloadStrategy {
         defaults::default_workload(self.kind, obj);
         if self.kind == Kind::Job {
             defaults::generate_job_selector(obj);
+            // Upstream defaults again when it reads the Job back, so the
+            // generated labels show on the Job too: do it once here.
+            if let Some(map) = obj.as_object_mut() {
+                defaults::job_labels_from_template(map);
+            }
         }
         if let Some(map) = obj.as_object_mut() {
             // Go serializes the empty status struct.

@@ -99,6 +99,11 @@ fn job_gets_generated_selector_and_defaults() {
     ] {
         assert_eq!(spec[k], v, "{k}");
     }
+    // The Job carries its template's labels, as a read-back shows upstream.
+    assert_eq!(
+        got["metadata"]["labels"],
+        spec["template"]["metadata"]["labels"]
+    );
     assert_eq!(
         spec["template"]["metadata"]["labels"],
         json!({"batch.kubernetes.io/controller-uid": "u-1", "batch.kubernetes.io/job-name": "pi",
@@ -166,6 +171,28 @@ fn other_kinds_defaults() {
     assert_eq!(pvc["kind"], "PersistentVolumeClaim");
     assert_eq!(pvc["spec"]["volumeMode"], "Filesystem");
     assert_eq!(pvc["status"], json!({"phase": "Pending"}));
+
+    // A RollingUpdate given without its block stays without one.
+    let given = created(
+        Kind::StatefulSet,
+        json!({"spec": {"updateStrategy": {"type": "RollingUpdate"}}}),
+    );
+    assert_eq!(
+        given["spec"]["updateStrategy"],
+        json!({"type": "RollingUpdate"})
+    );
+
+    // Host ports are defaulted on pods only, not in templates.
+    let host = created(
+        Kind::DaemonSet,
+        json!({"spec": {"template": {"spec": {"hostNetwork": true,
+        "containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 53}]}]}}}}),
+    );
+    assert!(
+        host["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+            .get("hostPort")
+            .is_none()
+    );
 
     let ds = created(Kind::DaemonSet, json!({"spec": {"template": tpl.clone()}}));
     assert_eq!(
