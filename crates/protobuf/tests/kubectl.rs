@@ -3,6 +3,8 @@
 //! typed commands), answers with our decoding of it, and the test checks the
 //! decoded JSON.
 
+mod common;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -181,7 +183,7 @@ impl Harness {
             rkube_protobuf::CONTENT_TYPE,
             "kubectl {args:?}"
         );
-        let decoded = rkube_protobuf::decode(&recorded.body).unwrap();
+        let decoded = common::decode_checked(&recorded.body);
         (recorded, decoded)
     }
 }

@@ -42,7 +42,7 @@ fn config_map_with_data_and_binary_data() {
         binary_data: BTreeMap::from([("bin".to_string(), vec![0u8, 1, 2, 255])]),
         immutable: Some(false),
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "ConfigMap", &object)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "ConfigMap", &object));
     assert_eq!(
         decoded,
         json!({
@@ -66,7 +66,7 @@ fn secret_bytes_are_base64() {
         r#type: Some("Opaque".into()),
         immutable: None,
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "Secret", &object)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "Secret", &object));
     assert_eq!(
         decoded,
         json!({
@@ -89,7 +89,7 @@ fn namespace_and_service_account() {
             conditions: vec![],
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "Namespace", &ns)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "Namespace", &ns));
     assert_eq!(
         decoded,
         json!({
@@ -107,7 +107,7 @@ fn namespace_and_service_account() {
         }],
         ..Default::default()
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "ServiceAccount", &sa)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "ServiceAccount", &sa));
     assert_eq!(
         decoded,
         json!({
@@ -153,7 +153,7 @@ fn service_ports_and_selector() {
             conditions: vec![],
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "Service", &object)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "Service", &object));
     assert_eq!(
         decoded,
         json!({
@@ -313,7 +313,7 @@ fn deployment_with_full_pod_template() {
             ..Default::default()
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope("apps/v1", "Deployment", &object)).unwrap();
+    let decoded = common::decode_checked(&envelope("apps/v1", "Deployment", &object));
     let expected = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -378,7 +378,7 @@ fn set_timestamps_are_rfc3339() {
         metadata: Some(metadata),
         ..Default::default()
     };
-    let decoded = rkube_protobuf::decode(&envelope("v1", "ConfigMap", &object)).unwrap();
+    let decoded = common::decode_checked(&envelope("v1", "ConfigMap", &object));
     assert_eq!(
         decoded["metadata"],
         json!({

@@ -60,7 +60,7 @@ fn job_and_cron_job() {
             ..Default::default()
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope("batch/v1", "Job", &job)).unwrap();
+    let decoded = common::decode_checked(&envelope("batch/v1", "Job", &job));
     assert_eq!(
         decoded,
         json!({
@@ -88,7 +88,7 @@ fn job_and_cron_job() {
         }),
         status: Some(batch::CronJobStatus::default()),
     };
-    let decoded = rkube_protobuf::decode(&envelope("batch/v1", "CronJob", &cron)).unwrap();
+    let decoded = common::decode_checked(&envelope("batch/v1", "CronJob", &cron));
     assert_eq!(
         decoded["spec"],
         json!({
@@ -116,7 +116,7 @@ fn eviction_with_delete_options() {
             ..Default::default()
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope("policy/v1", "Eviction", &eviction)).unwrap();
+    let decoded = common::decode_checked(&envelope("policy/v1", "Eviction", &eviction));
     assert_eq!(
         decoded,
         json!({
@@ -151,12 +151,11 @@ fn token_request() {
             expiration_timestamp: Some(metav1::Time::default()),
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope(
+    let decoded = common::decode_checked(&envelope(
         "authentication.k8s.io/v1",
         "TokenRequest",
         &request,
-    ))
-    .unwrap();
+    ));
     assert_eq!(
         decoded,
         json!({
@@ -195,8 +194,7 @@ fn pod_disruption_budget() {
         }),
         status: None,
     };
-    let decoded =
-        rkube_protobuf::decode(&envelope("policy/v1", "PodDisruptionBudget", &pdb)).unwrap();
+    let decoded = common::decode_checked(&envelope("policy/v1", "PodDisruptionBudget", &pdb));
     assert_eq!(
         decoded["spec"],
         json!({
@@ -220,8 +218,7 @@ fn role_and_role_binding() {
             non_resource_ur_ls: vec![],
         }],
     };
-    let decoded =
-        rkube_protobuf::decode(&envelope("rbac.authorization.k8s.io/v1", "Role", &role)).unwrap();
+    let decoded = common::decode_checked(&envelope("rbac.authorization.k8s.io/v1", "Role", &role));
     assert_eq!(
         decoded["rules"],
         json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["pods"]}])
@@ -241,12 +238,11 @@ fn role_and_role_binding() {
             name: Some("reader".into()),
         }),
     };
-    let decoded = rkube_protobuf::decode(&envelope(
+    let decoded = common::decode_checked(&envelope(
         "rbac.authorization.k8s.io/v1",
         "RoleBinding",
         &binding,
-    ))
-    .unwrap();
+    ));
     assert_eq!(
         decoded,
         json!({
@@ -293,8 +289,7 @@ fn ingress() {
         }),
         status: Some(networking::IngressStatus::default()),
     };
-    let decoded =
-        rkube_protobuf::decode(&envelope("networking.k8s.io/v1", "Ingress", &ingress)).unwrap();
+    let decoded = common::decode_checked(&envelope("networking.k8s.io/v1", "Ingress", &ingress));
     assert_eq!(
         decoded["spec"],
         json!({

@@ -107,12 +107,11 @@ fn custom_resource_definition_schema() {
         }),
         status: None,
     };
-    let decoded = rkube_protobuf::decode(&envelope(
+    let decoded = common::decode_checked(&envelope(
         "apiextensions.k8s.io/v1",
         "CustomResourceDefinition",
         &crd,
-    ))
-    .unwrap();
+    ));
     assert_eq!(
         decoded["spec"],
         json!({
@@ -154,8 +153,7 @@ fn raw_extension_holds_json_or_an_embedded_protobuf_object() {
         }),
         revision: Some(1),
     };
-    let decoded =
-        rkube_protobuf::decode(&envelope("apps/v1", "ControllerRevision", &revision)).unwrap();
+    let decoded = common::decode_checked(&envelope("apps/v1", "ControllerRevision", &revision));
     assert_eq!(decoded["data"], json!({"spec": {"template": {"x": 1}}}));
     assert_eq!(decoded["revision"], 1);
 
@@ -171,8 +169,7 @@ fn raw_extension_holds_json_or_an_embedded_protobuf_object() {
         }),
         revision: Some(2),
     };
-    let decoded =
-        rkube_protobuf::decode(&envelope("apps/v1", "ControllerRevision", &revision)).unwrap();
+    let decoded = common::decode_checked(&envelope("apps/v1", "ControllerRevision", &revision));
     assert_eq!(
         decoded["data"],
         json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -218,7 +215,7 @@ fn micro_time_and_managed_fields() {
         deprecated_count: Some(0),
         ..Default::default()
     };
-    let decoded = rkube_protobuf::decode(&envelope("events.k8s.io/v1", "Event", &event)).unwrap();
+    let decoded = common::decode_checked(&envelope("events.k8s.io/v1", "Event", &event));
     assert_eq!(
         decoded,
         json!({

@@ -8,6 +8,7 @@ use prost::Message;
 
 /// `k8s\0` + Unknown{typeMeta, raw, contentEncoding: "", contentType: ""};
 /// Go writes the two empty strings because they are non-pointer fields.
+#[allow(dead_code)] // not every test binary uses it
 pub fn envelope<M: Message>(api_version: &str, kind: &str, object: &M) -> Vec<u8> {
     let unknown = Unknown {
         type_meta: Some(TypeMeta {
@@ -25,6 +26,7 @@ pub fn envelope<M: Message>(api_version: &str, kind: &str, object: &M) -> Vec<u8
 
 /// ObjectMeta as a Go client fills it: the non-pointer strings written even
 /// when empty and the zero creationTimestamp as an empty message.
+#[allow(dead_code)] // not every test binary uses it
 pub fn meta(name: &str, namespace: &str) -> Option<meta::ObjectMeta> {
     Some(meta::ObjectMeta {
         name: Some(name.into()),
@@ -45,4 +47,20 @@ pub fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, Stri
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// Decodes and checks that the result deserializes as its k8s-openapi type
+/// (kinds outside the catalog, such as TokenRequest, only decode).
+#[allow(dead_code)] // not every test binary uses it
+pub fn decode_checked(body: &[u8]) -> serde_json::Value {
+    let object = rkube_protobuf::decode(body).unwrap();
+    let api_version = object["apiVersion"].as_str().unwrap();
+    let kind = object["kind"].as_str().unwrap();
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    if let Some(resource) = rkube_api::catalog::by_kind(group, version, kind) {
+        resource
+            .decode_check(&object)
+            .unwrap_or_else(|e| panic!("{kind} does not decode as its type: {e}: {object}"));
+    }
+    object
 }
