@@ -758,3 +758,28 @@ fn kubectl_takes_over_its_own_client_side_apply() {
         .remove("annotations");
     assert!(run(&bare, &next, &at("kubectl", 2), false).is_err());
 }
+
+#[test]
+fn strategic_patch_metadata_drives_apply_through_the_adapter() {
+    let smp = crate::patch::strategic::SchemaTable::new()
+        .merge_key("spec.template.spec.containers", "name")
+        .set_list("metadata.finalizers");
+    let schema = FromPatchSchema(&smp);
+    let a = container(json!({"name": "web", "image": "nginx"}));
+    let obj = apply(&Value::Null, &a, &at("a", 0), false, &schema).unwrap();
+    let b = container(json!({"name": "log", "image": "busybox"}));
+    let obj = apply(&obj, &b, &at("b", 1), false, &schema).unwrap();
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "web", "image": "nginx"}, {"name": "log", "image": "busybox"}])
+    );
+    // Without metadata the list is atomic: a owns it whole, and b's apply
+    // would replace it.
+    let none = ApplyTable::new();
+    let obj = apply(&Value::Null, &a, &at("a", 0), false, &none).unwrap();
+    let err = apply(&obj, &b, &at("b", 1), false, &none).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Apply failed with 1 conflict: conflict with \"a\": .spec.template.spec.containers"
+    );
+}
