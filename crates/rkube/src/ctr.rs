@@ -39,7 +39,7 @@ pub struct CtrArgs {
 #[derive(Subcommand)]
 enum CtrCommand {
     /// Create and start a container (pulling the image if needed).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps,
     /// Run a command in a running container.
@@ -128,7 +128,7 @@ fn parse_size(s: &str) -> anyhow::Result<i64> {
         _ => (lower, 1),
     };
     let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         bail!("size {s:?} must be positive");
     }
     Ok((n * mult as f64) as i64)
@@ -185,7 +185,7 @@ impl Ctx {
 pub async fn run(args: CtrArgs) -> anyhow::Result<()> {
     let ctx = Ctx::open(&args)?;
     match args.command {
-        CtrCommand::Run(run) => run_container(&ctx, run).await,
+        CtrCommand::Run(run) => run_container(&ctx, *run).await,
         CtrCommand::Ps => ps(&ctx),
         CtrCommand::Exec { tty, id, cmd } => {
             let id = ctx.find(&id)?;
@@ -362,7 +362,7 @@ fn print_logs(path: &Path, offset: &mut u64) -> anyhow::Result<()> {
             }
         }
     }
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     for (_, p) in rotated {
         write_records(&std::fs::read_to_string(&p).unwrap_or_default())?;
     }
