@@ -124,3 +124,34 @@ async fn diff_id_mismatch_is_refused_and_rolled_back() {
         "no snapshot, not even a temporary one"
     );
 }
+
+#[tokio::test]
+async fn concurrent_pulls_of_one_image_both_succeed() {
+    let reg = Registry::start();
+    let image = ImageBuilder::new()
+        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
+        .layer(LayerBuilder::new().file("top", "top", 0o644))
+        .build()
+        .unwrap();
+    let reference = format!("{}/same/app:1", reg.addr);
+    image
+        .push(&Client::new(http_mirror(&reg.addr)), &reference)
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let svc = ImageService::open(root.path(), http_mirror(&reg.addr)).unwrap();
+    let (a, b) = tokio::join!(svc.pull(&reference, None), svc.pull(&reference, None));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.layers, b.layers);
+    let layers = svc.rootfs_layers(&a);
+    assert_eq!(fs::read_to_string(layers[0].join("top")).unwrap(), "top");
+    assert!(layers[1].join("bin/busybox").is_file());
+    // Racing unpacks of the same layer leave one snapshot each, no temp dirs.
+    let names: Vec<String> = fs::read_dir(root.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(svc.list().unwrap().len(), 1);
+}
