@@ -102,6 +102,10 @@ fn k8s_pb_source_dir() -> PathBuf {
     let output = output.expect("cargo metadata failed; cannot locate k8s-pb sources");
     let metadata: serde_json::Value =
         serde_json::from_slice(&output).expect("cargo metadata printed invalid JSON");
+    // A k8s-pb upgrade shows up as a lockfile change.
+    if let Some(root) = metadata["workspace_root"].as_str() {
+        println!("cargo:rerun-if-changed={root}/Cargo.lock");
+    }
     let packages = metadata["packages"].as_array().expect("metadata packages");
     let manifest = packages
         .iter()
