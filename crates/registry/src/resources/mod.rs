@@ -10,6 +10,8 @@ pub mod node;
 pub mod pod;
 pub mod quantity;
 pub mod service;
+#[cfg(test)]
+mod store_tests;
 mod util;
 pub mod workloads;
 

@@ -232,9 +232,11 @@ fn validate_resources(r: &Value, path: &FieldPath, errs: &mut Vec<FieldError>) {
                 let qpath = path.child(key).key(name.as_str());
                 match quantity::parse_value(v) {
                     None => errs.push(FieldError::invalid(&qpath, v, QUANTITY_ERROR)),
-                    Some(q) if q < quantity::parse("0").expect("zero") => errs.push(
-                        FieldError::invalid(&qpath, v, "must be greater than or equal to 0"),
-                    ),
+                    Some(q) if q.nanos() < 0 => errs.push(FieldError::invalid(
+                        &qpath,
+                        v,
+                        "must be greater than or equal to 0",
+                    )),
                     Some(q) => out.push((name.clone(), v.clone(), q)),
                 }
             }

@@ -159,6 +159,12 @@ impl ServiceStrategy {
         let Some(alloc) = &self.allocator else {
             return Ok(());
         };
+        // Every step below writes into the object's map.
+        if !svc.is_object() {
+            return Err(StatusError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
         let mut taken_ip = None;
         let mut taken_ports = Vec::new();
         let res = self

@@ -158,7 +158,24 @@ async fn updates_keep_allocations_and_refuse_a_new_cluster_ip() {
     moved["spec"]["clusterIPs"] = json!(["10.43.0.99"]);
     assert_eq!(
         messages(&s.validate_update(&moved, &old)),
-        [r#"spec.clusterIP: Invalid value: "10.43.0.99": field is immutable"#]
+        [r#"spec.clusterIPs[0]: Invalid value: ["10.43.0.99"]: may not change once set"#]
+    );
+
+    let mut headless = new.clone();
+    headless["spec"]["clusterIP"] = json!("None");
+    headless["spec"]["clusterIPs"] = json!(["None"]);
+    headless["spec"]["type"] = json!("ClusterIP");
+    headless["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodePort");
+    headless["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("externalTrafficPolicy");
+    assert_eq!(
+        messages(&s.validate_update(&headless, &old)),
+        [r#"spec.clusterIPs[0]: Invalid value: ["None"]: may not change once set"#]
     );
 
     // NodePort -> ClusterIP drops the node port, and releasing after the

@@ -192,20 +192,35 @@ fn validate_ports(ports: &[Value], ty: &str, path: &FieldPath, errs: &mut Vec<Fi
     }
 }
 
-/// What an update may not change: an allocated cluster IP.
+/// What an update may not change: the cluster IPs, once set, unless the
+/// service turns into or out of an ExternalName (upstream
+/// `validateUpgradeDowngradeClusterIPs`, single-stack).
 pub fn validate_service_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate_service(new);
-    let (old_ip, new_ip) = (
-        str_at(old, "/spec/clusterIP"),
-        str_at(new, "/spec/clusterIP"),
-    );
-    let to_external = str_at(new, "/spec/type") == "ExternalName";
-    let from_external = str_at(old, "/spec/type") == "ExternalName";
-    if !old_ip.is_empty() && old_ip != new_ip && !to_external && !from_external {
+    let external = |v: &Value| str_at(v, "/spec/type") == "ExternalName";
+    let headless = |v: &Value| str_at(v, "/spec/clusterIP") == "None";
+    if external(new) || external(old) || (headless(new) && headless(old)) {
+        return errs;
+    }
+    let ips = |v: &Value| -> Vec<Value> {
+        v.pointer("/spec/clusterIPs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (old_ips, new_ips) = (ips(old), ips(new));
+    let path = FieldPath::new("spec").child("clusterIPs").index(0);
+    if !old_ips.is_empty() && new_ips.is_empty() {
         errs.push(FieldError::invalid(
-            &FieldPath::new("spec").child("clusterIP"),
-            new_ip,
-            "field is immutable",
+            &path,
+            Value::from(new_ips),
+            "primary clusterIP can not be unset",
+        ));
+    } else if !old_ips.is_empty() && old_ips.first() != new_ips.first() {
+        errs.push(FieldError::invalid(
+            &path,
+            Value::from(new_ips),
+            "may not change once set",
         ));
     }
     errs
