@@ -38,7 +38,7 @@ pub struct ResourceInfo {
     pub subresources: &'static [Subresource],
     /// The OpenAPI definition name, e.g. `io.k8s.api.core.v1.Pod`.
     pub type_name: &'static str,
-    decode: fn(&Value) -> Result<(), serde_json::Error>,
+    decode: fn(&Value) -> Result<Value, serde_json::Error>,
     empty: fn() -> Value,
     schema: fn(&mut SchemaGenerator) -> Schema,
 }
@@ -176,8 +176,8 @@ impl ScopeFlag for ClusterResourceScope {
     const NAMESPACED: bool = false;
 }
 
-fn decode_as<T: DeserializeOwned>(value: &Value) -> Result<(), serde_json::Error> {
-    T::deserialize(value).map(drop)
+fn decode_as<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(T::deserialize(value)?)
 }
 
 fn empty_as<T: Default + Serialize>() -> Value {
@@ -252,6 +252,13 @@ impl ResourceInfo {
     /// Checks that `object` decodes as this resource's k8s-openapi type, which
     /// catches wrong field types the way the Go server's decoder does.
     pub fn decode_check(&self, object: &Value) -> Result<(), serde_json::Error> {
+        (self.decode)(object).map(drop)
+    }
+
+    /// `object` decoded as this resource's k8s-openapi type and encoded
+    /// again: what the Go server stores after decoding a request (unknown
+    /// fields and nulls gone, quantities as strings).
+    pub fn normalize(&self, object: &Value) -> Result<Value, serde_json::Error> {
         (self.decode)(object)
     }
 

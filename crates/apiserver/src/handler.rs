@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::request::{self, Query};
 use crate::response::{self, ok};
-use crate::{authn, discovery, rest, ApiServer, User};
+use crate::{authn, discovery, openapi, rest, ApiServer, User};
 
 /// The server version reported at `/version`.
 pub fn version() -> serde_json::Value {
@@ -59,10 +59,16 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, mut req: Request<Body>) 
         return rest::handle(&server, info, query, req).await;
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let headers = req.headers();
     let doc = match segments.as_slice() {
-        ["api"] => Some(discovery::api_versions(&server_address(&req))),
+        ["api"] => {
+            let address = server_address(&req);
+            return openapi::discovery(headers, true, || discovery::api_versions(&address));
+        }
+        ["apis"] => return openapi::discovery(headers, false, discovery::api_group_list),
+        ["openapi", "v2"] => return openapi::v2(headers),
+        ["openapi", "v3", ..] => return openapi::v3(&path, &query, headers),
         ["api", "v1"] => discovery::resource_list("", "v1"),
-        ["apis"] => Some(discovery::api_group_list()),
         ["apis", group] => discovery::api_group(group),
         ["apis", group, version] => discovery::resource_list(group, version),
         _ => None,

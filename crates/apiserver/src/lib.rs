@@ -8,8 +8,10 @@
 //! differs per resource lives in its strategy.
 
 mod authn;
+mod decode;
 mod discovery;
 mod handler;
+mod openapi;
 mod patch_schema;
 pub mod request;
 mod response;
@@ -33,6 +35,14 @@ use serde_json::json;
 
 pub use handler::router;
 pub use serve::{serve, User};
+
+/// Build the large generated documents (OpenAPI, protobuf schema tables)
+/// now rather than on the first request; blocking, so run it off the
+/// async workers.
+pub fn warm_up() {
+    rkube_openapi::prepare();
+    rkube_protobuf::warm_up();
+}
 
 /// The namespaces every cluster has from the start.
 pub const SYSTEM_NAMESPACES: &[&str] =

@@ -10,6 +10,7 @@ use rkube_registry::{
 };
 use serde_json::{json, Value};
 
+use crate::decode::{add_warnings, typed, FieldValidation};
 use crate::request::Query;
 use crate::response::ok;
 use crate::rest::{body, created, filter};
@@ -65,14 +66,6 @@ fn check_kind(rs: &ResourceStore, obj: &Value) -> Result<()> {
     }
 }
 
-/// The typed decode of the object must succeed (wrong field types are 400s
-/// upstream too).
-fn check_types(rs: &ResourceStore, obj: &Value) -> Result<()> {
-    rs.info
-        .decode_check(obj)
-        .map_err(|e| StatusError::bad_request(format!("{} in body is invalid: {e}", rs.info.kind)))
-}
-
 /// NamespaceLifecycle admission: no new objects in missing or terminating
 /// namespaces.
 async fn check_namespace_open(
@@ -104,13 +97,16 @@ pub async fn create(
     query: &Query,
     req: Request<Body>,
 ) -> Result<Response<Body>> {
+    let validation = FieldValidation::from_query(query)?;
     let (ct, bytes) = body(req).await?;
     let obj = decode(&ct, &bytes)?;
     check_kind(rs, &obj)?;
-    check_types(rs, &obj)?;
+    let (obj, warnings) = typed(rs, &obj, validation)?;
     check_namespace_open(server, rs, ns).await?;
     let obj = rs.create(ns, obj, dry_run(query)?).await?;
-    Ok(created(&obj))
+    let mut resp = created(&obj);
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -124,12 +120,15 @@ pub async fn update(
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     let _ = server;
+    let validation = FieldValidation::from_query(query)?;
     let (ct, bytes) = body(req).await?;
     let obj = decode(&ct, &bytes)?;
     check_kind(rs, &obj)?;
-    check_types(rs, &obj)?;
+    let (obj, warnings) = typed(rs, &obj, validation)?;
     let obj = rs.update(ns, name, obj, target, dry_run(query)?).await?;
-    Ok(ok(&obj))
+    let mut resp = ok(&obj);
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
 }
 
 pub async fn patch(
@@ -140,6 +139,8 @@ pub async fn patch(
     query: &Query,
     req: Request<Body>,
 ) -> Result<Response<Body>> {
+    let validation = FieldValidation::from_query(query)?;
+    let mut warnings = Vec::new();
     let (ct, bytes) = body(req).await?;
     let kind = match ct.as_str() {
         "application/merge-patch+json" => PatchKind::Merge,
@@ -171,9 +172,9 @@ pub async fn patch(
             };
             let patched = patched.map_err(StatusError::bad_request)?;
             check_kind(rs, &patched)?;
-            check_types(rs, &patched)?;
+            let (mut patched, unknown) = typed(rs, &patched, validation)?;
+            warnings = unknown;
             // A resourceVersion the patch did not set is not a precondition.
-            let mut patched = patched;
             if patched.pointer("/metadata/resourceVersion")
                 == current.pointer("/metadata/resourceVersion")
                 && patch_doc.pointer("/metadata/resourceVersion").is_none()
@@ -183,7 +184,9 @@ pub async fn patch(
             Ok(patched)
         })
         .await?;
-    Ok(ok(&obj))
+    let mut resp = ok(&obj);
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
 }
 
 #[derive(Clone, Copy)]

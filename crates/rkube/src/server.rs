@@ -147,6 +147,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let _compactor = compactor::spawn(store.clone(), policy);
 
+    let warm = tokio::task::spawn_blocking(rkube_apiserver::warm_up);
     let pki = load_pki(&args)?;
     let tls = rkube_pki::tls::server_config(pki.serving(), &[pki.client_ca().cert_pem()])?;
     // The API server reads through the watch cache; compaction and the
@@ -176,6 +177,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(%local, kubeconfig = %args.write_kubeconfig.display(), "API server listening");
+    warm.await?;
     let router = rkube_apiserver::router(api);
     let server = tokio::spawn(rkube_apiserver::serve(listener, Arc::new(tls), router));
 

@@ -487,3 +487,51 @@ fn typed_create_commands_send_protobuf_and_work() {
     assert_eq!(got, "80 8080 ClusterIP");
     assert!(server.ok(&["get", "ns"]).contains("team-a"));
 }
+
+#[test]
+fn field_validation_and_explain_use_the_served_schemas() {
+    let server = Server::start();
+    let bad = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: bad}\nspec:\n  replicas: 1\n  bogus: 2\n  selector: {matchLabels: {app: bad}}\n  template:\n    metadata: {labels: {app: bad}}\n    spec:\n      containers: [{name: c, image: busybox, nope: 1}]\n";
+    let out = server.kubectl_stdin(&["apply", "-f", "-"], bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"strict decoding error: unknown field "spec.bogus", unknown field "spec.template.spec.containers[0].nope""#),
+        "{err}"
+    );
+    let out = server.kubectl_stdin(&["apply", "--validate=warn", "-f", "-"], bad);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(r#"Warning: unknown field "spec.bogus""#));
+    assert_eq!(
+        server.ok(&["get", "deploy", "bad", "-o", "jsonpath={.spec.bogus}"]),
+        ""
+    );
+    // Quantities are stored in their string form, as the Go types keep them.
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec:\n  containers:\n  - {name: c, image: busybox, resources: {limits: {cpu: 1}}}\n";
+    server.ok_stdin(&["apply", "-f", "-"], pod);
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "pod",
+            "q",
+            "-o",
+            "jsonpath={.spec.containers[0].resources.limits.cpu}"
+        ]),
+        "1"
+    );
+    let out = server.ok(&["get", "pod", "q", "-o", "json"]);
+    assert!(out.contains(r#""cpu": "1""#), "{out}");
+
+    let explained = server.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        explained.contains("KIND:       Deployment")
+            && explained.contains("FIELD: strategy <DeploymentStrategy>"),
+        "{explained}"
+    );
+    let resources = server.ok(&["api-resources"]);
+    assert!(
+        resources.lines().any(
+            |l| l.split_whitespace().collect::<Vec<_>>() == ["pods", "po", "v1", "true", "Pod"]
+        ),
+        "{resources}"
+    );
+}
