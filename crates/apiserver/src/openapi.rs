@@ -80,7 +80,7 @@ pub fn discovery(
 pub fn v2(headers: &HeaderMap) -> Response<Body> {
     match negotiate::v2(&accept(headers)) {
         Some((content_type, body)) => {
-            reply(content_type, body, Some(&rkube_openapi::v2_hash()), headers)
+            reply(content_type, body, Some(rkube_openapi::v2_hash()), headers)
         }
         None => not_acceptable(),
     }
@@ -93,7 +93,7 @@ pub fn v3(path: &str, query: &Query, headers: &HeaderMap) -> Response<Body> {
         return reply(
             "application/json",
             rkube_openapi::v3_index(),
-            Some(&rkube_openapi::v3_index_hash()),
+            Some(rkube_openapi::v3_index_hash()),
             headers,
         );
     }
