@@ -1,0 +1,129 @@
+//! The collector's watches and its sweep loop.
+//!
+//! Upstream counterpart: `GraphBuilder` (`graph_builder.go`) and
+//! `GarbageCollector.Run`. Watch events only mark the graph dirty; the loop
+//! sweeps a dirty graph at most every [`SWEEP_INTERVAL`], so a burst of
+//! events (a deleted ReplicaSet's pods) costs one sweep, not one per event.
+//! Everything runs inside the returned future — no spawned tasks — so
+//! dropping it (lost leadership) stops every watch with it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, SelectAll};
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+
+use super::graph::{reconcile, Graph, Node};
+use super::{execute, KubeGcApi};
+use crate::discovery::{self, Discovered, Served};
+
+/// Shortest time between two sweeps.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
+/// How often discovery is repeated to pick up new resources.
+pub const RESYNC: Duration = Duration::from_secs(30);
+/// Delay before retrying after failed actions.
+const RETRY: Duration = Duration::from_secs(1);
+
+type Meta = PartialObjectMeta<DynamicObject>;
+
+/// Resources the collector ignores, as upstream does: events are many,
+/// short-lived and never own anything.
+fn ignored(s: &Served) -> bool {
+    s.ar.plural == "events" && (s.ar.group.is_empty() || s.ar.group == "events.k8s.io")
+}
+
+struct Watched {
+    served: Served,
+    store: Store<Meta>,
+}
+
+fn nodes(w: &Watched) -> impl Iterator<Item = Node> + '_ {
+    w.store.state().into_iter().filter_map(move |o| {
+        let m = &o.metadata;
+        Some(Node {
+            uid: m.uid.clone()?,
+            ar: w.served.ar.clone(),
+            namespace: m.namespace.clone(),
+            name: m.name.clone()?,
+            resource_version: m.resource_version.clone(),
+            owners: m.owner_references.clone().unwrap_or_default(),
+            finalizers: m.finalizers.clone().unwrap_or_default(),
+            deleting: m.deletion_timestamp.is_some(),
+        })
+    })
+}
+
+/// Run the garbage collector until dropped.
+pub async fn run(client: kube::Client) {
+    let mut watched: BTreeMap<(String, String), Watched> = BTreeMap::new();
+    let mut events: SelectAll<BoxStream<'static, ()>> = SelectAll::new();
+    let mut served = Discovered::default();
+    let mut next_discovery = tokio::time::Instant::now();
+    let mut dirty = false;
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if tokio::time::Instant::now() >= next_discovery {
+            next_discovery = tokio::time::Instant::now() + RESYNC;
+            match discovery::discover(&client).await {
+                Ok(found) => {
+                    for s in found.resources.iter() {
+                        if ignored(s) || !discovery::is_list_watch(s) {
+                            continue;
+                        }
+                        let key = (s.ar.group.clone(), s.ar.plural.clone());
+                        if watched.contains_key(&key) {
+                            continue;
+                        }
+                        let writer: Writer<Meta> = Writer::new(s.ar.clone());
+                        let store = writer.as_reader();
+                        // Metadata-only: the graph needs nothing else.
+                        let api: Api<Meta> = Api::all_with(client.clone(), &s.ar);
+                        let stream = reflector::reflector(
+                            writer,
+                            watcher(api, watcher::Config::default()).default_backoff(),
+                        )
+                        .map(|_| ())
+                        .boxed();
+                        events.push(stream);
+                        watched.insert(
+                            key,
+                            Watched {
+                                served: s.clone(),
+                                store,
+                            },
+                        );
+                    }
+                    served = found;
+                    dirty = true;
+                }
+                Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
+            }
+        }
+        tokio::select! {
+            Some(()) = events.next() => dirty = true,
+            _ = tick.tick() => {
+                if retry_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                    retry_at = None;
+                    dirty = true;
+                }
+                if dirty {
+                    dirty = false;
+                    let graph = Graph::new(watched.values().flat_map(nodes));
+                    let plan = reconcile(&graph);
+                    if !plan.is_empty() {
+                        let api = KubeGcApi::new(client.clone(), served.clone());
+                        if execute(&api, plan).await > 0 {
+                            retry_at = Some(tokio::time::Instant::now() + RETRY);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

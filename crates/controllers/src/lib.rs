@@ -1,0 +1,211 @@
+//! rkube's controller manager: the controllers that keep the cluster's
+//! objects consistent, run as an ordinary API client.
+//!
+//! Upstream counterpart: `cmd/kube-controller-manager`. Like upstream, the
+//! manager talks to the API server only through the API (kube-rs here,
+//! client-go there), may be split from it later, and when several servers
+//! run it only the holder of the `kube-system/kube-controller-manager`
+//! Lease acts. Controllers are switched with upstream's `--controllers`
+//! syntax: `*` for the defaults, `name` to enable, `-name` to disable.
+
+pub mod discovery;
+pub mod gc;
+pub mod leader_election;
+pub mod namespace;
+pub mod rootca;
+pub mod serviceaccount;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::future::select_all;
+
+/// The controllers this crate has, by upstream name, with the older short
+/// names upstream still accepts.
+pub const CONTROLLERS: &[(&str, &str)] = &[
+    ("namespace-controller", "namespace"),
+    ("garbage-collector-controller", "garbagecollector"),
+    ("serviceaccount-controller", "serviceaccount"),
+    (
+        "root-ca-certificate-publisher-controller",
+        "root-ca-cert-publisher",
+    ),
+];
+
+/// Errors of the controller manager.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown controller {0:?} in --controllers")]
+    UnknownController(String),
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] leader_election::Error),
+    #[error("controller {0} stopped")]
+    Stopped(&'static str),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the user asked of the controller manager.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `--controllers`: `*` (all defaults), `name`, `-name`.
+    pub controllers: Vec<String>,
+    /// `--leader-elect`: act only while holding the Lease.
+    pub leader_elect: bool,
+    /// This instance's identity in the Lease (upstream: hostname_uuid).
+    pub identity: String,
+    /// PEM of the cluster CA, published as `kube-root-ca.crt`.
+    pub root_ca_pem: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            controllers: vec!["*".into()],
+            leader_elect: true,
+            identity: "rkube".into(),
+            root_ca_pem: String::new(),
+        }
+    }
+}
+
+/// Whether controller `name` (upstream name) is on under `flags`. A later
+/// or more specific flag wins over `*`, as upstream's `IsControllerEnabled`.
+pub fn enabled(name: &str, flags: &[String]) -> Result<bool> {
+    let alias = CONTROLLERS
+        .iter()
+        .find(|(long, _)| *long == name)
+        .map(|(_, short)| *short)
+        .unwrap_or(name);
+    let mut star = false;
+    let mut explicit = None;
+    for flag in flags {
+        let (on, which) = match flag.strip_prefix('-') {
+            Some(rest) => (false, rest),
+            None => (true, flag.as_str()),
+        };
+        if which == "*" {
+            star = on;
+            continue;
+        }
+        if !CONTROLLERS
+            .iter()
+            .any(|(long, short)| *long == which || *short == which)
+        {
+            return Err(Error::UnknownController(flag.clone()));
+        }
+        if which == name || which == alias {
+            explicit = Some(on);
+        }
+    }
+    Ok(explicit.unwrap_or(star))
+}
+
+/// The controller manager: the switched-on controllers over one client.
+pub struct ControllerManager {
+    client: kube::Client,
+    opts: Options,
+}
+
+type Task = Pin<Box<dyn Future<Output = &'static str> + Send>>;
+
+impl ControllerManager {
+    pub fn new(client: kube::Client, opts: Options) -> Result<ControllerManager> {
+        for (name, _) in CONTROLLERS {
+            enabled(name, &opts.controllers)?;
+        }
+        Ok(ControllerManager { client, opts })
+    }
+
+    fn tasks(&self) -> Result<Vec<Task>> {
+        let mut tasks: Vec<Task> = Vec::new();
+        let on = |n| enabled(n, &self.opts.controllers);
+        let c = self.client.clone();
+        if on("namespace-controller")? {
+            let c = c.clone();
+            tasks.push(Box::pin(async move {
+                namespace::run(c).await;
+                "namespace-controller"
+            }));
+        }
+        if on("garbage-collector-controller")? {
+            let c = c.clone();
+            tasks.push(Box::pin(async move {
+                gc::run(c).await;
+                "garbage-collector-controller"
+            }));
+        }
+        if on("serviceaccount-controller")? {
+            let c = c.clone();
+            tasks.push(Box::pin(async move {
+                serviceaccount::run(c).await;
+                "serviceaccount-controller"
+            }));
+        }
+        if on("root-ca-certificate-publisher-controller")? {
+            let pem = self.opts.root_ca_pem.clone();
+            tasks.push(Box::pin(async move {
+                rootca::run(c, pem).await;
+                "root-ca-certificate-publisher-controller"
+            }));
+        }
+        Ok(tasks)
+    }
+
+    /// Run the controllers (after winning the Lease when leader election
+    /// is on). Returns only on failure: a controller's watch ended or the
+    /// Lease was lost — upstream exits then, and so should the caller.
+    pub async fn run(self) -> Result<()> {
+        let tasks = self.tasks()?;
+        let all = async move {
+            if tasks.is_empty() {
+                return futures::future::pending().await;
+            }
+            let (stopped, _, _) = select_all(tasks).await;
+            Error::Stopped(stopped)
+        };
+        if !self.opts.leader_elect {
+            return Err(all.await);
+        }
+        let cfg = leader_election::LeaseConfig::new("kube-controller-manager", &self.opts.identity);
+        let store = leader_election::KubeLeaseStore::new(self.client.clone(), &cfg);
+        Err(leader_election::run_leading(&store, &cfg, all).await?)
+    }
+}
+
+/// Run the controller manager: see [`ControllerManager::run`].
+pub async fn run(client: kube::Client, opts: Options) -> Result<()> {
+    ControllerManager::new(client, opts)?.run().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(f: &[&str]) -> Vec<String> {
+        f.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn star_enables_everything_and_minus_disables_one() {
+        let f = flags(&["*", "-garbagecollector"]);
+        assert!(enabled("namespace-controller", &f).unwrap());
+        assert!(!enabled("garbage-collector-controller", &f).unwrap());
+    }
+
+    #[test]
+    fn without_star_only_named_controllers_run() {
+        let f = flags(&["serviceaccount-controller"]);
+        assert!(enabled("serviceaccount-controller", &f).unwrap());
+        assert!(!enabled("namespace-controller", &f).unwrap());
+    }
+
+    #[test]
+    fn unknown_names_are_refused() {
+        let err = enabled("namespace-controller", &flags(&["*", "-nope"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unknown controller \"-nope\" in --controllers"
+        );
+    }
+}
