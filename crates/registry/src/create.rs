@@ -29,18 +29,29 @@ impl ResourceStore {
                 meta::set(&mut obj, "name", generate_name(&base, &mut FastRandom));
             }
             self.validate_create(&obj)?;
+            self.strategy.before_create(&mut obj, dry_run).await?;
             if dry_run {
                 return Ok(obj);
             }
             let name = meta::name(&obj).to_string();
             let key = self.key(namespace, &name);
-            match self.store.create(&key, self.encode(&obj), None).await {
+            match self
+                .store
+                .create(&key, self.encode(&obj), self.strategy.ttl())
+                .await
+            {
                 Ok(kv) => {
                     meta::set(&mut obj, "resourceVersion", kv.mod_revision.to_string());
                     return Ok(obj);
                 }
-                Err(rkube_storage::Error::AlreadyExists { .. }) if generated => continue,
-                Err(e) => return Err(storage_error(self, &name, e)),
+                Err(rkube_storage::Error::AlreadyExists { .. }) if generated => {
+                    self.release_after(&Value::Null, &obj).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.release_after(&Value::Null, &obj).await;
+                    return Err(storage_error(self, &name, e));
+                }
             }
         }
         Err(StatusError::generate_name_conflict(

@@ -67,7 +67,10 @@ impl ResourceStore {
                     return Ok(DeleteOutcome::Deleted(obj));
                 }
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok(_) => Ok(DeleteOutcome::Deleted(obj)),
+                    Ok(_) => {
+                        self.release_after(&Value::Null, &obj).await;
+                        Ok(DeleteOutcome::Deleted(obj))
+                    }
                     Err(rkube_storage::Error::Conflict { .. }) => continue,
                     Err(e) => Err(storage_error(self, name, e)),
                 };
@@ -94,6 +97,15 @@ impl ResourceStore {
             }
         }
         Err(StatusError::conflict_modified(&self.group_resource(), name))
+    }
+
+    /// Give back what a written-away object held (cluster IPs, ports). A
+    /// failure leaks the allocation until repair, which is logged, not
+    /// returned: the write itself succeeded.
+    pub(crate) async fn release_after(&self, kept: &Value, dropped: &Value) {
+        if let Err(e) = self.strategy.release(kept, dropped).await {
+            tracing::warn!(resource = self.info.plural, name = meta::name(dropped), error = %e.status().message, "releasing allocations failed");
+        }
     }
 
     fn check_preconditions(&self, obj: &Value, name: &str, opts: &DeleteOptions) -> Result<()> {
@@ -169,8 +181,8 @@ impl ResourceStore {
         if self.strategy.delete_policy() != DeletePolicy::Graceful {
             return 0;
         }
-        opts.grace_period_seconds
-            .unwrap_or_else(|| self.strategy.default_grace_period(obj))
+        self.strategy
+            .grace_period(obj, opts.grace_period_seconds)
             .max(0)
     }
 }

@@ -103,8 +103,12 @@ impl ResourceStore {
                 errs.extend(self.strategy.validate_update(&new, &old));
             }
             self.invalid_if_any(&new, errs)?;
-            if meta::equal_ignoring_rv(&new, &old) || dry_run {
-                return Ok(if dry_run { new } else { old });
+            if meta::equal_ignoring_rv(&new, &old) {
+                return Ok(old);
+            }
+            self.strategy.before_update(&mut new, &old, dry_run).await?;
+            if dry_run {
+                return Ok(new);
             }
             // The last finalizer removed from an object being deleted: the
             // update is the delete.
@@ -118,9 +122,20 @@ impl ResourceStore {
                     == 0
             {
                 return match self.store.delete(&key, Some(kv.mod_revision)).await {
-                    Ok(_) => Ok(new),
-                    Err(rkube_storage::Error::Conflict { .. }) => continue,
-                    Err(e) => Err(storage_error(self, name, e)),
+                    Ok(_) => {
+                        // What the update newly took, then what the object held.
+                        self.release_after(&old, &new).await;
+                        self.release_after(&Value::Null, &old).await;
+                        Ok(new)
+                    }
+                    Err(rkube_storage::Error::Conflict { .. }) => {
+                        self.release_after(&old, &new).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.release_after(&old, &new).await;
+                        Err(storage_error(self, name, e))
+                    }
                 };
             }
             match self
