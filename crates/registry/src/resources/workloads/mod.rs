@@ -49,6 +49,24 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// The status a new object starts with: Go's zero status struct as it
+    /// serializes, counters without `omitempty` included.
+    pub fn empty_status(self) -> Value {
+        match self {
+            Kind::ReplicaSet | Kind::ReplicationController => json!({"replicas": 0}),
+            Kind::StatefulSet => json!({"replicas": 0, "availableReplicas": 0}),
+            Kind::DaemonSet => json!({
+                "currentNumberScheduled": 0,
+                "numberMisscheduled": 0,
+                "desiredNumberScheduled": 0,
+                "numberReady": 0,
+            }),
+            Kind::Deployment | Kind::Job | Kind::CronJob => json!({}),
+        }
+    }
+}
+
 pub struct WorkloadStrategy {
     pub kind: Kind,
 }
@@ -65,8 +83,7 @@ impl Strategy for WorkloadStrategy {
             }
         }
         if let Some(map) = obj.as_object_mut() {
-            // Go serializes the empty status struct.
-            map.insert("status".into(), json!({}));
+            map.insert("status".into(), self.kind.empty_status());
         }
     }
 

@@ -200,6 +200,14 @@ fn other_kinds_defaults() {
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}})
     );
     assert_eq!(ds["spec"]["revisionHistoryLimit"], 10);
+    assert_eq!(
+        ds["status"],
+        json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0})
+    );
+    assert_eq!(
+        sts["status"],
+        json!({"replicas": 0, "availableReplicas": 0})
+    );
 
     let cj = created(
         Kind::CronJob,
@@ -234,6 +242,7 @@ fn other_kinds_defaults() {
     assert_eq!(rc["spec"]["selector"], json!({"a": "b"}));
     assert_eq!(rc["metadata"]["labels"], json!({"a": "b"}));
     assert_eq!(rc["spec"]["replicas"], 1);
+    assert_eq!(rc["status"], json!({"replicas": 0}));
     assert!(WorkloadStrategy {
         kind: Kind::ReplicationController
     }
