@@ -334,7 +334,105 @@ pub(crate) fn plan(
     })
 }
 
-fn run_step(step: &Step) -> Result<(), String> {
+/// `rel` under `root`, following symlinks as if `root` were `/`, so an
+/// image's symlink (say `/etc -> /root`) cannot send a mount point or a
+/// created file outside the container's root. Nothing in the container
+/// runs yet, so the image's own files cannot race this.
+pub(crate) fn secure_join(root: &Path, rel: &Path) -> Result<PathBuf, String> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let parts = |p: &Path| -> VecDeque<std::ffi::OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut out = PathBuf::new();
+    let mut pending = parts(rel);
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        let candidate = out.join(&c);
+        let full = root.join(&candidate);
+        match std::fs::read_link(&full) {
+            Ok(_) if hops >= 40 => {
+                return Err(format!(
+                    "{}: too many levels of symbolic links",
+                    rel.display()
+                ));
+            }
+            Ok(target) => {
+                hops += 1;
+                if target.is_absolute() {
+                    out = PathBuf::new();
+                }
+                let mut next = parts(&target);
+                next.extend(pending.drain(..));
+                pending = next;
+            }
+            _ => out = candidate,
+        }
+    }
+    Ok(root.join(out))
+}
+
+/// Paths under the container root are resolved with [`secure_join`].
+fn confine(rootfs: &Path, p: &Path) -> Result<PathBuf, String> {
+    match p.strip_prefix(rootfs) {
+        Ok(rel) if !rel.as_os_str().is_empty() => secure_join(rootfs, rel),
+        _ => Ok(p.to_path_buf()),
+    }
+}
+
+fn confine_c(rootfs: &Path, p: &std::ffi::CStr) -> Result<CString, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = Path::new(std::ffi::OsStr::from_bytes(p.to_bytes()));
+    cpath(&confine(rootfs, path)?).map_err(|e| e.to_string())
+}
+
+fn run_step(step: &Step, rootfs: &Path) -> Result<(), String> {
+    let owned;
+    let step = match step {
+        Step::Mount {
+            src,
+            target,
+            fstype,
+            flags,
+            data,
+            optional,
+        } => {
+            let src = match src {
+                // Only bind sources inside the root (the /proc
+                // read-only binds) are confined; host sources are ours.
+                Some(s) if *flags & libc::MS_BIND != 0 => Some(confine_c(rootfs, s)?),
+                other => other.clone(),
+            };
+            owned = Step::Mount {
+                src,
+                target: confine_c(rootfs, target)?,
+                fstype: fstype.clone(),
+                flags: *flags,
+                data: data.clone(),
+                optional: *optional,
+            };
+            &owned
+        }
+        Step::Mkdir(p) => {
+            owned = Step::Mkdir(confine(rootfs, p)?);
+            &owned
+        }
+        Step::MkFile(p) => {
+            owned = Step::MkFile(confine(rootfs, p)?);
+            &owned
+        }
+        other => other,
+    };
     match step {
         Step::Mount {
             src,
@@ -486,8 +584,12 @@ pub(crate) fn run(plan: &Plan, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
     if let Err(e) = sys::mount(None, c"/", None, libc::MS_SLAVE | libc::MS_REC, None) {
         fail(format!("make / rslave: {e}"));
     }
+    let rootfs = {
+        use std::os::unix::ffi::OsStrExt;
+        PathBuf::from(std::ffi::OsStr::from_bytes(plan.rootfs.to_bytes()))
+    };
     for step in &plan.steps {
-        if let Err(e) = run_step(step) {
+        if let Err(e) = run_step(step, &rootfs) {
             fail(e);
         }
     }
@@ -501,4 +603,32 @@ pub(crate) fn run(plan: &Plan, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
         }
     }
     fail(become_process(&plan.process))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside_the_root() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("real/dir")).unwrap();
+        std::os::unix::fs::symlink("/real", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", r.join("up")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("etc")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        let j = |p: &str| secure_join(r, Path::new(p));
+        assert_eq!(j("abs/dir/x").unwrap(), r.join("real/dir/x"));
+        assert_eq!(j("../../x").unwrap(), r.join("x"));
+        assert_eq!(j("real/../abs/dir").unwrap(), r.join("real/dir"));
+        // `etc` is itself once re-rooted, `up` climbs to the root and
+        // stops there: neither may resolve through to the host.
+        assert!(j("etc/hosts").unwrap_err().contains("symbolic links"));
+        assert!(j("up/etc/hosts").is_err());
+        assert!(j("loop/a").is_err());
+        std::fs::create_dir(r.join("real/etc")).unwrap();
+        std::os::unix::fs::symlink("../../real", r.join("real/dir/back")).unwrap();
+        assert_eq!(j("real/dir/back/etc").unwrap(), r.join("real/etc"));
+    }
 }
