@@ -343,3 +343,81 @@ async fn leader_holds_the_controller_manager_lease() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn garbage_collector_breaks_cycles_and_respects_other_owners() {
+    let (_server, client) = cluster(&["garbage-collector-controller"], false).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let pp = PostParams::default();
+
+    // a → b → c → a, every reference blocking; a deleted in the foreground.
+    let a = cms
+        .create(&pp, &configmap("cycle-a", vec![]))
+        .await
+        .unwrap();
+    let b = cms
+        .create(&pp, &configmap("cycle-b", vec![owned_by(&a, true)]))
+        .await
+        .unwrap();
+    let c = cms
+        .create(&pp, &configmap("cycle-c", vec![owned_by(&b, true)]))
+        .await
+        .unwrap();
+    let mut a = cms.get("cycle-a").await.unwrap();
+    a.metadata.owner_references = Some(vec![owned_by(&c, true)]);
+    cms.replace("cycle-a", &pp, &a).await.unwrap();
+    cms.delete("cycle-a", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    for name in ["cycle-a", "cycle-b", "cycle-c"] {
+        eventually(WAIT, name, || async {
+            cms.get_opt(name).await.unwrap().is_none().then_some(())
+        })
+        .await;
+    }
+
+    // A dependent of two owners survives one of them (losing its
+    // reference) and goes with the second.
+    let first = cms
+        .create(&pp, &configmap("owner-1", vec![]))
+        .await
+        .unwrap();
+    let second = cms
+        .create(&pp, &configmap("owner-2", vec![]))
+        .await
+        .unwrap();
+    cms.create(
+        &pp,
+        &configmap(
+            "shared",
+            vec![owned_by(&first, true), owned_by(&second, false)],
+        ),
+    )
+    .await
+    .unwrap();
+    cms.delete("owner-1", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    eventually(WAIT, "first owner gone", || async {
+        cms.get_opt("owner-1")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let shared = cms.get("shared").await.unwrap();
+    let owners: Vec<String> = shared
+        .owner_references()
+        .iter()
+        .map(|o| o.name.clone())
+        .collect();
+    assert_eq!(owners, ["owner-2"]);
+    cms.delete("owner-2", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(WAIT, "shared dependent collected", || async {
+        cms.get_opt("shared").await.unwrap().is_none().then_some(())
+    })
+    .await;
+}

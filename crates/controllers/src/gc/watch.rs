@@ -7,7 +7,7 @@
 //! Everything runs inside the returned future — no spawned tasks — so
 //! dropping it (lost leadership) stops every watch with it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
@@ -27,8 +27,14 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 pub const RESYNC: Duration = Duration::from_secs(30);
 /// Delay before retrying after failed actions.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long sweeps wait for new watches' initial lists. A graph missing a
+/// whole resource would send a live read for every reference to it;
+/// upstream likewise waits (bounded) for its caches to sync.
+const SYNC_GRACE: Duration = Duration::from_secs(10);
 
 type Meta = PartialObjectMeta<DynamicObject>;
+/// A resource: (group, plural).
+type Key = (String, String);
 
 /// Resources the collector ignores, as upstream does: events are many,
 /// short-lived and never own anything.
@@ -59,8 +65,12 @@ fn nodes(w: &Watched) -> impl Iterator<Item = Node> + '_ {
 
 /// Run the garbage collector until dropped.
 pub async fn run(client: kube::Client) {
-    let mut watched: BTreeMap<(String, String), Watched> = BTreeMap::new();
-    let mut events: SelectAll<BoxStream<'static, ()>> = SelectAll::new();
+    let mut watched: BTreeMap<Key, Watched> = BTreeMap::new();
+    // Each watch event, carrying the resource's key once its initial list
+    // is complete.
+    let mut events: SelectAll<BoxStream<'static, Option<Key>>> = SelectAll::new();
+    let mut unsynced: BTreeSet<Key> = BTreeSet::new();
+    let mut sync_deadline = tokio::time::Instant::now();
     let mut served = Discovered::default();
     let mut next_discovery = tokio::time::Instant::now();
     let mut dirty = false;
@@ -88,9 +98,16 @@ pub async fn run(client: kube::Client) {
                             writer,
                             watcher(api, watcher::Config::default()).default_backoff(),
                         )
-                        .map(|_| ())
+                        .map({
+                            let key = key.clone();
+                            move |ev| {
+                                matches!(ev, Ok(watcher::Event::InitDone)).then(|| key.clone())
+                            }
+                        })
                         .boxed();
                         events.push(stream);
+                        unsynced.insert(key.clone());
+                        sync_deadline = tokio::time::Instant::now() + SYNC_GRACE;
                         watched.insert(
                             key,
                             Watched {
@@ -106,13 +123,19 @@ pub async fn run(client: kube::Client) {
             }
         }
         tokio::select! {
-            Some(()) = events.next() => dirty = true,
+            Some(synced) = events.next() => {
+                if let Some(key) = synced {
+                    unsynced.remove(&key);
+                }
+                dirty = true;
+            }
             _ = tick.tick() => {
                 if retry_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     retry_at = None;
                     dirty = true;
                 }
-                if dirty {
+                let synced = unsynced.is_empty() || tokio::time::Instant::now() >= sync_deadline;
+                if dirty && synced {
                     dirty = false;
                     let graph = Graph::new(watched.values().flat_map(nodes));
                     let plan = reconcile(&graph);
