@@ -8,10 +8,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
+use rkube_controllers::leader_election::{
+    try_acquire_or_renew, KubeLeaseStore, LeaseConfig, LeaseStore,
+};
 use rkube_controllers::Options;
 use support::{eventually, Server};
 
@@ -96,6 +99,16 @@ async fn deleted_namespace_is_emptied_and_removed() {
     };
     secrets
         .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    // An unscheduled pod: no kubelet has to confirm its deletion.
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(client.clone(), "doomed")
+        .create(&PostParams::default(), &pod)
         .await
         .unwrap();
 
@@ -335,6 +348,29 @@ async fn leader_holds_the_controller_manager_lease() {
         (spec.renew_time? > first).then_some(())
     })
     .await;
+    // A second candidate neither takes the held lease nor clobbers it.
+    let other = LeaseConfig::new("kube-controller-manager", "other-manager");
+    let store = KubeLeaseStore::new(client.clone(), &other);
+    assert!(!try_acquire_or_renew(&store, &other).await.unwrap());
+    let mut stale = leases.get("kube-controller-manager").await.unwrap();
+    eventually(WAIT, "another renewal", || async {
+        let now = leases.get("kube-controller-manager").await.unwrap();
+        (now.metadata.resource_version != stale.metadata.resource_version).then_some(())
+    })
+    .await;
+    stale.spec.as_mut().unwrap().holder_identity = Some("other-manager".into());
+    assert!(
+        !store.replace(&stale).await.unwrap(),
+        "stale write must conflict"
+    );
+    let holder = leases
+        .get("kube-controller-manager")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(holder.holder_identity.as_deref(), Some("test-manager"));
+
     // And the controllers run while leading.
     create_namespace(&client, "led").await;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "led");
