@@ -178,8 +178,50 @@ async fn updates_keep_allocations_and_refuse_a_new_cluster_ip() {
         [r#"spec.clusterIPs[0]: Invalid value: ["None"]: may not change once set"#]
     );
 
+    // Turning into an ExternalName drops the address and families.
+    let mut external = old.clone();
+    external["spec"]["type"] = json!("ExternalName");
+    external["spec"]["externalName"] = json!("example.com");
+    external["spec"]["ports"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodePort");
+    external["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("externalTrafficPolicy");
+    s.prepare_for_update(&mut external, &old);
+    for gone in [
+        "clusterIP",
+        "clusterIPs",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "externalTrafficPolicy",
+        "internalTrafficPolicy",
+    ] {
+        assert!(external["spec"].get(gone).is_none(), "{gone}");
+    }
+    assert!(
+        s.validate_update(&external, &old).is_empty(),
+        "{:?}",
+        s.validate_update(&external, &old)
+    );
+
     // NodePort -> ClusterIP drops the node port, and releasing after the
     // update frees it for others.
+    // A patch of the live object (`kubectl patch -p '{"spec":{"type":"ClusterIP"}}'`)
+    // still carries the NodePort-only fields: they go.
+    let mut patched = old.clone();
+    patched["spec"]["type"] = json!("ClusterIP");
+    s.prepare_for_update(&mut patched, &old);
+    assert!(patched["spec"]["ports"][0].get("nodePort").is_none());
+    assert!(patched["spec"].get("externalTrafficPolicy").is_none());
+    assert!(
+        s.validate_update(&patched, &old).is_empty(),
+        "{:?}",
+        s.validate_update(&patched, &old)
+    );
+
     let mut to_cluster_ip = kubectl_create("ClusterIP");
     s.prepare_for_update(&mut to_cluster_ip, &old);
     assert!(to_cluster_ip["spec"]["ports"][0].get("nodePort").is_none());
@@ -237,6 +279,16 @@ fn validation_messages_match_upstream() {
         messages(&s.validate(&ext)),
         [
             r#"spec.externalName: Invalid value: "Not A Name": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#
+        ]
+    );
+    let mut ext_ips = json!({"metadata": {"name": "ext"}, "spec": {"type": "ExternalName",
+        "externalName": "example.com.", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack"}});
+    default_service(&mut ext_ips);
+    assert_eq!(
+        messages(&s.validate(&ext_ips)),
+        [
+            "spec.ipFamilies: Forbidden: may not be set for ExternalName services",
+            "spec.ipFamilyPolicy: Forbidden: may not be set for ExternalName services",
         ]
     );
     let mut none_np = json!({"metadata": {"name": "n"}, "spec": {"type": "NodePort", "clusterIP": "None",

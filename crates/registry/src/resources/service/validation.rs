@@ -61,6 +61,17 @@ pub fn validate_service(svc: &Value) -> Vec<FieldError> {
                 "may not be set for ExternalName services",
             ));
         }
+        for field in ["ipFamilies", "ipFamilyPolicy"] {
+            let set = svc
+                .pointer(&format!("/spec/{field}"))
+                .is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+            if set {
+                errs.push(FieldError::forbidden(
+                    &spec.child(field),
+                    "may not be set for ExternalName services",
+                ));
+            }
+        }
     } else if ports.is_empty() && !headless {
         errs.push(FieldError::required(&spec.child("ports"), ""));
     }
