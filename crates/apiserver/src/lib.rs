@@ -7,6 +7,7 @@
 //! store. Every built-in resource is served by the same handlers; what
 //! differs per resource lives in its strategy.
 
+mod apply;
 mod authn;
 mod decode;
 mod discovery;

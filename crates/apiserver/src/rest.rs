@@ -101,7 +101,7 @@ async fn handle_inner(
         "watch" => crate::watch::watch(rs, ns, query, as_table).await,
         "create" => write::create(server, rs, ns, query, req).await,
         "update" => write::update(server, rs, ns, name, target, query, req).await,
-        "patch" => write::patch(rs, ns, name, target, query, req).await,
+        "patch" => write::patch(server, rs, ns, name, target, query, req).await,
         "delete" => write::delete(rs, ns, name, query, req).await,
         "deletecollection" => write::delete_collection(rs, ns, query, req).await,
         _ => Err(StatusError::method_not_supported(

@@ -74,6 +74,7 @@ pub async fn handle(
     if verb == "get" {
         return Ok(ok(&scale_of(&rs.get(ns, name, None).await?)));
     }
+    let manager = crate::apply::manager(query, req.headers());
     let (content_type, bytes) = body(req).await?;
     let change = match (verb, content_type.as_str()) {
         ("update", _) => Change::Replace,
@@ -119,7 +120,13 @@ pub async fn handle(
                 }
                 _ => meta::remove(&mut next, "resourceVersion"),
             }
-            Ok(next)
+            Ok(crate::apply::record(
+                rs,
+                current,
+                &next,
+                &manager,
+                Some("scale"),
+            ))
         })
         .await?;
     Ok(ok(&scale_of(&updated)))

@@ -10,6 +10,7 @@ use rkube_registry::{
 };
 use serde_json::{json, Value};
 
+use crate::apply;
 use crate::decode::{add_warnings, typed, FieldValidation};
 use crate::request::Query;
 use crate::response::ok;
@@ -98,11 +99,14 @@ pub async fn create(
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     let validation = FieldValidation::from_query(query)?;
+    apply::check_options(query, false)?;
+    let manager = apply::manager(query, req.headers());
     let (ct, bytes) = body(req).await?;
     let obj = decode(&ct, &bytes)?;
     check_kind(rs, &obj)?;
     let (obj, warnings) = typed(rs, &obj, validation)?;
     check_namespace_open(server, rs, ns).await?;
+    let obj = apply::record(rs, &Value::Null, &obj, &manager, None);
     let obj = rs.create(ns, obj, dry_run(query)?).await?;
     let mut resp = created(&obj);
     add_warnings(&mut resp, &warnings);
@@ -121,17 +125,25 @@ pub async fn update(
 ) -> Result<Response<Body>> {
     let _ = server;
     let validation = FieldValidation::from_query(query)?;
+    apply::check_options(query, false)?;
+    let manager = apply::manager(query, req.headers());
     let (ct, bytes) = body(req).await?;
     let obj = decode(&ct, &bytes)?;
     check_kind(rs, &obj)?;
     let (obj, warnings) = typed(rs, &obj, validation)?;
-    let obj = rs.update(ns, name, obj, target, dry_run(query)?).await?;
+    let sub = subresource_name(target);
+    let obj = rs
+        .update_with(ns, name, target, dry_run(query)?, obj, |current, new| {
+            apply::record(rs, current, &new, &manager, sub)
+        })
+        .await?;
     let mut resp = ok(&obj);
     add_warnings(&mut resp, &warnings);
     Ok(resp)
 }
 
 pub async fn patch(
+    server: &ApiServer,
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
     name: &str,
@@ -141,8 +153,12 @@ pub async fn patch(
 ) -> Result<Response<Body>> {
     let validation = FieldValidation::from_query(query)?;
     let mut warnings = Vec::new();
+    let manager = apply::manager(query, req.headers());
     let (ct, bytes) = body(req).await?;
     let kind = match ct.as_str() {
+        "application/apply-patch+yaml" => {
+            return server_side_apply(server, rs, ns, name, target, query, &manager, &bytes).await
+        }
         "application/merge-patch+json" => PatchKind::Merge,
         "application/json-patch+json" => PatchKind::Json,
         "application/strategic-merge-patch+json" => PatchKind::Strategic,
@@ -155,6 +171,8 @@ pub async fn patch(
             ]))
         }
     };
+    apply::check_options(query, false)?;
+    let sub = subresource_name(target);
     let patch_doc: Value = serde_json::from_slice(&bytes)
         .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?;
     let type_name = rs.info.type_name;
@@ -181,9 +199,71 @@ pub async fn patch(
             {
                 meta::remove(&mut patched, "resourceVersion");
             }
-            Ok(patched)
+            Ok(apply::record(rs, current, &patched, &manager, sub))
         })
         .await?;
+    let mut resp = ok(&obj);
+    add_warnings(&mut resp, &warnings);
+    Ok(resp)
+}
+
+fn subresource_name(target: Target) -> Option<&'static str> {
+    match target {
+        Target::Main => None,
+        Target::Status => Some("status"),
+        Target::Finalize => Some("finalize"),
+    }
+}
+
+/// PATCH with `application/apply-patch+yaml`: create the object if it does
+/// not exist, else merge the applied configuration into it.
+#[allow(clippy::too_many_arguments)]
+async fn server_side_apply(
+    server: &ApiServer,
+    rs: &Arc<ResourceStore>,
+    ns: Option<&str>,
+    name: &str,
+    target: Target,
+    query: &Query,
+    manager: &str,
+    bytes: &[u8],
+) -> Result<Response<Body>> {
+    apply::check_options(query, true)?;
+    let validation = FieldValidation::from_query(query)?;
+    let force = query.flag("force");
+    let dry = dry_run(query)?;
+    let applied = decode("application/apply-patch+yaml", bytes)?;
+    let sub = subresource_name(target);
+    let mut warnings = Vec::new();
+    let result = rs
+        .modify(ns, name, target, dry, |current| {
+            let merged = apply::apply(rs, current, &applied, manager, sub, force)?;
+            let (mut merged, unknown) = typed(rs, &merged, validation)?;
+            warnings = unknown;
+            meta::remove(&mut merged, "resourceVersion");
+            Ok(merged)
+        })
+        .await;
+    let obj = match result {
+        Ok(obj) => obj,
+        Err(e) if e.reason() == "NotFound" && target == Target::Main => {
+            if meta::name(&applied) != name {
+                return Err(StatusError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::name(&applied)
+                )));
+            }
+            let merged = apply::apply(rs, &Value::Null, &applied, manager, sub, force)?;
+            let (merged, unknown) = typed(rs, &merged, validation)?;
+            warnings = unknown;
+            check_namespace_open(server, rs, ns).await?;
+            let created = rs.create(ns, merged, dry).await?;
+            let mut resp = crate::rest::created(&created);
+            add_warnings(&mut resp, &warnings);
+            return Ok(resp);
+        }
+        Err(e) => return Err(e),
+    };
     let mut resp = ok(&obj);
     add_warnings(&mut resp, &warnings);
     Ok(resp)

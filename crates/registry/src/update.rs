@@ -35,6 +35,24 @@ impl ResourceStore {
         target: Target,
         dry_run: bool,
     ) -> Result<Value> {
+        self.update_with(namespace, name, target, dry_run, obj, |_, new| new)
+            .await
+    }
+
+    /// PUT, with `finish(current, new)` run on the object before it is
+    /// checked and written (the API server records managedFields there).
+    pub async fn update_with<F>(
+        &self,
+        namespace: Option<&str>,
+        name: &str,
+        target: Target,
+        dry_run: bool,
+        obj: Value,
+        mut finish: F,
+    ) -> Result<Value>
+    where
+        F: FnMut(&Value, Value) -> Value + Send,
+    {
         if !obj.is_object() {
             return Err(StatusError::bad_request(
                 "the request body must be a JSON object",
@@ -46,8 +64,10 @@ impl ResourceStore {
                 "the name of the object ({body_name}) does not match the name on the URL ({name})"
             )));
         }
-        self.modify(namespace, name, target, dry_run, move |_| Ok(obj.clone()))
-            .await
+        self.modify(namespace, name, target, dry_run, move |current| {
+            Ok(finish(current, obj.clone()))
+        })
+        .await
     }
 
     /// Read-modify-write: `f` turns the current object into the desired

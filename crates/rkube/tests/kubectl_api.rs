@@ -535,3 +535,63 @@ fn field_validation_and_explain_use_the_served_schemas() {
         "{resources}"
     );
 }
+
+#[test]
+fn server_side_apply_tracks_owners_and_conflicts() {
+    let server = Server::start();
+    assert_eq!(
+        server.ok_stdin(&["apply", "--server-side", "-f", "-"], APP),
+        "configmap/app-config serverside-applied\ndeployment.apps/web serverside-applied\n"
+    );
+    let managers = server.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply ");
+    server.ok(&["scale", "deploy", "web", "--replicas=3"]);
+    let changed = APP.replace("replicas: 2", "replicas: 4");
+    let out = server.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &changed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#),
+        "{err}"
+    );
+    server.ok_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &changed,
+    );
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "4"
+    );
+    // Dropping a field from the applied configuration removes it.
+    let fewer = APP.replace("  labels: {app: web}\n", "");
+    server.ok_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &fewer,
+    );
+    assert_eq!(
+        server.ok(&[
+            "get",
+            "cm",
+            "app-config",
+            "-o",
+            "jsonpath={.metadata.labels}"
+        ]),
+        ""
+    );
+    server.ok(&["label", "cm", "app-config", "x=y"]);
+    let managers = server.ok(&[
+        "get",
+        "cm",
+        "app-config",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation} {end}",
+    ]);
+    assert_eq!(managers, "kubectl/Apply kubectl-label/Update ");
+}
