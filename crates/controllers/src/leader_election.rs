@@ -28,6 +28,8 @@ pub enum Error {
     Write(String, #[source] kube::Error),
     #[error("leadership of lease {0} lost: not renewed for {1:?}")]
     Lost(String, Duration),
+    #[error("leadership of lease {0} lost: now held by {1}")]
+    Taken(String, String),
 }
 
 /// Where the Lease lives and how it is held.
@@ -158,11 +160,27 @@ pub fn decide(observed: Option<&LeaseSpec>, cfg: &LeaseConfig, now: Timestamp) -
     }
 }
 
+/// What one acquire-or-renew attempt came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attempt {
+    /// We hold the lease now.
+    Held,
+    /// Our write lost a race; the next attempt reads afresh.
+    Conflict,
+    /// Someone else holds a valid lease.
+    HeldBy(String),
+}
+
 /// One acquire-or-renew attempt; true when we hold the lease afterwards.
 pub async fn try_acquire_or_renew(
     store: &dyn LeaseStore,
     cfg: &LeaseConfig,
 ) -> Result<bool, Error> {
+    Ok(attempt(store, cfg).await? == Attempt::Held)
+}
+
+/// One acquire-or-renew attempt.
+pub async fn attempt(store: &dyn LeaseStore, cfg: &LeaseConfig) -> Result<Attempt, Error> {
     let current = store.get().await?;
     let decision = decide(
         current.as_ref().and_then(|l| l.spec.as_ref()),
@@ -179,21 +197,30 @@ pub async fn try_acquire_or_renew(
                 },
                 spec: Some(spec),
             };
-            store.create(&lease).await
+            Ok(won(store.create(&lease).await?))
         }
         Decision::Update(spec) => {
             let mut lease = current.unwrap_or_default();
             lease.spec = Some(spec);
-            store.replace(&lease).await
+            Ok(won(store.replace(&lease).await?))
         }
-        Decision::Wait { .. } => Ok(false),
+        Decision::Wait { holder } => Ok(Attempt::HeldBy(holder)),
+    }
+}
+
+fn won(written: bool) -> Attempt {
+    if written {
+        Attempt::Held
+    } else {
+        Attempt::Conflict
     }
 }
 
 /// Wait until this candidate holds the lease, then run `work` while
 /// renewing it. Returns `work`'s own result if it ends first, or
 /// [`Error::Lost`] (with `work` dropped, i.e. cancelled) once renewal has
-/// failed for a whole lease duration — upstream's controller manager exits
+/// failed for a whole lease duration, or [`Error::Taken`] at once when
+/// another candidate holds the lease — upstream's controller manager exits
 /// at that point so that two leaders never act at once.
 pub async fn run_leading<F, T>(
     store: &dyn LeaseStore,
@@ -216,9 +243,14 @@ where
         let mut last_renewed = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(cfg.retry_period).await;
-            match try_acquire_or_renew(store, cfg).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => tracing::warn!(lease = %cfg.name, "lease renewal refused"),
+            match attempt(store, cfg).await {
+                Ok(Attempt::Held) => last_renewed = tokio::time::Instant::now(),
+                Ok(Attempt::Conflict) => {
+                    tracing::warn!(lease = %cfg.name, "lease renewal conflicted")
+                }
+                // Another candidate took over (we were cut off past the
+                // lease duration): stop at once, two leaders must not act.
+                Ok(Attempt::HeldBy(holder)) => return Error::Taken(cfg.name.clone(), holder),
                 Err(e) => tracing::warn!(error = %e, "lease renewal failed"),
             }
             if last_renewed.elapsed() >= cfg.lease_duration {

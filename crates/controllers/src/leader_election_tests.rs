@@ -154,3 +154,23 @@ async fn leadership_is_given_up_when_renewal_fails_for_the_lease_duration() {
         "gave up after {elapsed:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn leadership_ends_at_once_when_another_candidate_took_the_lease() {
+    let store = FakeStore::default();
+    let cfg = cfg("a");
+    let result = run_leading(&store, &cfg, async {
+        // Another candidate overwrites the lease (as after a partition).
+        let mut lease = store.get().await.unwrap().unwrap();
+        let mut theirs = held("b", 0, 1);
+        theirs.renew_time = Some(MicroTime(Timestamp::now()));
+        lease.spec = Some(theirs);
+        assert!(store.replace(&lease).await.unwrap());
+        futures::future::pending::<()>().await
+    })
+    .await;
+    match result {
+        Err(Error::Taken(_, holder)) => assert_eq!(holder, "b"),
+        other => panic!("expected Taken, got {other:?}"),
+    }
+}
