@@ -63,6 +63,16 @@ impl Strategy for EventStrategy {
     }
 }
 
+/// `events.k8s.io/v1` Events: the same objects seen through the newer
+/// API; they expire the same way.
+pub struct EventsV1Strategy;
+
+impl Strategy for EventsV1Strategy {
+    fn ttl(&self) -> Option<Duration> {
+        Some(EVENT_TTL)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +106,6 @@ mod tests {
             ]
         );
         assert_eq!(s.ttl(), Some(Duration::from_secs(3600)));
+        assert_eq!(EventsV1Strategy.ttl(), Some(Duration::from_secs(3600)));
     }
 }

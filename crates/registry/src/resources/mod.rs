@@ -31,6 +31,7 @@ pub fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
         ("", "secrets") => Arc::new(config::SecretStrategy),
         ("", "nodes") => Arc::new(node::NodeStrategy),
         ("", "events") => Arc::new(event::EventStrategy),
+        ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
         ("", "services") => Arc::new(service::ServiceStrategy::without_allocation()),
         (group, plural) if workloads::Kind::of(group, plural).is_some() => {
             let kind = workloads::Kind::of(group, plural).expect("checked");

@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use rkube_machinery::names::is_dns1123_label;
+use rkube_machinery::names::{is_dns1123_label, max_len_error};
 use rkube_machinery::{FieldError, FieldPath};
 use serde_json::Value;
 
@@ -163,8 +163,17 @@ fn validate_container(
             TERMINATION_MESSAGE_POLICIES,
         )),
     }
+    let mut port_names = HashSet::new();
     for (i, p) in items(c, "ports").iter().enumerate() {
         let ppath = path.child("ports").index(i);
+        if let Some(name) = str_of(p, "name").filter(|n| !n.is_empty()) {
+            for msg in is_valid_port_name(name) {
+                errs.push(FieldError::invalid(&ppath.child("name"), name, msg));
+            }
+            if !port_names.insert(name) {
+                errs.push(FieldError::duplicate(&ppath.child("name"), name));
+            }
+        }
         validate_port_number(
             p.get("containerPort"),
             &ppath.child("containerPort"),
@@ -197,6 +206,31 @@ fn validate_container(
     if let Some(r) = c.get("resources") {
         validate_resources(r, &path.child("resources"), errs);
     }
+}
+
+/// Upstream `IsValidPortName`: an IANA service name, as container ports
+/// and named target ports use.
+pub fn is_valid_port_name(name: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if name.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if name.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
 }
 
 /// A port number: 1-65535; `required` when 0 is not allowed to mean

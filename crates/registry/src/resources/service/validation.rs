@@ -11,7 +11,9 @@ use rkube_machinery::names::{is_dns1035_label, is_dns1123_label, is_dns1123_subd
 use rkube_machinery::{FieldError, FieldPath};
 use serde_json::Value;
 
-use crate::resources::pod::validation::{inclusive_range, validate_port_number};
+use crate::resources::pod::validation::{
+    inclusive_range, is_valid_port_name, validate_port_number,
+};
 use crate::resources::util::str_at;
 
 const TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
@@ -170,11 +172,11 @@ fn validate_ports(ports: &[Value], ty: &str, path: &FieldPath, errs: &mut Vec<Fi
         }
         match p.get("targetPort") {
             Some(Value::String(s)) if !s.is_empty() => {
-                if s.len() > 15 || !s.bytes().any(|b| b.is_ascii_lowercase()) {
+                for msg in is_valid_port_name(s) {
                     errs.push(FieldError::invalid(
                         &ppath.child("targetPort"),
                         s.as_str(),
-                        "must contain at least one letter (a-z) and be no more than 15 characters",
+                        msg,
                     ));
                 }
             }
