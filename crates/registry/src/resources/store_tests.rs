@@ -169,3 +169,29 @@ fn every_catalog_resource_has_a_strategy() {
         }
     }
 }
+
+#[tokio::test]
+async fn unscheduled_pods_go_at_once_and_running_ones_wait() {
+    let (_dir, rs) = store("", "v1", "pods");
+    let pod = |name: &str| json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    rs.create(Some("default"), pod("idle"), false)
+        .await
+        .unwrap();
+    let gone = rs
+        .delete(Some("default"), "idle", &Default::default())
+        .await
+        .unwrap();
+    assert!(matches!(gone, crate::DeleteOutcome::Deleted(_)), "{gone:?}");
+
+    let mut on_node = pod("busy");
+    on_node["spec"]["nodeName"] = json!("n1");
+    rs.create(Some("default"), on_node, false).await.unwrap();
+    let marked = rs
+        .delete(Some("default"), "busy", &Default::default())
+        .await
+        .unwrap();
+    let crate::DeleteOutcome::Pending(marked) = marked else {
+        panic!("a running pod waits for its kubelet: {marked:?}")
+    };
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+}

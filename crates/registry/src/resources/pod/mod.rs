@@ -74,9 +74,10 @@ impl Strategy for PodStrategy {
     }
 
     fn default_grace_period(&self, obj: &Value) -> i64 {
-        obj.pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(DEFAULT_GRACE_SECONDS)
+        // The same answer `grace_period` gives a request that names none,
+        // so a store that only asks this one deletes unscheduled pods at
+        // once too.
+        self.grace_period(obj, None)
     }
 
     fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
@@ -87,7 +88,11 @@ impl Strategy for PodStrategy {
         if matches!(str_at(obj, "/status/phase"), "Succeeded" | "Failed") {
             return 0;
         }
-        let period = requested.unwrap_or_else(|| self.default_grace_period(obj));
+        let period = requested.unwrap_or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(DEFAULT_GRACE_SECONDS)
+        });
         // Upstream turns a negative period into the shortest real one.
         if period < 0 {
             1

@@ -303,14 +303,15 @@ fn graceful_deletion_waits_only_for_running_pods() {
     assert!(s.return_deleted_object());
     assert!(!s.tracks_generation());
     let pod = created(kubectl_run());
-    assert_eq!(s.default_grace_period(&pod), 30);
     // Not scheduled: nothing to wait for.
+    assert_eq!(s.default_grace_period(&pod), 0);
     assert_eq!(s.grace_period(&pod, None), 0);
     assert_eq!(s.grace_period(&pod, Some(10)), 0);
     let mut scheduled = pod.clone();
     scheduled["spec"]["nodeName"] = json!("n1");
     scheduled["spec"]["terminationGracePeriodSeconds"] = json!(45);
     assert_eq!(s.grace_period(&scheduled, None), 45);
+    assert_eq!(s.default_grace_period(&scheduled), 45);
     assert_eq!(s.grace_period(&scheduled, Some(5)), 5);
     assert_eq!(s.grace_period(&scheduled, Some(-3)), 1);
     scheduled["status"]["phase"] = json!("Succeeded");
