@@ -42,6 +42,18 @@ impl ServiceStrategy {
         }
     }
 
+    /// Allocating from `cidr` (e.g. 10.43.0.0/16) and `node_ports` (e.g.
+    /// 30000..=32767) over `store`; `None` when the CIDR is not IPv4.
+    pub fn over_store(
+        store: Arc<dyn rkube_storage::Store>,
+        cidr: &str,
+        node_ports: std::ops::RangeInclusive<u16>,
+    ) -> Option<ServiceStrategy> {
+        let cidr = allocator::Ipv4Cidr::parse(cidr)?;
+        let alloc = allocator::StoreAllocator::new(store, cidr, node_ports);
+        Some(ServiceStrategy::new(Arc::new(alloc)))
+    }
+
     pub fn without_allocation() -> ServiceStrategy {
         ServiceStrategy { allocator: None }
     }

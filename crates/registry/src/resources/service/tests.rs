@@ -7,7 +7,6 @@ use std::sync::Arc;
 use rkube_storage::sqlite::SqliteStore;
 use serde_json::{json, Value};
 
-use super::allocator::{Ipv4Cidr, StoreAllocator};
 use super::*;
 
 fn messages(errs: &[FieldError]) -> Vec<String> {
@@ -17,12 +16,8 @@ fn messages(errs: &[FieldError]) -> Vec<String> {
 fn strategy() -> (tempfile::TempDir, ServiceStrategy) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
-    let alloc = StoreAllocator::new(
-        store,
-        Ipv4Cidr::parse("10.43.0.0/16").unwrap(),
-        30000..=32767,
-    );
-    (dir, ServiceStrategy::new(Arc::new(alloc)))
+    let s = ServiceStrategy::over_store(store, "10.43.0.0/16", 30000..=32767).unwrap();
+    (dir, s)
 }
 
 /// What `kubectl create service <type> my-svc --tcp=80:8080` sends.
