@@ -53,6 +53,9 @@ impl Server {
             .args(["--https-listen-port", &port.to_string()])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            // The controllers under test run in the test process; the
+            // server's own controller manager would race them.
+            .arg("--disable-controller-manager")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
