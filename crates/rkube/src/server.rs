@@ -77,6 +77,15 @@ pub struct ServerArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+
+    /// Do not run the controller manager in this server.
+    #[arg(long)]
+    pub disable_controller_manager: bool,
+
+    /// Controllers to run: `*` for the defaults, `name` to add, `-name` to
+    /// remove (kube-controller-manager's `--controllers`).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
 }
 
 impl ServerArgs {
@@ -181,10 +190,65 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let router = rkube_apiserver::router(api);
     let server = tokio::spawn(rkube_apiserver::serve(listener, Arc::new(tls), router));
 
+    let components = if args.disable_controller_manager {
+        None
+    } else {
+        let client = component_client(
+            &pki,
+            &url,
+            "controller-manager",
+            "system:kube-controller-manager",
+        )
+        .await?;
+        let opts = rkube_controllers::Options {
+            controllers: args.controllers.clone(),
+            leader_elect: true,
+            identity: format!(
+                "{}_{}",
+                hostname().unwrap_or_else(|_| "rkube".into()),
+                std::process::id()
+            ),
+            root_ca_pem: pki.server_ca().cert_pem().to_string(),
+        };
+        Some(tokio::spawn(async move {
+            if let Err(err) = rkube_controllers::run(client, opts).await {
+                tracing::error!(%err, "controller manager stopped");
+            }
+        }))
+    };
+
     shutdown_signal().await?;
+    if let Some(task) = components {
+        task.abort();
+    }
     tracing::info!("shutting down");
     server.abort();
     Ok(())
+}
+
+/// An API client for an in-process component, authenticated with its own
+/// client certificate, over loopback like any other client.
+async fn component_client(
+    pki: &Pki,
+    url: &str,
+    stem: &str,
+    user: &str,
+) -> anyhow::Result<kube::Client> {
+    let cert = pki.client_cert(stem, user, &[])?;
+    let spec = rkube_pki::KubeconfigSpec::new(
+        url,
+        pki.server_ca().cert_pem(),
+        &cert.cert_pem,
+        &cert.key_pem,
+    );
+    let yaml = rkube_pki::kubeconfig(&spec)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// SIGINT or SIGTERM.
