@@ -78,7 +78,7 @@ pub async fn discover(client: &kube::Client) -> Result<Discovered, Error> {
     Ok(found)
 }
 
-/// Whether a verb name is one `kube` knows (kept for callers' filters).
+/// Whether `s` can be listed and watched (what an informer needs).
 pub fn is_list_watch(s: &Served) -> bool {
     s.supports(verbs::LIST) && s.supports(verbs::WATCH)
 }
