@@ -167,6 +167,29 @@ pub fn merge_env(image: &RunConfig, env: &[(String, String)], hostname: &str) ->
     out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
+/// An image STOPSIGNAL (`SIGINT`, `INT`, `2`, any case) as a number.
+pub fn parse_signal(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "WINCH" => libc::SIGWINCH,
+        "PWR" => libc::SIGPWR,
+        "STOP" => libc::SIGSTOP,
+        _ => return None,
+    };
+    Some(n)
+}
+
 /// /etc/hosts as the kubelet writes it for a pod.
 pub fn render_hosts(entries: &[HostEntry]) -> String {
     let mut s = String::from(
@@ -229,6 +252,15 @@ mod tests {
             "h",
         );
         assert_eq!(env, v(&["PATH=/bin", "HOSTNAME=h", "A=2", "B=x=y"]));
+    }
+
+    #[test]
+    fn stop_signals() {
+        assert_eq!(parse_signal("SIGINT"), Some(2));
+        assert_eq!(parse_signal("quit"), Some(3));
+        assert_eq!(parse_signal("15"), Some(15));
+        assert_eq!(parse_signal("0"), None);
+        assert_eq!(parse_signal("SIGBOGUS"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::image::{ImageService, RunConfig};
 
 use super::cgroup::{Cgroup, Layout};
-use super::config::{merge_env, resolve_argv, ContainerConfig, SandboxConfig};
+use super::config::{merge_env, parse_signal, resolve_argv, ContainerConfig, SandboxConfig};
 use super::exec::{self, ExecConfig, ExecIo};
 use super::shim::{self, Shim};
 use super::state::{
@@ -178,6 +178,12 @@ impl LocalRuntime {
             caps: caps::resolve(&config.capabilities, config.privileged)?,
             layers,
             log_path: PathBuf::new(),
+            stop_signal: match image.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+                None => libc::SIGTERM,
+                Some(s) => parse_signal(s).ok_or_else(|| {
+                    Error::InvalidConfig(format!("image STOPSIGNAL {s:?} is not a signal"))
+                })?,
+            },
         })
     }
 
@@ -205,11 +211,13 @@ impl LocalRuntime {
             exit_file: dir.join("exit.json"),
             cgroup,
         };
-        let started = shim::spawn(&shim);
+        // Taken before the fork: a short-lived container can otherwise
+        // finish "before" it started.
         let started_at = SystemTime::now();
+        let started = shim::spawn(&shim);
         let (shim_pid, pid, failure) = match started {
             Ok((s, p)) => (s, p, None),
-            Err(message) => (0, 0, Some(message)),
+            Err((s, message)) => (s, 0, Some(message)),
         };
         let process = ProcessRecord {
             shim_pid,
@@ -220,8 +228,9 @@ impl LocalRuntime {
         };
         write_json(&dir.join("process.json"), &process)?;
         if let Some(message) = failure {
-            // The shim may still be recording the init's exit; ours wins.
-            let _ = self.wait(id, Some(Duration::from_secs(5)));
+            // The shim may still be recording the init's exit: wait for
+            // it so that our record, written last, is the one that stays.
+            let _ = self.wait(id, Some(Duration::from_secs(10)));
             let exit = ExitRecord {
                 exit_code: 128,
                 oom_killed: false,
@@ -312,7 +321,7 @@ impl Runtime for LocalRuntime {
         if snap.state() != ContainerState::Running {
             return Ok(());
         }
-        self.signal(&snap, libc::SIGTERM);
+        self.signal(&snap, snap.record.resolved.stop_signal);
         if self.wait(id, Some(grace))?.state == ContainerState::Running {
             self.signal(&Snapshot::load(&self.paths, id)?, libc::SIGKILL);
             let st = self.wait(id, Some(Duration::from_secs(30)))?;

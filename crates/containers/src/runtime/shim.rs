@@ -32,18 +32,18 @@ pub(crate) struct Shim {
 }
 
 /// Forks the shim (via a short-lived intermediate) and returns
-/// (shim pid, init pid) once the init has exec'd, or the setup error.
-pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), String> {
-    let (r, w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    match sys::fork().map_err(|e| format!("fork: {e}"))? {
+/// (shim pid, init pid) once the init has exec'd, or the setup error with
+/// the shim's pid (0 if there is none) so the caller can wait for it.
+pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), (i32, String)> {
+    let (r, w) = sys::pipe().map_err(|e| (0, format!("pipe: {e}")))?;
+    match sys::fork().map_err(|e| (0, format!("fork: {e}")))? {
         Fork::Child => {
             drop(r);
             match sys::fork() {
                 Ok(Fork::Child) => run(shim, w),
-                Ok(Fork::Parent(pid)) => {
-                    let _ = sys::write_all(w.as_raw_fd(), &pid.to_ne_bytes());
-                    sys::exit_now(0)
-                }
+                // The shim reports its own pid first: if this process
+                // wrote it, it could land after the shim's next word.
+                Ok(Fork::Parent(_)) => sys::exit_now(0),
                 Err(e) => {
                     let _ =
                         sys::write_all(w.as_raw_fd(), format!("\0\0\0\0fork shim: {e}").as_bytes());
@@ -53,7 +53,8 @@ pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), String> {
         }
         Fork::Parent(mid) => {
             drop(w);
-            let out = sys::read_to_end(r.as_raw_fd()).map_err(|e| format!("read start pipe: {e}"));
+            let out =
+                sys::read_to_end(r.as_raw_fd()).map_err(|e| (0, format!("read start pipe: {e}")));
             let _ = sys::waitpid(mid);
             let out = out?;
             let word = |i: usize| {
@@ -65,10 +66,13 @@ pub(crate) fn spawn(shim: &Shim) -> Result<(i32, i32), String> {
             let tail = String::from_utf8_lossy(out.get(8..).unwrap_or(&[])).into_owned();
             match (shim_pid, pid) {
                 (Some(s), Some(p)) if tail.is_empty() => Ok((s, p)),
-                (Some(_), Some(_)) => Err(tail),
-                _ => Err(String::from_utf8_lossy(out.get(4..).unwrap_or(&[]))
-                    .trim_start_matches('\0')
-                    .to_string()),
+                (Some(s), Some(_)) => Err((s, tail)),
+                _ => Err((
+                    shim_pid.unwrap_or(0),
+                    String::from_utf8_lossy(out.get(4..).unwrap_or(&[]))
+                        .trim_start_matches('\0')
+                        .to_string(),
+                )),
             }
         }
     }
@@ -89,6 +93,8 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
         let _ = sys::write_all(ack.as_raw_fd(), format!("\0\0\0\0{msg}").as_bytes());
         sys::exit_now(1)
     };
+    let me = std::process::id() as i32;
+    let _ = sys::write_all(ack.as_raw_fd(), &me.to_ne_bytes());
     sys::setsid();
     let null = open_devnull().unwrap_or_else(|e| fail(e));
     let mut ns_files = Vec::new();

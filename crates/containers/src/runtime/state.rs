@@ -32,6 +32,13 @@ pub(crate) struct Resolved {
     /// Overlay lowerdirs, top first.
     pub layers: Vec<PathBuf>,
     pub log_path: PathBuf,
+    /// The image's STOPSIGNAL as a number (SIGTERM when unset).
+    #[serde(default = "sigterm")]
+    pub stop_signal: i32,
+}
+
+fn sigterm() -> i32 {
+    libc::SIGTERM
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
-//! Thin, checked wrappers over the system calls the runtime needs. Every
-//! `unsafe` block of the runtime lives here, each with its reason.
+//! Thin, checked wrappers over the system calls the runtime needs; all
+//! but a few one-line calls in `init.rs` keep their `unsafe` here.
 //!
 //! Upstream counterpart: youki's `syscall/linux.rs`, runc's `libcontainer/system`.
 
