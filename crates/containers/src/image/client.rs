@@ -385,6 +385,20 @@ impl Repository {
     /// Streams a blob into the content store; the bytes are hashed and
     /// written on a blocking thread while the next chunks arrive.
     pub async fn fetch_blob(&self, desc: &Descriptor, store: &ContentStore) -> Result<(), Error> {
+        self.fetch_blob_tee(desc, store, None).await
+    }
+
+    /// Like [`Repository::fetch_blob`], also handing every chunk to `tee`
+    /// (e.g. an unpacker reading a [`ChunkReader`]) as it is written, so a
+    /// layer can be unpacked while it downloads. The tee sees unverified
+    /// bytes: its consumer must verify what it builds (unpack checks the
+    /// diff id) or discard it when this returns an error.
+    pub async fn fetch_blob_tee(
+        &self,
+        desc: &Descriptor,
+        store: &ContentStore,
+        tee: Option<std::sync::mpsc::SyncSender<Bytes>>,
+    ) -> Result<(), Error> {
         let url = self.url(&format!("blobs/{}", desc.digest));
         let resp = self.send(Method::GET, &url, |r| r).await?;
         let mut resp = check(Method::GET, &url, &format!("blob {}", desc.digest), resp).await?;
@@ -393,7 +407,12 @@ impl Repository {
         let (store, digest, size) = (store.clone(), desc.digest.clone(), desc.size);
         let writer = tokio::task::spawn_blocking(move || -> Result<(), content::Error> {
             let mut w = store.writer()?;
+            let mut tee = tee;
             while let Some(chunk) = rx.blocking_recv() {
+                // A consumer that stopped early (its own error) is dropped.
+                if tee.as_ref().is_some_and(|t| t.send(chunk.clone()).is_err()) {
+                    tee = None;
+                }
                 w.write_all(&chunk).map_err(|source| content::Error::Io {
                     op: "write",
                     path: "ingest".into(),
@@ -488,6 +507,37 @@ impl Repository {
             .await?;
         check(Method::PUT, &url, "manifest", resp).await?;
         Ok(())
+    }
+}
+
+/// Reads the chunks a [`Repository::fetch_blob_tee`] hands out; end of
+/// input when the download ends (or fails).
+pub struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    pub fn new(rx: std::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
+        ChunkReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(chunk) => self.current = chunk,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
     }
 }
 

@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 
 use super::archive;
 use super::auth::DockerConfig;
-use super::client::{self, Client, Repository, Stats};
+use super::client::{self, ChunkReader, Client, Repository, Stats};
 use super::content::{self, ContentStore};
 use super::gc::{self, Created, LockGuard, Rollback, StoreLock};
 use super::oci::{self, Descriptor, Digest, Document, ImageConfig, Manifest, RunConfig};
@@ -256,22 +256,43 @@ impl ImageService {
         repo: Option<&Repository>,
         rollback: &Rollback,
     ) -> Result<(), Error> {
-        if !self.content.contains(&desc.digest) {
-            match repo {
-                Some(repo) => repo.fetch_blob(desc, &self.content).await?,
-                None => return Err(content::Error::NotFound(desc.digest.clone()).into()),
+        let have_blob = self.content.contains(&desc.digest);
+        let have_snapshot = self.snapshots.contains(chain_id);
+        let (snapshots, chain, diff) = (self.snapshots.clone(), chain_id.clone(), diff_id.clone());
+        match (have_blob, have_snapshot, repo) {
+            (true, true, _) => {}
+            (false, _, None) => return Err(content::Error::NotFound(desc.digest.clone()).into()),
+            (true, false, _) => {
+                let blob = self.content.open_blob(&desc.digest)?;
+                tokio::task::spawn_blocking(move || snapshots.create(&chain, &diff, blob))
+                    .await??;
+                rollback.created(Created::Snapshot(chain_id.clone()));
             }
-            rollback.created(Created::Blob(desc.digest.clone()));
+            (false, true, Some(repo)) => {
+                repo.fetch_blob(desc, &self.content).await?;
+                rollback.created(Created::Blob(desc.digest.clone()));
+            }
+            (false, false, Some(repo)) => {
+                // Unpack while downloading: the unpacker reads the chunks the
+                // blob writer tees off, so disk, network and CPU overlap.
+                let (tx, rx) = std::sync::mpsc::sync_channel(64);
+                let reader = ChunkReader::new(rx);
+                let unpack =
+                    tokio::task::spawn_blocking(move || snapshots.create(&chain, &diff, reader));
+                let fetched = repo.fetch_blob_tee(desc, &self.content, Some(tx)).await;
+                let unpacked = unpack.await?;
+                if fetched.is_ok() {
+                    rollback.created(Created::Blob(desc.digest.clone()));
+                }
+                if unpacked.is_ok() {
+                    rollback.created(Created::Snapshot(chain_id.clone()));
+                }
+                // The download's error (e.g. a digest mismatch) explains an
+                // unpack failure better than the truncated tar it caused.
+                fetched?;
+                unpacked?;
+            }
         }
-        if self.snapshots.contains(chain_id) {
-            return Ok(());
-        }
-        let blob = self.content.open_blob(&desc.digest)?;
-        let (snapshots, chain_id, diff_id) =
-            (self.snapshots.clone(), chain_id.clone(), diff_id.clone());
-        let created = chain_id.clone();
-        tokio::task::spawn_blocking(move || snapshots.create(&chain_id, &diff_id, blob)).await??;
-        rollback.created(Created::Snapshot(created));
         Ok(())
     }
 
