@@ -29,8 +29,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rkube_api::catalog;
+use rkube_registry::resources::service::ServiceStrategy;
 use rkube_registry::resources::strategy_for;
-use rkube_registry::{Clock, ResourceStore, SystemClock};
+use rkube_registry::{Clock, ResourceStore, Strategy, SystemClock};
 use rkube_storage::Store;
 use serde_json::json;
 
@@ -55,25 +56,68 @@ pub struct ApiServer {
     /// Signs and verifies service account tokens; without it TokenRequest
     /// is unavailable and bearer tokens are not accepted.
     sa_key: Option<Arc<rkube_pki::SaKey>>,
+    /// The `default/kubernetes` Service's cluster IP: the range's first.
+    kubernetes_service_ip: Option<String>,
+}
+
+/// The first usable address of an IPv4 CIDR (`10.43.0.0/16` → 10.43.0.1).
+fn first_ip(cidr: &str) -> Option<String> {
+    let (addr, _) = cidr.split_once('/')?;
+    let ip: std::net::Ipv4Addr = addr.parse().ok()?;
+    Some(std::net::Ipv4Addr::from(u32::from(ip) + 1).to_string())
+}
+
+/// What an API server is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `--service-cluster-ip-range`: where Service cluster IPs come from.
+    pub service_cidr: String,
+    /// `--service-node-port-range`.
+    pub node_ports: std::ops::RangeInclusive<u16>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            service_cidr: "10.43.0.0/16".into(),
+            node_ports: 30000..=32767,
+        }
+    }
 }
 
 impl ApiServer {
     /// Serve every resource of the catalog from `store`.
-    pub fn new(store: Arc<dyn Store>) -> ApiServer {
-        Self::with_clock(store, Arc::new(SystemClock))
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> Result<ApiServer, String> {
+        Self::with_clock(store, config, Arc::new(SystemClock))
     }
 
-    pub fn with_clock(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> ApiServer {
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        config: &Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<ApiServer, String> {
+        let services = ServiceStrategy::over_store(
+            store.clone(),
+            &config.service_cidr,
+            config.node_ports.clone(),
+        )
+        .ok_or_else(|| format!("invalid service CIDR {:?}", config.service_cidr))?;
+        let services: Arc<dyn Strategy> = Arc::new(services);
         let resources = catalog::all()
             .map(|info| {
-                let rs = ResourceStore::new(info, strategy_for(info), store.clone(), clock.clone());
+                let strategy = match (info.group, info.plural) {
+                    ("", "services") => services.clone(),
+                    _ => strategy_for(info),
+                };
+                let rs = ResourceStore::new(info, strategy, store.clone(), clock.clone());
                 ((info.group, info.version, info.plural), Arc::new(rs))
             })
             .collect();
-        ApiServer {
+        Ok(ApiServer {
             resources,
             sa_key: None,
-        }
+            kubernetes_service_ip: first_ip(&config.service_cidr),
+        })
     }
 
     /// Issue and accept service account tokens signed with `key`.
@@ -106,6 +150,28 @@ impl ApiServer {
                 Err(e) if e.reason() == "AlreadyExists" => {}
                 Err(e) => return Err(e),
             }
+        }
+        // The Service in front of the API server, at the range's first IP.
+        let services = self
+            .resource("", "v1", "services")
+            .expect("the catalog serves services");
+        let svc = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_service_ip,
+                     "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                     "sessionAffinity": "None"},
+        });
+        // Look first: a create would try to allocate its IP again.
+        match services.get(Some("default"), "kubernetes", None).await {
+            Ok(_) => {}
+            Err(e) if e.reason() == "NotFound" => {
+                services.create(Some("default"), svc, false).await?;
+                tracing::info!("created the kubernetes service");
+            }
+            Err(e) => return Err(e),
         }
         Ok(())
     }

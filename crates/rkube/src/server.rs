@@ -74,6 +74,10 @@ pub struct ServerArgs {
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cluster_ip_range: String,
 
+    /// Ports NodePort Services get theirs from.
+    #[arg(long, default_value = "30000-32767")]
+    pub service_node_port_range: String,
+
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -163,7 +167,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // cache itself talk to the store directly.
     let cached: Arc<dyn Store> = Arc::new(CachedStore::new(store.clone()));
     let sa_key = rkube_pki::SaKey::from_pem(pki.service_account_key().key_pem())?;
-    let api = Arc::new(ApiServer::new(cached).with_service_account_key(sa_key));
+    let config = rkube_apiserver::Config {
+        service_cidr: args.service_cluster_ip_range.clone(),
+        node_ports: parse_port_range(&args.service_node_port_range)?,
+    };
+    let api = ApiServer::new(cached, &config).map_err(anyhow::Error::msg)?;
+    let api = Arc::new(api.with_service_account_key(sa_key));
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create system namespaces: {}", e.status().message))?;
@@ -210,9 +219,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             ),
             root_ca_pem: pki.server_ca().cert_pem().to_string(),
         };
+        // It returns only on failure, e.g. lost leadership: stand for
+        // election again rather than leave the cluster without controllers.
         Some(tokio::spawn(async move {
-            if let Err(err) = rkube_controllers::run(client, opts).await {
-                tracing::error!(%err, "controller manager stopped");
+            loop {
+                if let Err(err) = rkube_controllers::run(client.clone(), opts.clone()).await {
+                    tracing::error!(%err, "controller manager stopped; restarting");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }))
     };
@@ -249,6 +263,19 @@ async fn component_client(
     )
     .await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// `30000-32767` as a range.
+fn parse_port_range(s: &str) -> anyhow::Result<std::ops::RangeInclusive<u16>> {
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("--service-node-port-range {s:?}: expected FROM-TO"))?;
+    let (lo, hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
+    anyhow::ensure!(
+        lo <= hi,
+        "--service-node-port-range {s:?}: FROM is above TO"
+    );
+    Ok(lo..=hi)
 }
 
 /// SIGINT or SIGTERM.

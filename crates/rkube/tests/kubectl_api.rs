@@ -669,3 +669,52 @@ fn namespaces_are_emptied_then_removed_and_dependents_follow_owners() {
                 .is_empty()
     }));
 }
+
+#[test]
+fn services_get_cluster_ips_and_node_ports_from_their_ranges() {
+    let server = Server::start();
+    let got = server.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].port}",
+    ]);
+    assert_eq!(got, "10.43.0.1 443");
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let ip = server.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(ip.starts_with("10.43.") && ip != "10.43.0.1", "{ip}");
+    let err = server.fails(&[
+        "create",
+        "service",
+        "nodeport",
+        "other",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    assert!(
+        err.contains(
+            "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{err}"
+    );
+    // Deleting the service gives its port back.
+    server.ok(&["delete", "svc", "web"]);
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "other",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    let rows = server.ok(&["get", "svc", "other"]);
+    assert!(rows.contains("80:30080/TCP"), "{rows}");
+}
