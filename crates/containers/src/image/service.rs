@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::archive;
 use super::auth::DockerConfig;
@@ -242,10 +242,13 @@ impl ImageService {
                 })
             },
         );
-        futures::stream::iter(work)
+        // Every layer runs to completion even when one fails, so nothing is
+        // still being written when the caller rolls back.
+        let results: Vec<Result<Layer, Error>> = futures::stream::iter(work)
             .buffered(PARALLEL_LAYERS)
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     async fn prepare_layer(
