@@ -131,7 +131,9 @@ fn ctr_run(bin: &Path, dir: &Path, image: &str) -> Duration {
     let d = t.elapsed();
     assert!(
         out.status.success(),
-        "rkube ctr run: {}",
+        "rkube ctr run: {}: {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     d
@@ -170,7 +172,6 @@ fn main() {
     let image = tokio.block_on(images.import(&archive)).unwrap()[0]
         .name
         .clone();
-    // Dropped so the ctr processes take the store lock themselves.
     let mut options = RuntimeOptions::new(&dir.path().join("containers"));
     options.cgroup_parent = PathBuf::from(CGROUP_PARENT);
     let rt = LocalRuntime::new(options, images).unwrap();

@@ -191,6 +191,8 @@ pub(crate) struct Snapshot {
     pub record: ContainerRecord,
     pub process: Option<ProcessRecord>,
     pub exit: Option<ExitRecord>,
+    /// The init or the shim was alive when checked.
+    pub alive: bool,
 }
 
 impl Snapshot {
@@ -202,10 +204,18 @@ impl Snapshot {
                 kind: "container",
                 id: id.to_string(),
             })?;
+        let process: Option<ProcessRecord> = read_json(&dir.join("process.json"))?;
+        let alive = process
+            .as_ref()
+            .is_some_and(|p| alive(p.pid, p.pid_start) || alive(p.shim_pid, p.shim_start));
+        // Read after the liveness check: the shim writes exit.json before
+        // it exits, so a dead shim's record is always seen here.
+        let exit = read_json(&dir.join("exit.json"))?;
         Ok(Snapshot {
             record,
-            process: read_json(&dir.join("process.json"))?,
-            exit: read_json(&dir.join("exit.json"))?,
+            process,
+            exit,
+            alive,
         })
     }
 
@@ -214,9 +224,7 @@ impl Snapshot {
     pub fn state(&self) -> ContainerState {
         match (&self.exit, &self.process) {
             (Some(_), _) => ContainerState::Exited,
-            (None, Some(p)) if alive(p.pid, p.pid_start) || alive(p.shim_pid, p.shim_start) => {
-                ContainerState::Running
-            }
+            (None, Some(_)) if self.alive => ContainerState::Running,
             (None, Some(_)) => ContainerState::Exited,
             (None, None) => ContainerState::Created,
         }
