@@ -718,3 +718,94 @@ fn services_get_cluster_ips_and_node_ports_from_their_ranges() {
     let rows = server.ok(&["get", "svc", "other"]);
     assert!(rows.contains("80:30080/TCP"), "{rows}");
 }
+
+#[test]
+fn describe_wait_diff_edit_and_bulk_delete() {
+    let server = Server::start();
+    server.ok_stdin(&["apply", "-f", "-"], APP);
+    let described = server.ok(&["describe", "deployment", "web"]);
+    assert!(
+        described.contains("Replicas:               2 desired"),
+        "{described}"
+    );
+    assert!(
+        described.contains("RollingUpdateStrategy:  25% max unavailable, 25% max surge"),
+        "{described}"
+    );
+    assert_eq!(
+        server.ok(&[
+            "wait",
+            "--for=jsonpath={.spec.replicas}=2",
+            "deploy/web",
+            "--timeout=10s"
+        ]),
+        "deployment.apps/web condition met\n"
+    );
+    // kubectl diff exits 1 when there are differences and prints them.
+    let out = server.kubectl_stdin(
+        &["diff", "-f", "-"],
+        &APP.replace("replicas: 2", "replicas: 3"),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        diff.contains("-  replicas: 2") && diff.contains("+  replicas: 3"),
+        "{diff}"
+    );
+    // The dry run changed nothing.
+    assert_eq!(
+        server.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &server.kubeconfig)
+        .env("EDITOR", "sed -i s/key:\\ value/key:\\ edited/")
+        .args(["edit", "configmap", "app-config"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "configmap/app-config edited\n",
+        "{out:?}"
+    );
+    assert_eq!(
+        server.ok(&["get", "cm", "app-config", "-o", "jsonpath={.data.key}"]),
+        "edited"
+    );
+
+    let cols = server.ok(&[
+        "get",
+        "deploy",
+        "-o",
+        "custom-columns=NAME:.metadata.name,REPLICAS:.spec.replicas",
+    ]);
+    assert_eq!(lines(&cols), [["NAME", "REPLICAS"], ["web", "2"]]);
+    let all = server.ok(&[
+        "get",
+        "cm",
+        "-A",
+        "--field-selector",
+        "metadata.name=app-config",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(all, "configmap/app-config\n");
+
+    server.ok(&["create", "cm", "a1"]);
+    server.ok(&["create", "cm", "a2"]);
+    let out = server.ok(&["delete", "cm", "-l", "app=web"]);
+    assert_eq!(out, "configmap \"app-config\" deleted\n");
+    let out = server.ok(&["delete", "cm", "a1", "a2"]);
+    assert_eq!(out, "configmap \"a1\" deleted\nconfigmap \"a2\" deleted\n");
+    server.ok(&["delete", "deploy", "--all"]);
+    let out = server.kubectl(&["get", "deploy"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No resources found in default namespace.")
+    );
+}
