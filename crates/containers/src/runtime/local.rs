@@ -80,7 +80,7 @@ impl LocalRuntime {
         let paths = Paths {
             root: options.root.clone(),
         };
-        for d in [paths.sandboxes(), paths.containers()] {
+        for d in [paths.sandboxes(), paths.containers(), paths.trash()] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
         Ok(LocalRuntime {
@@ -342,8 +342,7 @@ impl Runtime for LocalRuntime {
             self.stop(id, Duration::ZERO)?;
         }
         self.cgroup(id).remove()?;
-        let dir = self.paths.container(id);
-        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))
+        super::state::discard(&self.paths, &self.paths.container(id))
     }
 
     fn status(&self, id: &str) -> Result<ContainerStatus, Error> {

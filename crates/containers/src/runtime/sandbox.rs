@@ -138,10 +138,7 @@ pub(crate) fn remove(paths: &Paths, id: &str) -> Result<(), Error> {
             let _ = sys::umount_detach(&c);
         }
     }
-    match fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", &dir)(e)),
-        _ => Ok(()),
-    }
+    super::state::discard(paths, &dir)
 }
 
 pub(crate) fn load(paths: &Paths, id: &str) -> Result<SandboxRecord, Error> {

@@ -136,6 +136,10 @@ impl Paths {
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }
+    /// Removed directories wait here for a background delete.
+    pub fn trash(&self) -> PathBuf {
+        self.root.join("trash")
+    }
     pub fn container(&self, id: &str) -> PathBuf {
         self.containers().join(id)
     }
@@ -262,4 +266,35 @@ impl Snapshot {
             log_path: r.resolved.log_path.clone(),
         }
     }
+}
+
+/// Removes `dir` from view with one rename into the trash, then deletes
+/// it in a detached process: unlinking a container's files costs
+/// milliseconds on a journaled disk and nobody waits for it (containerd
+/// garbage-collects snapshots the same way). A missing `dir` is fine.
+pub(crate) fn discard(paths: &Paths, dir: &Path) -> Result<(), Error> {
+    let trash = paths.trash();
+    let target = trash.join(sys::random_id());
+    match fs::rename(dir, &target) {
+        Ok(()) => {
+            empty_trash(paths);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // No trash (e.g. another filesystem): delete in place.
+        Err(_) => match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err("remove", dir)(e)),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Deletes everything in the trash from a detached grandchild.
+pub(crate) fn empty_trash(paths: &Paths) {
+    let trash = paths.trash();
+    sys::detached(move || {
+        for e in fs::read_dir(&trash).into_iter().flatten().flatten() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    });
 }

@@ -367,6 +367,25 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     io::Error::last_os_error()
 }
 
+/// Runs `f` in a detached grandchild (no zombie, not killed with us)
+/// with no inherited descriptors; returns once the middle child exited.
+pub fn detached(f: impl FnOnce()) {
+    match fork() {
+        Ok(Fork::Child) => {
+            if let Ok(Fork::Child) = fork() {
+                setsid();
+                close_fds_except(&[]);
+                f();
+            }
+            exit_now(0)
+        }
+        Ok(Fork::Parent(pid)) => {
+            let _ = waitpid(pid);
+        }
+        Err(_) => {}
+    }
+}
+
 /// 16 random hex characters for ids.
 pub fn random_id() -> String {
     let mut b = [0u8; 8];
