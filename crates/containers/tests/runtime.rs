@@ -322,6 +322,49 @@ fn oom_kill_under_memory_limit() {
 }
 
 #[test]
+fn capabilities_and_no_new_privs() {
+    let f = Fixture::new();
+    let script = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status | tr -s '\\t' ' '";
+    let caps = |c: &ContainerConfig| {
+        let (id, st) = f.run(c);
+        assert_eq!(st.exit_code, Some(0));
+        f.stdout(&id)
+    };
+    // Docker's and containerd's well-known default set.
+    let default = caps(&f.config(&["sh", "-c", script]));
+    assert_eq!(
+        default,
+        [
+            "CapEff: 00000000a80425fb",
+            "CapBnd: 00000000a80425fb",
+            "NoNewPrivs: 0"
+        ]
+    );
+    let mut c = f.config(&["sh", "-c", script]);
+    c.capabilities.drop = vec!["ALL".into()];
+    c.capabilities.add = vec!["NET_ADMIN".into()];
+    c.no_new_privs = true;
+    assert_eq!(
+        caps(&c),
+        [
+            "CapEff: 0000000000001000",
+            "CapBnd: 0000000000001000",
+            "NoNewPrivs: 1"
+        ]
+    );
+    let mut c = f.config(&["sh", "-c", script]);
+    c.privileged = true;
+    // Everything the runtime itself holds.
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let ours = status.lines().find(|l| l.starts_with("CapPrm:")).unwrap();
+    assert_eq!(caps(&c)[0], ours.replace("CapPrm:\t", "CapEff: "));
+    // A non-root user keeps none after exec.
+    let mut c = f.config(&["sh", "-c", script]);
+    c.user.user = Some("app".into());
+    assert_eq!(caps(&c)[0], "CapEff: 0000000000000000");
+}
+
+#[test]
 fn pids_limit_and_cpu_settings() {
     let f = Fixture::new();
     let script = "for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait; echo done";

@@ -519,8 +519,11 @@ pub(crate) fn become_process(p: &Process) -> String {
             return format!("set controlling terminal: {e}");
         }
     }
+    // Privileged asks for everything; it gets what we hold (a runtime
+    // may itself run without some capabilities).
+    let caps = p.caps & sys::capget_permitted().unwrap_or(u64::MAX);
     for cap in 0..64u32 {
-        if p.caps & (1 << cap) == 0 {
+        if caps & (1 << cap) == 0 {
             // EINVAL past the kernel's last capability is expected.
             let _ = sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong);
         }
@@ -531,7 +534,7 @@ pub(crate) fn become_process(p: &Process) -> String {
     if let Err(e) = sys::set_ids(p.uid, p.gid, &p.groups) {
         return format!("set uid {} gid {}: {e}", p.uid, p.gid);
     }
-    if let Err(e) = sys::capset(p.caps) {
+    if let Err(e) = sys::capset(caps) {
         return format!("set capabilities: {e}");
     }
     if p.no_new_privs {

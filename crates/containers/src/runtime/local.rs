@@ -83,6 +83,10 @@ impl LocalRuntime {
         for d in [paths.sandboxes(), paths.containers(), paths.trash()] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
+        // Leftovers of a process that died before its delete finished.
+        if fs::read_dir(paths.trash()).is_ok_and(|mut d| d.next().is_some()) {
+            super::state::empty_trash(&paths);
+        }
         Ok(LocalRuntime {
             paths,
             images,

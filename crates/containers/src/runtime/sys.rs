@@ -256,6 +256,22 @@ pub fn capset(mask: u64) -> io::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) }).map(drop)
 }
 
+/// This process's permitted capability set.
+pub fn capget_permitted() -> io::Result<u64> {
+    let mut header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and a two-element data array as capget(2) v3 wants.
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    Ok(u64::from(data[0].permitted) | u64::from(data[1].permitted) << 32)
+}
+
 pub fn mknod(path: &CStr, mode: libc::mode_t, major: u32, minor: u32) -> io::Result<()> {
     // SAFETY: NUL-terminated path, integer mode and device.
     let r = unsafe { libc::mknod(path.as_ptr(), mode, libc::makedev(major, minor)) };
