@@ -114,9 +114,10 @@ pub async fn create(
     let token = key
         .issue(&token_spec, now)
         .map_err(|e| StatusError::internal_error(e.to_string()))?;
-    let expires = rkube_registry::time_rfc3339(
+    let expires = rkube_machinery::time::Timestamp::from(
         std::time::SystemTime::now() + std::time::Duration::from_secs(expiration as u64),
     );
+    let expires = rkube_machinery::time::format_time(&expires);
     tr["apiVersion"] = "authentication.k8s.io/v1".into();
     tr["kind"] = "TokenRequest".into();
     tr["metadata"] = json!({"name": name, "namespace": ns, "creationTimestamp": Value::Null});

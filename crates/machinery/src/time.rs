@@ -13,6 +13,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// A point in time, always UTC.
 pub type Timestamp = DateTime<Utc>;
 
+/// A signed span of time, to add to a [`Timestamp`].
+pub use chrono::TimeDelta;
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("invalid timestamp {value:?}: {reason}")]

@@ -7,7 +7,9 @@ use rkube_machinery::names::{generate_name, validate_name, FastRandom, NameRule}
 use rkube_machinery::{FieldError, FieldPath, StatusError};
 use serde_json::Value;
 
-use crate::{meta, storage_error, time, ResourceStore, Result};
+use rkube_machinery::time::format_time;
+
+use crate::{meta, storage_error, ResourceStore, Result};
 
 /// How often a generated name is retried when it collides.
 const GENERATE_NAME_ATTEMPTS: usize = 8;
@@ -76,7 +78,7 @@ impl ResourceStore {
             ));
         }
         self.check_namespace(namespace, obj)?;
-        let now = time::rfc3339(self.clock.now());
+        let now = format_time(&self.clock.now());
         let m = meta::metadata_mut(obj);
         m.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         m.insert("creationTimestamp".into(), now.into());

@@ -7,12 +7,12 @@
 //! the garbage collector and other controllers finish the job by removing
 //! the finalizers, and the update that removes the last one deletes it.
 
-use std::time::Duration;
-
 use rkube_machinery::StatusError;
 use serde_json::Value;
 
-use crate::{meta, storage_error, time, DeletePolicy, ResourceStore, Result};
+use rkube_machinery::time::{format_time, TimeDelta};
+
+use crate::{meta, storage_error, DeletePolicy, ResourceStore, Result};
 
 /// How dependents of a deleted object are treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,13 +162,13 @@ impl ResourceStore {
                     .and_then(Value::as_i64);
                 if current.is_some_and(|c| grace < c) {
                     meta::set(&mut marked, "deletionGracePeriodSeconds", grace);
-                    let at = now + Duration::from_secs(grace as u64);
-                    meta::set(&mut marked, "deletionTimestamp", time::rfc3339(at));
+                    let at = now + TimeDelta::seconds(grace);
+                    meta::set(&mut marked, "deletionTimestamp", format_time(&at));
                 }
             }
             (None, _) => {
-                let at = now + Duration::from_secs(grace as u64);
-                meta::set(&mut marked, "deletionTimestamp", time::rfc3339(at));
+                let at = now + TimeDelta::seconds(grace);
+                meta::set(&mut marked, "deletionTimestamp", format_time(&at));
                 meta::set(&mut marked, "deletionGracePeriodSeconds", grace);
             }
         }

@@ -14,7 +14,6 @@ pub mod meta;
 mod read;
 pub mod resources;
 pub mod strategy;
-mod time;
 mod update;
 mod watch;
 
@@ -27,8 +26,8 @@ use serde_json::Value;
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
 pub use read::{ListOptions, ListPage};
+pub use rkube_machinery::time::{Clock, SystemClock};
 pub use strategy::{DefaultStrategy, DeletePolicy, Strategy};
-pub use time::{rfc3339 as time_rfc3339, Clock, SystemClock};
 pub use update::Target;
 pub use watch::{WatchEvent, WatchEventType, WatchStream};
 
