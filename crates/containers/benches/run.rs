@@ -139,6 +139,24 @@ fn ctr_run(bin: &Path, dir: &Path, image: &str) -> Duration {
     d
 }
 
+/// Removes whatever a run left (also when a series panics).
+struct Cleanup<'a>(&'a LocalRuntime, &'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        for c in self.0.list().unwrap_or_default() {
+            let _ = self.0.remove(&c.id);
+        }
+        let sandboxes = self.1.join("containers/sandboxes");
+        for e in std::fs::read_dir(sandboxes).into_iter().flatten().flatten() {
+            let _ = self.0.remove_sandbox(&e.file_name().to_string_lossy());
+        }
+        for c in ["cpu", "cpuacct", "memory", "pids"] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(CGROUP_PARENT));
+        }
+    }
+}
+
 fn report(name: &str, mut v: Vec<Duration>, base_p50: Duration, base_p99: Duration) {
     let (p50, p99) = (percentile(&mut v, 0.5), percentile(&mut v, 0.99));
     println!(
@@ -175,6 +193,7 @@ fn main() {
     let mut options = RuntimeOptions::new(&dir.path().join("containers"));
     options.cgroup_parent = PathBuf::from(CGROUP_PARENT);
     let rt = LocalRuntime::new(options, images).unwrap();
+    let _cleanup = Cleanup(&rt, dir.path());
     let bin = rkube_binary();
     println!("rkube binary: {}", bin.display());
 
@@ -194,9 +213,6 @@ fn main() {
         ctr.push(ctr_run(&bin, dir.path(), &image));
     }
     rt.remove_sandbox(&sandbox).unwrap();
-    for c in ["cpu", "cpuacct", "memory", "pids"] {
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(CGROUP_PARENT));
-    }
 
     let (b50, b99) = (
         percentile(&mut base.clone(), 0.5),

@@ -83,8 +83,14 @@ impl LocalRuntime {
         for d in [paths.sandboxes(), paths.containers(), paths.trash()] {
             fs::create_dir_all(&d).map_err(io_err("create", &d))?;
         }
-        // Leftovers of a process that died before its delete finished.
-        if fs::read_dir(paths.trash()).is_ok_and(|mut d| d.next().is_some()) {
+        // Leftovers of a process that died before its delete finished;
+        // young entries are still being deleted by their own process.
+        let stale = |e: &fs::DirEntry| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+        };
+        if fs::read_dir(paths.trash()).is_ok_and(|d| d.flatten().any(|e| stale(&e))) {
             super::state::empty_trash(&paths);
         }
         Ok(LocalRuntime {
