@@ -189,7 +189,9 @@ impl Api {
             .await
             .context("HTTP/2 handshake failed")?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            if let Err(err) = conn.await {
+                eprintln!("HTTP/2 connection to the API server ended: {err:?}");
+            }
         });
         Ok(Conn {
             send,
@@ -265,21 +267,26 @@ impl Conn {
     /// arrived, i.e. once the server has registered the watch.
     pub async fn stream(&self, path: &str) -> anyhow::Result<Incoming> {
         let resp = self.send(Method::GET, path, Bytes::new()).await?;
-        if resp.status() != StatusCode::OK {
-            let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            expect(StatusCode::OK, status, path, &body)?;
+        let status = resp.status();
+        let body = resp.into_body();
+        if status != StatusCode::OK {
+            let body = body.collect().await?.to_bytes();
+            return Err(unexpected(StatusCode::OK, status, path, &body));
         }
-        Ok(resp.into_body())
+        Ok(body)
     }
 }
 
 fn expect(want: StatusCode, got: StatusCode, path: &str, body: &[u8]) -> anyhow::Result<()> {
     if got != want {
-        bail!(
-            "{path}: expected {want}, got {got}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(500)])
-        );
+        return Err(unexpected(want, got, path, body));
     }
     Ok(())
+}
+
+fn unexpected(want: StatusCode, got: StatusCode, path: &str, body: &[u8]) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{path}: expected {want}, got {got}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(500)])
+    )
 }

@@ -273,8 +273,10 @@ impl Workloads<'_> {
             *rss = self.server.rss()? as f64 / MIB;
             anyhow::Ok(())
         };
+        // The writer is a client of its own, as a controller would be.
+        let writer = self.api.connect().await?;
         let write = |i: usize| {
-            let (conn, path) = (conn.clone(), path.clone());
+            let (conn, path) = (writer.clone(), path.clone());
             async move {
                 let body = configmap(&format!("bench-w-{i:05}")).to_string();
                 conn.create(&path, body.into()).await?;
