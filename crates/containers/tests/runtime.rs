@@ -718,12 +718,75 @@ fn host_network_sandbox_and_removal() {
     assert!(f.rt.status(&id).is_err());
     f.rt.remove_sandbox(&pod).unwrap();
     assert!(!netns.exists());
+    // Bad input: a hostname the kernel would refuse.
     assert!(f
         .rt
         .create_sandbox(&SandboxConfig {
-            name: "p".into(),
-            share_pid: true,
+            name: "x".repeat(65),
             ..Default::default()
         })
         .is_err());
+}
+
+#[test]
+fn shared_pid_namespace() {
+    let f = Fixture::new();
+    let sb =
+        f.rt.create_sandbox(&SandboxConfig {
+            name: "shared".into(),
+            hostname: "shared".into(),
+            share_pid: true,
+            ..Default::default()
+        })
+        .unwrap();
+    // The first container also leaves a background child behind: in a
+    // shared namespace it is not killed by the kernel, so the runtime
+    // must, or its log would never close.
+    let a =
+        f.rt.create_container(&sb, &f.config(&["sh", "-c", "sleep 600 & exec sleep 500"]))
+            .unwrap();
+    f.rt.start(&a).unwrap();
+    let mut c = f.config(&[
+        "sh",
+        "-c",
+        "echo $$; cat /proc/1/cmdline; echo; for p in /proc/[0-9]*; do cat $p/cmdline; echo; done",
+    ]);
+    c.name = "b".into();
+    let (b, st) = {
+        let id = f.rt.create_container(&sb, &c).unwrap();
+        f.rt.start(&id).unwrap();
+        (
+            id.clone(),
+            f.rt.wait(&id, Some(Duration::from_secs(30))).unwrap(),
+        )
+    };
+    assert_eq!(st.exit_code, Some(0));
+    let out = f.stdout(&b);
+    assert_ne!(out[0], "1", "a shared namespace's PID 1 is its reaper");
+    assert!(out.iter().any(|l| l == "sleep\u{0}500\u{0}"), "{out:?}");
+    assert!(out.iter().any(|l| l == "sleep\u{0}600\u{0}"), "{out:?}");
+
+    let t = Instant::now();
+    f.rt.stop(&a, Duration::from_secs(5)).unwrap();
+    let st = f.rt.status(&a).unwrap();
+    // Not PID 1 any more: SIGTERM's default action applies.
+    assert_eq!(st.exit_code, Some(143), "{st:?}");
+    assert!(t.elapsed() < Duration::from_secs(4));
+    let cg = f
+        .options
+        .cgroup_root
+        .join("pids")
+        .join(&f.options.cgroup_parent)
+        .join(&a);
+    // The background sleep was SIGKILLed; it leaves the cgroup as it exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leftover processes {left:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f.rt.remove_sandbox(&sb).unwrap();
 }

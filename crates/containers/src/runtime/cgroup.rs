@@ -163,6 +163,19 @@ impl Cgroup {
         Ok(())
     }
 
+    /// SIGKILLs every process left in the cgroup.
+    pub fn kill_all(&self) {
+        for f in self.procs_files() {
+            for pid in std::fs::read_to_string(f).unwrap_or_default().lines() {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill takes integers; these pids are members
+                    // of this container's cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+    }
+
     /// Whether the kernel OOM-killed a process in this cgroup.
     pub fn oom_killed(&self) -> bool {
         let (file, key) = match self.layout {

@@ -45,7 +45,8 @@ pub struct SandboxConfig {
     /// Extra /etc/hosts lines after the localhost ones.
     pub hosts: Vec<HostEntry>,
     pub network: NetworkMode,
-    /// `shareProcessNamespace`; not supported yet (refused, not ignored).
+    /// `shareProcessNamespace`: one PID namespace for all containers,
+    /// with a reaper as its PID 1.
     pub share_pid: bool,
 }
 

@@ -205,7 +205,7 @@ impl LocalRuntime {
         let sandbox_dir = self.paths.sandbox(&rec.sandbox);
         let cgroup = self.cgroup(id);
         let plan = init::plan(rec, &dir, &sandbox_dir, cgroup.procs_files())?;
-        let namespaces = sandbox::namespaces(sandbox.config.network)
+        let namespaces = sandbox::namespaces(&sandbox.config)
             .into_iter()
             .map(|(name, kind)| (sandbox_dir.join("ns").join(name), kind))
             .collect();

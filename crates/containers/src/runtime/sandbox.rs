@@ -18,20 +18,18 @@ use super::sys::{self, cpath, Fork};
 use super::{io_err, Error, SandboxStatus};
 
 /// (file name, CLONE_NEW* flag) of the namespaces a sandbox owns.
-pub(crate) fn namespaces(network: NetworkMode) -> Vec<(&'static str, libc::c_int)> {
+pub(crate) fn namespaces(config: &SandboxConfig) -> Vec<(&'static str, libc::c_int)> {
     let mut ns = vec![("ipc", libc::CLONE_NEWIPC), ("uts", libc::CLONE_NEWUTS)];
-    if network == NetworkMode::Pod {
+    if config.network == NetworkMode::Pod {
         ns.push(("net", libc::CLONE_NEWNET));
+    }
+    if config.share_pid {
+        ns.push(("pid", libc::CLONE_NEWPID));
     }
     ns
 }
 
 pub(crate) fn create(paths: &Paths, config: &SandboxConfig) -> Result<String, Error> {
-    if config.share_pid {
-        return Err(Error::InvalidConfig(
-            "a shared PID namespace is not supported yet".into(),
-        ));
-    }
     let hostname = if config.hostname.is_empty() {
         &config.name
     } else {
@@ -58,19 +56,21 @@ pub(crate) fn create(paths: &Paths, config: &SandboxConfig) -> Result<String, Er
                 &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
             )?,
         }
-        let ns = namespaces(config.network);
+        let ns = namespaces(config);
         for (name, _) in &ns {
             fs::File::create(dir.join("ns").join(name))
                 .map_err(io_err("create", dir.join("ns").join(name)))?;
         }
-        pin_namespaces(&dir, hostname, &ns).map_err(|message| Error::SandboxFailed {
-            name: config.name.clone(),
-            message,
-        })?;
+        let pause =
+            pin_namespaces(&dir, hostname, &ns).map_err(|message| Error::SandboxFailed {
+                name: config.name.clone(),
+                message,
+            })?;
         let record = SandboxRecord {
             id: id.clone(),
             config: config.clone(),
             created_at: SystemTime::now(),
+            pause: pause.map(|pid| (pid, sys::start_time(pid).unwrap_or(0))),
         };
         write_json(&dir.join("sandbox.json"), &record)
     })();
@@ -81,17 +81,25 @@ pub(crate) fn create(paths: &Paths, config: &SandboxConfig) -> Result<String, Er
     Ok(id)
 }
 
+/// Pins the namespaces; with a shared PID namespace also starts its init
+/// (a reaper that outlives us) and returns its pid.
 fn pin_namespaces(
     dir: &Path,
     hostname: &str,
     ns: &[(&'static str, libc::c_int)],
-) -> Result<(), String> {
+) -> Result<Option<i32>, String> {
     let flags = ns.iter().fold(0, |f, (_, flag)| f | flag);
     let targets: Vec<_> = ns
         .iter()
         .map(|(name, _)| {
+            // unshare(CLONE_NEWPID) only moves our future children.
+            let own = if *name == "pid" {
+                "pid_for_children"
+            } else {
+                name
+            };
             Ok((
-                cpath(Path::new(&format!("/proc/self/ns/{name}")))?,
+                cpath(Path::new(&format!("/proc/self/ns/{own}")))?,
                 cpath(&dir.join("ns").join(name))?,
             ))
         })
@@ -103,26 +111,66 @@ fn pin_namespaces(
             let result = (|| {
                 sys::unshare(flags).map_err(|e| format!("unshare: {e}"))?;
                 sys::sethostname(hostname).map_err(|e| format!("sethostname: {e}"))?;
-                for (src, target) in &targets {
-                    sys::mount(Some(src), target, None, libc::MS_BIND, None)
-                        .map_err(|e| format!("pin {target:?}: {e}"))?;
+                // A new PID namespace exists (and can be pinned) only
+                // once its init is forked.
+                let mut init = 0;
+                if flags & libc::CLONE_NEWPID != 0 {
+                    match sys::fork().map_err(|e| format!("fork pid namespace init: {e}"))? {
+                        Fork::Child => reaper(),
+                        Fork::Parent(pid) => init = pid,
+                    }
                 }
-                Ok::<(), String>(())
+                for (src, target) in &targets {
+                    if let Err(e) = sys::mount(Some(src), target, None, libc::MS_BIND, None) {
+                        if init > 0 {
+                            let _ = sys::kill(init, libc::SIGKILL);
+                        }
+                        return Err(format!("pin {target:?}: {e}"));
+                    }
+                }
+                Ok::<i32, String>(init)
             })();
-            if let Err(msg) = result {
-                let _ = sys::write_all(w.as_raw_fd(), msg.as_bytes());
-                sys::exit_now(1);
+            match result {
+                Ok(pid) => {
+                    let _ = sys::write_all(w.as_raw_fd(), &pid.to_ne_bytes());
+                    sys::exit_now(0)
+                }
+                Err(msg) => {
+                    let _ = sys::write_all(w.as_raw_fd(), format!("E{msg}").as_bytes());
+                    sys::exit_now(1)
+                }
             }
-            sys::exit_now(0)
         }
         Fork::Parent(pid) => {
             drop(w);
             let msg = sys::read_to_end(r.as_raw_fd()).unwrap_or_default();
             let status = sys::waitpid(pid).map_err(|e| format!("wait: {e}"))?;
-            if !msg.is_empty() || sys::exit_code(status) != 0 {
-                return Err(String::from_utf8_lossy(&msg).into_owned());
+            if msg.first() == Some(&b'E') || msg.len() != 4 || sys::exit_code(status) != 0 {
+                return Err(String::from_utf8_lossy(msg.get(1..).unwrap_or(&[])).into_owned());
             }
-            Ok(())
+            let pid = i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+            Ok((pid > 0).then_some(pid))
+        }
+    }
+}
+
+/// PID 1 of a shared PID namespace (what the pause container does for
+/// containerd): keeps the namespace usable and reaps orphans. Never
+/// returns; killed by `remove`.
+fn reaper() -> ! {
+    sys::setsid();
+    sys::close_fds_except(&[]);
+    let _ = sys::chdir(c"/");
+    // SAFETY: signal-mask calls on an initialised set; a blocked SIGCHLD
+    // stays pending for sigwaitinfo even though its default is "ignore".
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        loop {
+            libc::sigwaitinfo(&set, std::ptr::null_mut());
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
         }
     }
 }
@@ -132,7 +180,14 @@ fn pin_namespaces(
 pub(crate) fn remove(paths: &Paths, id: &str) -> Result<(), Error> {
     check_id("sandbox", id)?;
     let dir = paths.sandbox(id);
-    for name in ["ipc", "uts", "net"] {
+    if let Ok(Some(r)) = read_json::<SandboxRecord>(&dir.join("sandbox.json")) {
+        if let Some((pid, start)) = r.pause {
+            if super::state::alive(pid, start) {
+                let _ = sys::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+    for name in ["ipc", "uts", "net", "pid"] {
         let p = dir.join("ns").join(name);
         if let Ok(c) = cpath(&p) {
             let _ = sys::umount_detach(&c);

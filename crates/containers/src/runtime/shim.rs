@@ -134,9 +134,14 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
             fail(format!("join sandbox namespace: {e}"));
         }
     }
+    // A shared PID namespace was joined above (setns with CLONE_NEWPID
+    // applies to our children); otherwise the container gets its own.
+    let shared_pid = ns_files.iter().any(|(_, k)| *k == libc::CLONE_NEWPID);
     drop(ns_files);
-    if let Err(e) = sys::unshare(libc::CLONE_NEWPID) {
-        fail(format!("unshare pid namespace: {e}"));
+    if !shared_pid {
+        if let Err(e) = sys::unshare(libc::CLONE_NEWPID) {
+            fail(format!("unshare pid namespace: {e}"));
+        }
     }
     let stdio = match (&pty_slave, &out.1, &err) {
         (Some(s), _, _) => [s.as_raw_fd(); 3],
@@ -162,7 +167,7 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
         drop(w);
         r
     });
-    copy_logs(shim, &out_r, err_r.as_ref());
+    copy_logs(shim, pid, &out_r, err_r.as_ref());
     let status = sys::waitpid(pid).unwrap_or(255 << 8);
     let exit_code = sys::exit_code(status);
     let oom_killed = shim.cgroup.oom_killed()
@@ -185,9 +190,12 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
     sys::exit_now(0)
 }
 
-/// Copies output into the CRI log until every writer has closed it
-/// (the whole PID namespace is gone once the init exits).
-fn copy_logs(shim: &Shim, out: &OwnedFd, err: Option<&OwnedFd>) {
+/// Copies output into the CRI log until every writer has closed it. In
+/// its own PID namespace everything dies with the init; in a shared one
+/// the init's leftovers (which may hold the pipes) are killed via the
+/// cgroup once the init exits.
+fn copy_logs(shim: &Shim, init: i32, out: &OwnedFd, err: Option<&OwnedFd>) {
+    let mut init_fd = sys::pidfd_open(init).ok();
     let mut writer = Writer::open(&shim.log_path, shim.log_max_size, shim.log_max_files).ok();
     let mut streams: Vec<(RawFd, Stream, LineSplitter, bool)> = vec![(
         out.as_raw_fd(),
@@ -200,10 +208,17 @@ fn copy_logs(shim: &Shim, out: &OwnedFd, err: Option<&OwnedFd>) {
     }
     let mut buf = vec![0u8; 32 * 1024];
     while streams.iter().any(|s| s.3) {
-        let open: Vec<RawFd> = streams.iter().filter(|s| s.3).map(|s| s.0).collect();
+        let mut open: Vec<RawFd> = streams.iter().filter(|s| s.3).map(|s| s.0).collect();
+        open.extend(init_fd.as_ref().map(|f| f.as_raw_fd()));
         let Ok(revents) = sys::poll_read(&open, -1) else {
             break;
         };
+        if let Some(f) = &init_fd {
+            if revents.last().is_some_and(|r| *r != 0) && open.last() == Some(&f.as_raw_fd()) {
+                shim.cgroup.kill_all();
+                init_fd = None;
+            }
+        }
         for (fd, rev) in open.iter().zip(revents) {
             if rev == 0 {
                 continue;

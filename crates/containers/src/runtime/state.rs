@@ -73,6 +73,9 @@ pub(crate) struct SandboxRecord {
     pub id: String,
     pub config: SandboxConfig,
     pub created_at: SystemTime,
+    /// (pid, start time) of the shared PID namespace's init.
+    #[serde(default)]
+    pub pause: Option<(i32, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
