@@ -228,6 +228,12 @@ fn env_args_workdir_and_user() {
     assert_eq!(f.stdout(&id), ["zero", "/new/dir", "4242", "50"]);
     let (id, _) = f.run(&f.config(&[]));
     assert_eq!(f.stdout(&id), ["image-cmd"]);
+    // A TTY container: one stream, a terminal of its own devpts.
+    let mut c = f.config(&["sh", "-c", "tty; echo on-tty >&2"]);
+    c.tty = true;
+    let (id, st) = f.run(&c);
+    assert_eq!(st.exit_code, Some(0));
+    assert_eq!(f.stdout(&id), ["/dev/pts/0", "on-tty"]);
     // The container has its own PID namespace and /proc.
     let (id, _) = f.run(&f.config(&["sh", "-c", "echo $$; cat /proc/1/cmdline | tr '\\0' ' '"]));
     assert_eq!(

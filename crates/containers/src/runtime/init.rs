@@ -9,7 +9,7 @@
 //! CRI plugin puts in the OCI spec.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use super::state::ContainerRecord;
@@ -566,7 +566,7 @@ pub(crate) fn become_process(p: &Process) -> String {
 
 /// Runs in the forked init; never returns. Errors go to `err_fd` (closed
 /// on a successful exec) and exit 127.
-pub(crate) fn run(plan: &Plan, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
+pub(crate) fn run(plan: &Plan, stdio: [RawFd; 3], tty: Option<RawFd>, err_fd: RawFd) -> ! {
     let fail = |msg: String| -> ! {
         let _ = sys::write_all(err_fd, msg.as_bytes());
         sys::exit_now(127)
@@ -594,6 +594,23 @@ pub(crate) fn run(plan: &Plan, stdio: [RawFd; 3], err_fd: RawFd) -> ! {
     for step in &plan.steps {
         if let Err(e) = run_step(step, &rootfs) {
             fail(e);
+        }
+    }
+    if let Some(sock) = tty {
+        // A terminal of the container's own devpts, so its name resolves
+        // inside; the shim gets the master side.
+        let ptmx = rootfs.join("dev/ptmx");
+        let (master, slave) = match sys::openpty_at(&ptmx) {
+            Ok(pair) => pair,
+            Err(e) => fail(format!("open terminal {}: {e}", ptmx.display())),
+        };
+        if let Err(e) = sys::send_fd(sock, master.as_raw_fd()) {
+            fail(format!("hand over terminal: {e}"));
+        }
+        for fd in 0..3 {
+            if let Err(e) = sys::dup2(slave.as_raw_fd(), fd) {
+                fail(format!("terminal stdio: {e}"));
+            }
         }
     }
     if let Err(e) = sys::chdir(&plan.rootfs).and_then(|_| sys::pivot_root_here()) {

@@ -18,11 +18,9 @@
 //!   `LocalRuntime` (or another process, e.g. `rkube ctr ps`) sees the same
 //!   containers. Processes are identified by pid *and* start time.
 //!
-//! Not there yet: stdin/attach for containers (exec has stdin), a
-//! container TTY from the container's own devpts (it uses a host pty, so
-//! `tty` inside prints "not a tty"; exec TTYs are correct), seccomp and
-//! AppArmor profiles, device-cgroup rules, and a /sys/fs/cgroup mount
-//! inside containers.
+//! Not there yet: stdin/attach for containers (exec has stdin), seccomp
+//! and AppArmor profiles, device-cgroup rules, and a /sys/fs/cgroup
+//! mount inside containers.
 
 pub mod caps;
 pub mod cgroup;

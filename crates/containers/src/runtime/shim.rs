@@ -102,14 +102,15 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
         let f = File::open(path).unwrap_or_else(|e| fail(format!("open {}: {e}", path.display())));
         ns_files.push((f, *kind));
     }
-    // Output: a pty for tty containers, else one pipe per stream.
-    let (out, err, pty_slave) = if shim.plan.process.tty {
-        let (master, slave) = sys::openpty().unwrap_or_else(|e| fail(format!("openpty: {e}")));
-        ((master, None), None, Some(slave))
+    // Output: one pipe per stream, or for a TTY a terminal the init
+    // opens in its own devpts and hands back over `tty`.
+    let (pipes, tty) = if shim.plan.process.tty {
+        let pair = sys::socketpair().unwrap_or_else(|e| fail(format!("socketpair: {e}")));
+        (None, Some(pair))
     } else {
         let o = sys::pipe().unwrap_or_else(|e| fail(format!("pipe: {e}")));
         let e = sys::pipe().unwrap_or_else(|e| fail(format!("pipe: {e}")));
-        ((o.0, Some(o.1)), Some(e), None)
+        (Some((o, e)), None)
     };
     // The init reports setup errors here, so they cannot interleave with
     // the pid this process writes to `ack`.
@@ -117,13 +118,15 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
     let mut keep: Vec<RawFd> = vec![
         ack.as_raw_fd(),
         null.as_raw_fd(),
-        out.0.as_raw_fd(),
         init_err_r.as_raw_fd(),
         init_err_w.as_raw_fd(),
     ];
-    keep.extend(out.1.as_ref().map(|f| f.as_raw_fd()));
-    keep.extend(err.iter().flat_map(|(a, b)| [a.as_raw_fd(), b.as_raw_fd()]));
-    keep.extend(pty_slave.as_ref().map(|f| f.as_raw_fd()));
+    if let Some((o, e)) = &pipes {
+        keep.extend([&o.0, &o.1, &e.0, &e.1].map(|f| f.as_raw_fd()));
+    }
+    if let Some((a, b)) = &tty {
+        keep.extend([a.as_raw_fd(), b.as_raw_fd()]);
+    }
     keep.extend(ns_files.iter().map(|(f, _)| f.as_raw_fd()));
     sys::close_fds_except(&keep);
     for fd in 0..3 {
@@ -143,31 +146,36 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
             fail(format!("unshare pid namespace: {e}"));
         }
     }
-    let stdio = match (&pty_slave, &out.1, &err) {
-        (Some(s), _, _) => [s.as_raw_fd(); 3],
-        (None, Some(o), Some((_, e))) => [null.as_raw_fd(), o.as_raw_fd(), e.as_raw_fd()],
-        _ => fail("no stdio".into()),
+    let stdio = match &pipes {
+        Some((o, e)) => [null.as_raw_fd(), o.1.as_raw_fd(), e.1.as_raw_fd()],
+        None => [null.as_raw_fd(); 3],
     };
+    let tty_init = tty.as_ref().map(|(_, b)| b.as_raw_fd());
     let pid = match sys::fork() {
-        Ok(Fork::Child) => init::run(&shim.plan, stdio, init_err_w.as_raw_fd()),
+        Ok(Fork::Child) => init::run(&shim.plan, stdio, tty_init, init_err_w.as_raw_fd()),
         Ok(Fork::Parent(pid)) => pid,
         Err(e) => fail(format!("fork init: {e}")),
     };
     let _ = sys::write_all(ack.as_raw_fd(), &pid.to_ne_bytes());
     drop(init_err_w);
+    // The terminal arrives before the init execs (or never, if it fails).
+    let master = tty.map(|(ours, theirs)| {
+        drop(theirs);
+        sys::recv_fd(ours.as_raw_fd()).ok()
+    });
     // EOF here means the init exec'd (close-on-exec) or died.
     let init_err = sys::read_to_end(init_err_r.as_raw_fd()).unwrap_or_default();
     let _ = sys::write_all(ack.as_raw_fd(), &init_err);
     drop(init_err_r);
     drop(ack);
-    drop(pty_slave);
-    let out_r = out.0;
-    drop(out.1);
-    let err_r = err.map(|(r, w)| {
-        drop(w);
-        r
-    });
-    copy_logs(shim, pid, &out_r, err_r.as_ref());
+    let (out_r, err_r) = match (pipes, master) {
+        (Some((o, e)), _) => (Some(o.0), Some(e.0)),
+        (None, Some(m)) => (m, None),
+        (None, None) => (None, None),
+    };
+    if let Some(out_r) = &out_r {
+        copy_logs(shim, pid, out_r, err_r.as_ref());
+    }
     let status = sys::waitpid(pid).unwrap_or(255 << 8);
     let exit_code = sys::exit_code(status);
     let oom_killed = shim.cgroup.oom_killed()
