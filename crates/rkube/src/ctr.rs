@@ -36,8 +36,13 @@ pub struct CtrArgs {
     command: CtrCommand,
 }
 
+mod images;
+
 #[derive(Subcommand)]
 enum CtrCommand {
+    /// Manage the node's images: pull, import, export, ls, rm, prune.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Create and start a container (pulling the image if needed).
     Run(Box<RunArgs>),
     /// List containers.
@@ -134,6 +139,24 @@ fn parse_size(s: &str) -> anyhow::Result<i64> {
     Ok((n * mult as f64) as i64)
 }
 
+fn load_registries(args: &CtrArgs) -> anyhow::Result<RegistriesConfig> {
+    if args.registries.exists() {
+        RegistriesConfig::load(&args.registries)
+            .with_context(|| format!("load {}", args.registries.display()))
+    } else {
+        Ok(RegistriesConfig::default())
+    }
+}
+
+fn open_images_with(args: &CtrArgs, registries: RegistriesConfig) -> anyhow::Result<ImageService> {
+    ImageService::open(&args.images, registries)
+        .with_context(|| format!("open image store {}", args.images.display()))
+}
+
+fn open_images(args: &CtrArgs) -> anyhow::Result<ImageService> {
+    open_images_with(args, load_registries(args)?)
+}
+
 struct Ctx {
     rt: LocalRuntime,
     images: Arc<ImageService>,
@@ -141,16 +164,8 @@ struct Ctx {
 
 impl Ctx {
     fn open(args: &CtrArgs) -> anyhow::Result<Ctx> {
-        let registries = if args.registries.exists() {
-            RegistriesConfig::load(&args.registries)
-                .with_context(|| format!("load {}", args.registries.display()))?
-        } else {
-            RegistriesConfig::default()
-        };
-        let images = Arc::new(
-            ImageService::open(&args.images, registries)
-                .with_context(|| format!("open image store {}", args.images.display()))?,
-        );
+        let registries = load_registries(args)?;
+        let images = Arc::new(open_images_with(args, registries)?);
         let mut options = RuntimeOptions::new(&args.root);
         options.cgroup_parent = args.cgroup_parent.clone();
         let rt = LocalRuntime::new(options, images.clone()).context("open runtime")?;
@@ -183,8 +198,16 @@ impl Ctx {
 }
 
 pub async fn run(args: CtrArgs) -> anyhow::Result<()> {
+    if matches!(args.command, CtrCommand::Images(_)) {
+        let store = open_images(&args)?;
+        let CtrCommand::Images(command) = args.command else {
+            unreachable!("matched above")
+        };
+        return images::run(&store, command).await;
+    }
     let ctx = Ctx::open(&args)?;
     match args.command {
+        CtrCommand::Images(_) => unreachable!("handled above"),
         CtrCommand::Run(run) => run_container(&ctx, *run).await,
         CtrCommand::Ps => ps(&ctx),
         CtrCommand::Exec { tty, id, cmd } => {

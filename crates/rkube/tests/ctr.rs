@@ -187,3 +187,80 @@ fn detached_container_is_seen_by_other_processes() {
     assert!(!ctr.ok(&["ps"]).contains(id));
     assert!(!ctr.cmd(&["logs", id]).status.success());
 }
+
+#[path = "../../containers/tests/support/registry.rs"]
+#[allow(dead_code)]
+mod registry;
+
+#[test]
+fn images_pull_import_ls_export_rm_prune() {
+    let ctr = Ctr::new();
+    let reg = registry::Registry::start();
+    let registries = ctr.dir.path().join("registries.yaml");
+    std::fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint: [\"http://{0}\"]\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let reference = format!("{}/test/pulled:1", reg.addr);
+    let config = RegistriesConfig::load(&registries).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(
+        ImageBuilder::new()
+            .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
+            .build()
+            .unwrap()
+            .push(
+                &rkube_containers::image::client::Client::new(config),
+                &reference,
+            ),
+    )
+    .unwrap();
+    let images = |args: &[&str]| {
+        let mut full = vec!["--registries", registries.to_str().unwrap(), "images"];
+        full.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("ctr")
+            .arg("--images")
+            .arg(ctr.dir.path().join("images"))
+            .args(&full)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctr images {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let pulled = images(&["pull", &reference]);
+    assert!(
+        pulled.starts_with(&format!("{reference} sha256:")),
+        "{pulled}"
+    );
+    let listed = images(&["ls", "-q"]);
+    let mut expected = [ctr.image.as_str(), reference.as_str()];
+    expected.sort();
+    assert_eq!(listed, format!("{}\n{}\n", expected[0], expected[1]));
+    assert!(images(&["ls"]).starts_with("REF"));
+
+    let archive = ctr.dir.path().join("out.tar");
+    images(&["export", &reference, archive.to_str().unwrap()]);
+    images(&["rm", &reference]);
+    assert_eq!(images(&["ls", "-q"]), format!("{}\n", ctr.image));
+    let imported = images(&["import", archive.to_str().unwrap()]);
+    assert!(imported.starts_with(&reference), "{imported}");
+    images(&["rm", &reference, &ctr.image]);
+    assert_eq!(images(&["ls", "-q"]), "");
+    assert!(images(&["prune"]).starts_with("removed "));
+    // The re-imported image runs.
+    images(&["import", archive.to_str().unwrap()]);
+    let out = ctr.ok(&["run", "--rm", &reference, "--", "/bin/echo", "from-export"]);
+    assert_eq!(out, "from-export\n");
+}
