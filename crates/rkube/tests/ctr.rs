@@ -189,7 +189,6 @@ fn detached_container_is_seen_by_other_processes() {
 }
 
 #[path = "../../containers/tests/support/registry.rs"]
-#[allow(dead_code)]
 mod registry;
 
 #[test]
