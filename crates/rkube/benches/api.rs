@@ -8,7 +8,8 @@
 //! Kubernetes' scalability tests (clusterloader2), cut down to one box.
 //!
 //! `cargo bench -p rkube --bench api` (about 2 minutes); `BENCH_SCALE=0.1`
-//! for a quick run (the goals are stated for scale 1). Results and their
+//! for a quick run (the goals are stated for scale 1); `BENCH_SERVER_ARGS`
+//! adds server flags (e.g. `--disable-controller-manager`). Results and their
 //! reading: docs/PERF.md, "API server (issue 3)".
 
 #[path = "api/fanout.rs"]

@@ -53,6 +53,7 @@ impl Server {
             .arg(port.to_string())
             .arg("--write-kubeconfig")
             .arg(dir.path().join("kubeconfig.yaml"))
+            .args(extra_args())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -110,6 +111,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Extra `rkube server` flags from `BENCH_SERVER_ARGS` (split on
+/// whitespace), e.g. `--disable-controller-manager` to measure the API
+/// server without the controllers' informers in the same process.
+fn extra_args() -> Vec<String> {
+    std::env::var("BENCH_SERVER_ARGS")
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// VmRSS of process `pid` from /proc, in bytes.
