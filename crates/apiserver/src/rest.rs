@@ -192,19 +192,24 @@ async fn list(
             }
         }
     }
-    let page = rs.list(ns, &opts).await?;
-    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
-    if let Some(after) = &page.continue_after {
-        // The token names the first key not returned; resuming reads keys
-        // strictly after `after`, so `after\0` is the next possible key.
-        let next = format!("{prefix}{after}\u{0}");
-        let token = rv::encode_continue(&next, &prefix, page.revision)
-            .map_err(|e| StatusError::internal_error(e.to_string()))?;
-        list_meta["continue"] = token.into();
-        if let Some(n) = page.remaining.filter(|n| *n > 0) {
-            list_meta["remainingItemCount"] = n.into();
-        }
+    // Without a filter or a Table, stored bytes go out as they are.
+    if opts.filter.is_none() && !as_table {
+        let page = rs.list_raw(ns, &opts).await?;
+        let list_meta = list_metadata(
+            &prefix,
+            page.revision,
+            page.continue_after.as_deref(),
+            page.remaining,
+        )?;
+        return Ok(raw_list(rs, &list_meta, &page.items));
     }
+    let page = rs.list(ns, &opts).await?;
+    let list_meta = list_metadata(
+        &prefix,
+        page.revision,
+        page.continue_after.as_deref(),
+        page.remaining,
+    )?;
     if as_table {
         return table::objects(rs, page.items, list_meta, query);
     }
@@ -214,6 +219,50 @@ async fn list(
         "metadata": list_meta,
         "items": page.items,
     })))
+}
+
+/// A list's `metadata`: resourceVersion, and where the next page starts.
+fn list_metadata(
+    prefix: &str,
+    revision: i64,
+    after: Option<&str>,
+    remaining: Option<i64>,
+) -> Result<Value> {
+    let mut list_meta = json!({"resourceVersion": revision.to_string()});
+    if let Some(after) = after {
+        // The token names the first key not returned; resuming reads keys
+        // strictly after `after`, so `after\0` is the next possible key.
+        let next = format!("{prefix}{after}\u{0}");
+        let token = rv::encode_continue(&next, prefix, revision)
+            .map_err(|e| StatusError::internal_error(e.to_string()))?;
+        list_meta["continue"] = token.into();
+        if let Some(n) = remaining.filter(|n| *n > 0) {
+            list_meta["remainingItemCount"] = n.into();
+        }
+    }
+    Ok(list_meta)
+}
+
+/// A List document around items that are already JSON.
+fn raw_list(rs: &ResourceStore, list_meta: &Value, items: &[Vec<u8>]) -> Response<Body> {
+    let head = json!({"kind": rs.info.list_kind(), "apiVersion": rs.info.api_version(), "metadata": list_meta});
+    let mut body = serde_json::to_vec(&head).expect("JSON values serialize");
+    body.pop(); // the closing brace
+    let size: usize = items.iter().map(|i| i.len() + 1).sum();
+    body.reserve(size + 12);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, response::JSON)
+        .body(Body::from(body))
+        .expect("static response parts are valid")
 }
 
 /// Read a request body of at most 3 MiB.

@@ -25,7 +25,7 @@ use rkube_storage::{KeyValue, Store};
 use serde_json::Value;
 
 pub use delete::{DeleteOptions, DeleteOutcome, Propagation};
-pub use read::{ListOptions, ListPage};
+pub use read::{ListOptions, ListPage, RawListPage};
 pub use rkube_machinery::time::{Clock, SystemClock};
 pub use strategy::{DefaultStrategy, DeletePolicy, Strategy};
 pub use update::Target;
@@ -114,6 +114,25 @@ impl ResourceStore {
         })?;
         meta::set(&mut obj, "resourceVersion", kv.mod_revision.to_string());
         Ok(obj)
+    }
+
+    /// A stored object's bytes with its resourceVersion put into its
+    /// metadata, without decoding it: lists of thousands of objects are
+    /// served this way. Stored objects are compact JSON whose keys sort
+    /// `apiVersion`, `kind`, `metadata`, so the first `"metadata":{` is
+    /// the object's own. `None` when the bytes do not look like that.
+    fn raw_with_rv(kv: &KeyValue) -> Option<Vec<u8>> {
+        const META: &[u8] = b"\"metadata\":{";
+        let at = kv.value.windows(META.len()).position(|w| w == META)? + META.len();
+        let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
+        let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
+        out.extend_from_slice(&kv.value[..at]);
+        out.extend_from_slice(rv.as_bytes());
+        if kv.value.get(at) != Some(&b'}') {
+            out.push(b',');
+        }
+        out.extend_from_slice(&kv.value[at..]);
+        Some(out)
     }
 
     fn not_found(&self, name: &str) -> StatusError {

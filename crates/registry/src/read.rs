@@ -24,6 +24,15 @@ pub struct ListOptions {
     pub revision: Option<Revision>,
 }
 
+/// One page of a LIST, as JSON bytes.
+#[derive(Debug)]
+pub struct RawListPage {
+    pub items: Vec<Vec<u8>>,
+    pub revision: Revision,
+    pub continue_after: Option<String>,
+    pub remaining: Option<i64>,
+}
+
 /// One page of a LIST.
 #[derive(Debug)]
 pub struct ListPage {
@@ -124,11 +133,96 @@ impl ResourceStore {
         }
     }
 
+    /// An unfiltered page as the objects' JSON bytes (resourceVersion
+    /// included), for responses that need no decoding.
+    pub async fn list_raw(
+        &self,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<RawListPage> {
+        let prefix = self.list_prefix(namespace);
+        if let Some(after) = &opts.start_after {
+            if after.contains("..") || after.starts_with('/') {
+                return Err(StatusError::bad_request(format!(
+                    "continue key is not valid: {after}"
+                )));
+            }
+        }
+        let page = self
+            .store
+            .list(
+                &prefix,
+                rkube_storage::ListOptions {
+                    start_after: opts.start_after.as_ref().map(|s| format!("{prefix}{s}")),
+                    limit: opts.limit,
+                    revision: opts.revision,
+                },
+            )
+            .await
+            .map_err(|e| storage_error(self, "", e))?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for kv in &page.items {
+            match Self::raw_with_rv(kv) {
+                Some(raw) => items.push(raw),
+                None => items
+                    .push(serde_json::to_vec(&self.decode(kv)?).expect("JSON values serialize")),
+            }
+        }
+        let continue_after = (page.more)
+            .then(|| {
+                page.items
+                    .last()
+                    .map(|kv| kv.key[prefix.len()..].to_string())
+            })
+            .flatten();
+        let remaining = page.more.then_some(page.remaining);
+        Ok(RawListPage {
+            items,
+            revision: page.revision,
+            continue_after,
+            remaining,
+        })
+    }
+
     /// The latest revision of the store, for lists of nothing.
     pub async fn current_revision(&self) -> Result<Revision> {
         self.store
             .current_revision()
             .await
             .map_err(|e| storage_error(self, "", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rkube_storage::KeyValue;
+    use serde_json::{json, Value};
+
+    use crate::ResourceStore;
+
+    fn kv(value: &Value, rev: i64) -> KeyValue {
+        KeyValue {
+            key: "/k".into(),
+            value: serde_json::to_vec(value).unwrap(),
+            create_revision: 1,
+            mod_revision: rev,
+        }
+    }
+
+    #[test]
+    fn raw_bytes_carry_the_resource_version() {
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "labels": {"metadata": "x"}}, "data": {"k": "\"metadata\":{"}});
+        let raw = ResourceStore::raw_with_rv(&kv(&obj, 42)).unwrap();
+        let back: Value = serde_json::from_slice(&raw).unwrap();
+        let mut expected = obj.clone();
+        expected["metadata"]["resourceVersion"] = "42".into();
+        assert_eq!(back, expected);
+        let empty =
+            ResourceStore::raw_with_rv(&kv(&json!({"kind": "X", "metadata": {}}), 7)).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&empty).unwrap()["metadata"],
+            json!({"resourceVersion": "7"})
+        );
+        assert!(ResourceStore::raw_with_rv(&kv(&json!({"kind": "X"}), 7)).is_none());
     }
 }
