@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::request::{Query, RequestInfo};
 use crate::response::{self, ok};
-use crate::{table, write, ApiServer};
+use crate::table::{self, Form};
+use crate::{write, ApiServer};
 
 type Result<T, E = StatusError> = std::result::Result<T, E>;
 
@@ -88,17 +89,18 @@ async fn handle_inner(
             rs.info.plural
         )));
     }
-    let as_table = table::wants_table(req.headers());
+    let form = table::form(req.headers());
     match info.verb {
         "get" => {
             let obj = rs.get(ns, name, None).await?;
-            if as_table {
-                return table::objects(rs, vec![obj], meta_of_object(), query);
+            match form {
+                Form::Table => table::objects(rs, vec![obj], meta_of_object(), query),
+                Form::Metadata => Ok(ok(&table::partial(&obj))),
+                Form::Object => Ok(ok(&obj)),
             }
-            Ok(ok(&obj))
         }
-        "list" => list(rs, ns, query, as_table).await,
-        "watch" => crate::watch::watch(rs, ns, query, as_table).await,
+        "list" => list(rs, ns, query, form).await,
+        "watch" => crate::watch::watch(rs, ns, query, form).await,
         "create" => write::create(server, rs, ns, query, req).await,
         "update" => write::update(server, rs, ns, name, target, query, req).await,
         "patch" => write::patch(server, rs, ns, name, target, query, req).await,
@@ -160,7 +162,7 @@ async fn list(
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
     query: &Query,
-    as_table: bool,
+    form: Form,
 ) -> Result<Response<Body>> {
     let prefix = rs.list_prefix(ns);
     let limit = match query.get("limit") {
@@ -193,7 +195,7 @@ async fn list(
         }
     }
     // Without a filter or a Table, stored bytes go out as they are.
-    if opts.filter.is_none() && !as_table {
+    if opts.filter.is_none() && form == Form::Object {
         let page = rs.list_raw(ns, &opts).await?;
         let list_meta = list_metadata(
             &prefix,
@@ -210,8 +212,18 @@ async fn list(
         page.continue_after.as_deref(),
         page.remaining,
     )?;
-    if as_table {
-        return table::objects(rs, page.items, list_meta, query);
+    match form {
+        Form::Table => return table::objects(rs, page.items, list_meta, query),
+        Form::Metadata => {
+            let items: Vec<Value> = page.items.iter().map(table::partial).collect();
+            return Ok(ok(&json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": list_meta,
+                "items": items,
+            })));
+        }
+        Form::Object => {}
     }
     Ok(ok(&json!({
         "kind": rs.info.list_kind(),

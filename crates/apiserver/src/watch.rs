@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::request::Query;
 use crate::rest::filter;
-use crate::table;
+use crate::table::{self, Form};
 
 type Result<T, E = StatusError> = std::result::Result<T, E>;
 
@@ -32,7 +32,7 @@ pub async fn watch(
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
     query: &Query,
-    as_table: bool,
+    form: Form,
 ) -> Result<Response<Body>> {
     let after = match query.get("resourceVersion").map(rv::parse_read).transpose() {
         Err(e) => return Err(StatusError::bad_request(e.to_string())),
@@ -75,7 +75,9 @@ pub async fn watch(
                         if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                             last_rv = v.to_string();
                         }
-                        let object = if as_table {
+                        let object = if form == Form::Metadata {
+                            table::partial(&object)
+                        } else if form == Form::Table {
                             match table_event(&rs, object, &include, first_table) {
                                 Ok(t) => t,
                                 Err(err) => {
