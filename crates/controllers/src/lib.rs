@@ -8,28 +8,98 @@
 //! Lease acts. Controllers are switched with upstream's `--controllers`
 //! syntax: `*` for the defaults, `name` to enable, `-name` to disable.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod discovery;
+pub mod disruption;
+pub mod endpoints;
+pub mod endpointslice;
 pub mod gc;
+pub mod job;
 pub mod leader_election;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
+pub mod replicaset;
+pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod ttlafterfinished;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use futures::future::select_all;
 
-/// The controllers this crate has, by upstream name, with the older short
-/// names upstream still accepts.
-pub const CONTROLLERS: &[(&str, &str)] = &[
-    ("namespace-controller", "namespace"),
-    ("garbage-collector-controller", "garbagecollector"),
-    ("serviceaccount-controller", "serviceaccount"),
+/// How a controller is started: its client and the manager's options in,
+/// a future that runs until the controller stops.
+type Start = fn(kube::Client, &Options) -> Task;
+
+/// The controllers this crate has: upstream name, the older short name
+/// upstream still accepts, and how to start it.
+pub const CONTROLLERS: &[(&str, &str, Start)] = &[
+    ("namespace-controller", "namespace", |c, _| {
+        Box::pin(namespace::run(c))
+    }),
+    (
+        "garbage-collector-controller",
+        "garbagecollector",
+        |c, _| Box::pin(gc::run(c)),
+    ),
+    ("serviceaccount-controller", "serviceaccount", |c, _| {
+        Box::pin(serviceaccount::run(c))
+    }),
     (
         "root-ca-certificate-publisher-controller",
         "root-ca-cert-publisher",
+        |c, o| Box::pin(rootca::run(c, o.root_ca_pem.clone())),
     ),
+    ("replicaset-controller", "replicaset", |c, _| {
+        Box::pin(replicaset::run_replicasets(c))
+    }),
+    (
+        "replicationcontroller-controller",
+        "replicationcontroller",
+        |c, _| Box::pin(replicaset::run_replication_controllers(c)),
+    ),
+    ("deployment-controller", "deployment", |c, _| {
+        Box::pin(deployment::run(c))
+    }),
+    ("daemonset-controller", "daemonset", |c, _| {
+        Box::pin(daemonset::run(c))
+    }),
+    ("statefulset-controller", "statefulset", |c, _| {
+        Box::pin(statefulset::run(c))
+    }),
+    ("job-controller", "job", |c, _| Box::pin(job::run(c))),
+    ("cronjob-controller", "cronjob", |c, _| {
+        Box::pin(cronjob::run(c))
+    }),
+    ("endpoints-controller", "endpoint", |c, _| {
+        Box::pin(endpoints::run(c))
+    }),
+    ("endpointslice-controller", "endpointslice", |c, _| {
+        Box::pin(endpointslice::run(c))
+    }),
+    ("node-lifecycle-controller", "nodelifecycle", |c, _| {
+        Box::pin(nodelifecycle::run(c))
+    }),
+    ("disruption-controller", "disruption", |c, _| {
+        Box::pin(disruption::run(c))
+    }),
+    ("resourcequota-controller", "resourcequota", |c, _| {
+        Box::pin(resourcequota::run(c))
+    }),
+    (
+        "ttl-after-finished-controller",
+        "ttl-after-finished",
+        |c, _| Box::pin(ttlafterfinished::run(c)),
+    ),
+    ("pod-garbage-collector-controller", "podgc", |c, _| {
+        Box::pin(podgc::run(c))
+    }),
 ];
 
 /// Errors of the controller manager.
@@ -74,8 +144,8 @@ impl Default for Options {
 pub fn enabled(name: &str, flags: &[String]) -> Result<bool> {
     let alias = CONTROLLERS
         .iter()
-        .find(|(long, _)| *long == name)
-        .map(|(_, short)| *short)
+        .find(|(long, _, _)| *long == name)
+        .map(|(_, short, _)| *short)
         .unwrap_or(name);
     let mut star = false;
     let mut explicit = None;
@@ -90,7 +160,7 @@ pub fn enabled(name: &str, flags: &[String]) -> Result<bool> {
         }
         if !CONTROLLERS
             .iter()
-            .any(|(long, short)| *long == which || *short == which)
+            .any(|(long, short, _)| *long == which || *short == which)
         {
             return Err(Error::UnknownController(flag.clone()));
         }
@@ -107,47 +177,33 @@ pub struct ControllerManager {
     opts: Options,
 }
 
-type Task = Pin<Box<dyn Future<Output = &'static str> + Send>>;
+/// A running controller; it ends only when the controller stops.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A running controller that yields its name when it stops.
+type Named = Pin<Box<dyn Future<Output = &'static str> + Send>>;
 
 impl ControllerManager {
     pub fn new(client: kube::Client, opts: Options) -> Result<ControllerManager> {
-        for (name, _) in CONTROLLERS {
+        for (name, _, _) in CONTROLLERS {
             enabled(name, &opts.controllers)?;
         }
         Ok(ControllerManager { client, opts })
     }
 
-    fn tasks(&self) -> Result<Vec<Task>> {
-        let mut tasks: Vec<Task> = Vec::new();
-        let on = |n| enabled(n, &self.opts.controllers);
-        let c = self.client.clone();
-        if on("namespace-controller")? {
-            let c = c.clone();
+    fn tasks(&self) -> Result<Vec<Named>> {
+        let mut tasks = Vec::new();
+        for (name, _, start) in CONTROLLERS {
+            if !enabled(name, &self.opts.controllers)? {
+                continue;
+            }
+            let task = start(self.client.clone(), &self.opts);
+            let name: &'static str = name;
             tasks.push(Box::pin(async move {
-                namespace::run(c).await;
-                "namespace-controller"
-            }));
-        }
-        if on("garbage-collector-controller")? {
-            let c = c.clone();
-            tasks.push(Box::pin(async move {
-                gc::run(c).await;
-                "garbage-collector-controller"
-            }));
-        }
-        if on("serviceaccount-controller")? {
-            let c = c.clone();
-            tasks.push(Box::pin(async move {
-                serviceaccount::run(c).await;
-                "serviceaccount-controller"
-            }));
-        }
-        if on("root-ca-certificate-publisher-controller")? {
-            let pem = self.opts.root_ca_pem.clone();
-            tasks.push(Box::pin(async move {
-                rootca::run(c, pem).await;
-                "root-ca-certificate-publisher-controller"
-            }));
+                task.await;
+                name
+            })
+                as Pin<Box<dyn Future<Output = &'static str> + Send>>);
         }
         Ok(tasks)
     }

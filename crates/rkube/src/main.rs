@@ -1,6 +1,7 @@
 //! `rkube`: Kubernetes in one binary. Commands and assembly only; every
 //! component lives in its own crate (see shared/DESIGN.md).
 
+mod agent;
 mod ctr;
 mod server;
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a server: datastore, API server and control plane.
     Server(server::ServerArgs),
+    /// Run a node: the kubelet (or simulated nodes) joined to a server.
+    Agent(agent::AgentArgs),
     /// Run and inspect containers with the built-in runtime.
     Ctr(ctr::CtrArgs),
 }
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Ctr(args) => runtime.block_on(ctr::run(args)),
     }
 }

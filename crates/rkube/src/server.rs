@@ -86,6 +86,10 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_controller_manager: bool,
 
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+
     /// Controllers to run: `*` for the defaults, `name` to add, `-name` to
     /// remove (kube-controller-manager's `--controllers`).
     #[arg(long, value_delimiter = ',', default_value = "*")]
@@ -231,8 +235,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }))
     };
 
+    let scheduler = if args.disable_scheduler {
+        None
+    } else {
+        let client = component_client(&pki, &url, "scheduler", "system:kube-scheduler").await?;
+        let opts = rkube_scheduler::Options {
+            leader_elect: true,
+            identity: format!(
+                "{}_{}",
+                hostname().unwrap_or_else(|_| "rkube".into()),
+                std::process::id()
+            ),
+        };
+        // Like the controller manager: on failure, stand for election again.
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(err) = rkube_scheduler::run(client.clone(), opts.clone()).await {
+                    tracing::error!(%err, "scheduler stopped; restarting");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    };
+
     shutdown_signal().await?;
-    if let Some(task) = components {
+    for task in [components, scheduler].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("shutting down");

@@ -1,0 +1,8 @@
+//! Placeholder: this controller is being written (issue 5). It does
+//! nothing yet; the controller manager lists it so that `--controllers`
+//! accepts its name.
+
+/// Runs until the process stops; does nothing yet.
+pub async fn run(_client: kube::Client) {
+    futures::future::pending::<()>().await
+}

@@ -1,0 +1,13 @@
+//! Placeholder: this controller is being written (issue 5). It does
+//! nothing yet; the controller manager lists it so that `--controllers`
+//! accepts its name.
+
+/// Runs until the process stops; does nothing yet.
+pub async fn run_replicasets(_client: kube::Client) {
+    futures::future::pending::<()>().await
+}
+
+/// Runs until the process stops; does nothing yet.
+pub async fn run_replication_controllers(_client: kube::Client) {
+    futures::future::pending::<()>().await
+}

@@ -1,0 +1,54 @@
+//! `rkube agent`: a node. With `--simulate N` it registers N simulated
+//! nodes and acts as their kubelet (kwok's job upstream); otherwise it runs
+//! the real kubelet on this machine.
+
+mod kubelet;
+mod simulate;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// URL of a server's API, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    pub server: Option<String>,
+
+    /// The join token the server keeps in `<data-dir>/server/token`.
+    #[arg(long, env = "RKUBE_TOKEN")]
+    pub token: Option<String>,
+
+    /// Use this kubeconfig's credentials instead of joining with a token.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Directory holding all of this agent's state.
+    #[arg(long, default_value = "/var/lib/rkube")]
+    pub data_dir: PathBuf,
+
+    /// Name of this node (default: the hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+
+    /// This node's IP address.
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+
+    /// Register N simulated nodes and act as their kubelet instead of
+    /// running pods for real.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<u32>,
+
+    /// Name prefix of simulated nodes (`<prefix>-0`, `<prefix>-1`, ...).
+    #[arg(long, default_value = "sim")]
+    pub simulate_prefix: String,
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    rkube_pki::install_crypto_provider();
+    match args.simulate {
+        Some(n) => simulate::run(args.clone(), n).await,
+        None => kubelet::run(args).await,
+    }
+}
