@@ -16,6 +16,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod gc;
+pub mod informers;
 pub mod job;
 pub mod leader_election;
 pub mod namespace;
@@ -29,76 +30,81 @@ pub mod statefulset;
 pub mod ttlafterfinished;
 
 use std::future::Future;
+use std::sync::Arc;
+
+use informers::Informers;
 use std::pin::Pin;
 
 use futures::future::select_all;
 
 /// How a controller is started: its client and the manager's options in,
 /// a future that runs until the controller stops.
-type Start = fn(kube::Client, &Options) -> Task;
+type Start = fn(kube::Client, &Options, &Arc<Informers>) -> Task;
 
 /// The controllers this crate has: upstream name, the older short name
 /// upstream still accepts, and how to start it.
 pub const CONTROLLERS: &[(&str, &str, Start)] = &[
-    ("namespace-controller", "namespace", |c, _| {
+    ("namespace-controller", "namespace", |c, _, _| {
         Box::pin(namespace::run(c))
     }),
     (
         "garbage-collector-controller",
         "garbagecollector",
-        |c, _| Box::pin(gc::run(c)),
+        |c, _, _| Box::pin(gc::run(c)),
     ),
-    ("serviceaccount-controller", "serviceaccount", |c, _| {
+    ("serviceaccount-controller", "serviceaccount", |c, _, _| {
         Box::pin(serviceaccount::run(c))
     }),
     (
         "root-ca-certificate-publisher-controller",
         "root-ca-cert-publisher",
-        |c, o| Box::pin(rootca::run(c, o.root_ca_pem.clone())),
+        |c, o, _| Box::pin(rootca::run(c, o.root_ca_pem.clone())),
     ),
-    ("replicaset-controller", "replicaset", |c, _| {
-        Box::pin(replicaset::run_replicasets(c))
+    ("replicaset-controller", "replicaset", |c, _, i| {
+        Box::pin(replicaset::run_replicasets(c, i.clone()))
     }),
     (
         "replicationcontroller-controller",
         "replicationcontroller",
-        |c, _| Box::pin(replicaset::run_replication_controllers(c)),
+        |c, _, i| Box::pin(replicaset::run_replication_controllers(c, i.clone())),
     ),
-    ("deployment-controller", "deployment", |c, _| {
-        Box::pin(deployment::run(c))
+    ("deployment-controller", "deployment", |c, _, i| {
+        Box::pin(deployment::run(c, i.clone()))
     }),
-    ("daemonset-controller", "daemonset", |c, _| {
-        Box::pin(daemonset::run(c))
+    ("daemonset-controller", "daemonset", |c, _, i| {
+        Box::pin(daemonset::run(c, i.clone()))
     }),
-    ("statefulset-controller", "statefulset", |c, _| {
-        Box::pin(statefulset::run(c))
+    ("statefulset-controller", "statefulset", |c, _, i| {
+        Box::pin(statefulset::run(c, i.clone()))
     }),
-    ("job-controller", "job", |c, _| Box::pin(job::run(c))),
-    ("cronjob-controller", "cronjob", |c, _| {
-        Box::pin(cronjob::run(c))
+    ("job-controller", "job", |c, _, i| {
+        Box::pin(job::run(c, i.clone()))
     }),
-    ("endpoints-controller", "endpoint", |c, _| {
-        Box::pin(endpoints::run(c))
+    ("cronjob-controller", "cronjob", |c, _, i| {
+        Box::pin(cronjob::run(c, i.clone()))
     }),
-    ("endpointslice-controller", "endpointslice", |c, _| {
-        Box::pin(endpointslice::run(c))
+    ("endpoints-controller", "endpoint", |c, _, i| {
+        Box::pin(endpoints::run(c, i.clone()))
     }),
-    ("node-lifecycle-controller", "nodelifecycle", |c, _| {
-        Box::pin(nodelifecycle::run(c))
+    ("endpointslice-controller", "endpointslice", |c, _, i| {
+        Box::pin(endpointslice::run(c, i.clone()))
     }),
-    ("disruption-controller", "disruption", |c, _| {
-        Box::pin(disruption::run(c))
+    ("node-lifecycle-controller", "nodelifecycle", |c, _, i| {
+        Box::pin(nodelifecycle::run(c, i.clone()))
     }),
-    ("resourcequota-controller", "resourcequota", |c, _| {
-        Box::pin(resourcequota::run(c))
+    ("disruption-controller", "disruption", |c, _, i| {
+        Box::pin(disruption::run(c, i.clone()))
+    }),
+    ("resourcequota-controller", "resourcequota", |c, _, i| {
+        Box::pin(resourcequota::run(c, i.clone()))
     }),
     (
         "ttl-after-finished-controller",
         "ttl-after-finished",
-        |c, _| Box::pin(ttlafterfinished::run(c)),
+        |c, _, i| Box::pin(ttlafterfinished::run(c, i.clone())),
     ),
-    ("pod-garbage-collector-controller", "podgc", |c, _| {
-        Box::pin(podgc::run(c))
+    ("pod-garbage-collector-controller", "podgc", |c, _, i| {
+        Box::pin(podgc::run(c, i.clone()))
     }),
 ];
 
@@ -193,11 +199,12 @@ impl ControllerManager {
 
     fn tasks(&self) -> Result<Vec<Named>> {
         let mut tasks = Vec::new();
+        let informers = Informers::new(self.client.clone());
         for (name, _, start) in CONTROLLERS {
             if !enabled(name, &self.opts.controllers)? {
                 continue;
             }
-            let task = start(self.client.clone(), &self.opts);
+            let task = start(self.client.clone(), &self.opts, &informers);
             let name: &'static str = name;
             tasks.push(Box::pin(async move {
                 task.await;

@@ -2,12 +2,16 @@
 //! nothing yet; the controller manager lists it so that `--controllers`
 //! accepts its name.
 
+use std::sync::Arc;
+
+use crate::informers::Informers;
+
 /// Runs until the process stops; does nothing yet.
-pub async fn run_replicasets(_client: kube::Client) {
+pub async fn run_replicasets(_client: kube::Client, _informers: Arc<Informers>) {
     futures::future::pending::<()>().await
 }
 
 /// Runs until the process stops; does nothing yet.
-pub async fn run_replication_controllers(_client: kube::Client) {
+pub async fn run_replication_controllers(_client: kube::Client, _informers: Arc<Informers>) {
     futures::future::pending::<()>().await
 }

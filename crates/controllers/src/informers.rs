@@ -1,0 +1,172 @@
+//! Shared informers: one watch and one in-memory cache per kind for the
+//! whole controller manager.
+//!
+//! Upstream counterpart: client-go's `SharedInformerFactory`. Upstream's
+//! controller manager starts one informer per resource and hands it to
+//! every controller that needs it; without that, ten controllers watching
+//! pods would hold ten copies of every pod. Here [`Informers::store`] gives
+//! the shared cache and [`Informers::stream`] a stream of every object that
+//! changes, ready to drive a kube-rs `Controller`:
+//!
+//! ```ignore
+//! Controller::for_stream(informers.stream::<ReplicaSet>(), informers.store::<ReplicaSet>())
+//!     .owns_stream(informers.stream::<Pod>())
+//! ```
+//!
+//! kube-rs's own shared reflector does not pass deletions on to
+//! subscribers, which controllers need (a deleted pod must make its
+//! ReplicaSet create another), so the fan-out is written here: every added,
+//! modified or deleted object (deleted ones in their last state) goes to
+//! every subscriber; a relist that finds objects gone reports them too.
+
+use std::any::{Any, TypeId};
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+/// How many changes a slow subscriber may fall behind before it is sent
+/// the whole cache again instead.
+const BUFFER: usize = 8192;
+
+/// A kind an informer can watch: any built-in API type.
+pub trait Kind:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Kind for K where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+}
+
+/// The informer of one kind: its cache and its change fan-out.
+struct Shared<K: Kind> {
+    store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+}
+
+/// The informers of one controller manager, created on first use.
+pub struct Informers {
+    client: kube::Client,
+    kinds: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client) -> Arc<Informers> {
+        Arc::new(Informers {
+            client,
+            kinds: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client the informers watch with, for controllers' writes.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    /// The cluster-wide cache of `K`. Empty until the first list is done:
+    /// await `store.wait_until_ready()` before trusting an absence.
+    pub fn store<K: Kind>(&self) -> Store<K> {
+        self.shared::<K>().store.clone()
+    }
+
+    /// Every `K` in the cache, then every `K` that is added, modified or
+    /// deleted from now on (deleted ones in their last state). A
+    /// subscriber that falls too far behind is sent the whole cache again.
+    pub fn stream<K: Kind>(
+        &self,
+    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        let shared = self.shared::<K>();
+        // Subscribe before taking the snapshot so nothing falls between.
+        let rx = shared.changes.subscribe();
+        let pending: VecDeque<Arc<K>> = shared.store.state().into();
+        let store = shared.store.clone();
+        futures::stream::unfold(
+            (rx, pending, store),
+            |(mut rx, mut pending, store)| async move {
+                loop {
+                    if let Some(obj) = pending.pop_front() {
+                        return Some((Ok((*obj).clone()), (rx, pending, store)));
+                    }
+                    match rx.recv().await {
+                        Ok(obj) => return Some((Ok((*obj).clone()), (rx, pending, store))),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            pending = store.state().into();
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            },
+        )
+    }
+
+    fn shared<K: Kind>(&self) -> Arc<Shared<K>> {
+        let mut kinds = self.kinds.lock().expect("informers lock");
+        if let Some(existing) = kinds.get(&TypeId::of::<K>()) {
+            return existing
+                .clone()
+                .downcast::<Shared<K>>()
+                .expect("informer map holds its own kind");
+        }
+        let writer = Writer::<K>::default();
+        let (changes, _) = broadcast::channel(BUFFER);
+        let shared = Arc::new(Shared {
+            store: writer.as_reader(),
+            changes: changes.clone(),
+        });
+        kinds.insert(TypeId::of::<K>(), shared.clone());
+        let api = Api::<K>::all(self.client.clone());
+        tokio::spawn(feed(api, writer, changes));
+        shared
+    }
+}
+
+/// Keep one kind's cache current and tell subscribers what changed.
+async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::Sender<Arc<K>>) {
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(events);
+    // Objects cached before a relist began, to find the ones it dropped.
+    let mut before: HashMap<ObjectRef<K>, Arc<K>> = HashMap::new();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::warn!(kind = %K::kind(&()), %err, "informer watch failed; retrying");
+                continue;
+            }
+        };
+        writer.apply_watcher_event(&event);
+        match event {
+            Event::Apply(obj) | Event::Delete(obj) => {
+                let _ = changes.send(Arc::new(obj));
+            }
+            Event::Init => {
+                before = writer
+                    .as_reader()
+                    .state()
+                    .into_iter()
+                    .map(|o| (ObjectRef::from_obj(&*o), o))
+                    .collect();
+            }
+            Event::InitApply(_) => {}
+            Event::InitDone => {
+                let now = writer.as_reader().state();
+                for obj in &now {
+                    before.remove(&ObjectRef::from_obj(&**obj));
+                    let _ = changes.send(obj.clone());
+                }
+                for (_, gone) in before.drain() {
+                    let _ = changes.send(gone);
+                }
+            }
+        }
+    }
+}
