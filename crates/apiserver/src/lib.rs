@@ -9,8 +9,10 @@
 
 mod apply;
 mod authn;
+mod binding;
 mod decode;
 mod discovery;
+mod eviction;
 mod handler;
 mod openapi;
 mod patch_schema;

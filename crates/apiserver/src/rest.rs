@@ -66,6 +66,31 @@ async fn handle_inner(
         }
         return crate::token::create(server, rs, ns.unwrap_or_default(), name, req).await;
     }
+    let core = rs.info.group.is_empty();
+    let pod_binding =
+        core && rs.info.plural == "pods" && info.subresource.as_deref() == Some("binding");
+    let legacy_binding = core && rs.info.plural == "bindings" && info.subresource.is_none();
+    if pod_binding || legacy_binding {
+        if info.verb != "create" {
+            return Err(StatusError::method_not_supported(
+                &rs.group_resource(),
+                info.verb,
+            ));
+        }
+        let ns = ns.unwrap_or_default();
+        let url_name = pod_binding.then_some(name);
+        return crate::binding::create(server, ns, url_name, query, req).await;
+    }
+    if core && rs.info.plural == "pods" && info.subresource.as_deref() == Some("eviction") {
+        if info.verb != "create" {
+            return Err(StatusError::method_not_supported(
+                &rs.group_resource(),
+                info.verb,
+            ));
+        }
+        let ns = ns.unwrap_or_default();
+        return crate::eviction::create(server, ns, name, query, req).await;
+    }
     let target = match info.subresource.as_deref() {
         None => Target::Main,
         Some("status") if rs.info.subresource("status").is_some() => Target::Status,
@@ -76,6 +101,7 @@ async fn handle_inner(
         Target::Main => rs.info.verbs,
         Target::Status => rkube_api::catalog::GET_PATCH_UPDATE,
         Target::Finalize => &["update"],
+        Target::Whole => &[],
     };
     if !verbs_of_target.contains(&info.verb) {
         return Err(StatusError::method_not_supported(

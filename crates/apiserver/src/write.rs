@@ -19,7 +19,7 @@ use crate::ApiServer;
 
 type Result<T, E = StatusError> = std::result::Result<T, E>;
 
-fn dry_run(query: &Query) -> Result<bool> {
+pub(crate) fn dry_run(query: &Query) -> Result<bool> {
     match query.get("dryRun") {
         None => Ok(false),
         Some("All") => Ok(true),
@@ -212,6 +212,7 @@ fn subresource_name(target: Target) -> Option<&'static str> {
         Target::Main => None,
         Target::Status => Some("status"),
         Target::Finalize => Some("finalize"),
+        Target::Whole => None,
     }
 }
 
@@ -285,6 +286,12 @@ async fn delete_options(query: &Query, req: Request<Body>) -> Result<DeleteOptio
         serde_json::from_slice(&bytes)
             .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?
     };
+    delete_options_from(query, &body)
+}
+
+/// DeleteOptions from a decoded `metav1.DeleteOptions` (a DELETE body, or
+/// an Eviction's `deleteOptions`) and the query.
+pub(crate) fn delete_options_from(query: &Query, body: &Value) -> Result<DeleteOptions> {
     let grace = body
         .get("gracePeriodSeconds")
         .and_then(Value::as_i64)

@@ -68,6 +68,11 @@ impl ResourceStore {
         self.strategy.as_ref()
     }
 
+    /// The current time of the server's clock.
+    pub fn now(&self) -> rkube_machinery::time::Timestamp {
+        self.clock.now()
+    }
+
     pub fn group_resource(&self) -> GroupResource {
         GroupResource::new(self.info.group, self.info.plural)
     }

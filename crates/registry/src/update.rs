@@ -21,6 +21,11 @@ pub enum Target {
     Status,
     /// A namespace's `finalize` subresource: only spec.finalizers.
     Finalize,
+    /// A server-side subresource that writes spec and status together
+    /// (pods/binding sets spec.nodeName and the PodScheduled condition):
+    /// the caller's function already applied its rules, so the strategy's
+    /// update preparation and validation are skipped.
+    Whole,
 }
 
 const MAX_RETRIES: usize = 16;
@@ -234,6 +239,7 @@ impl ResourceStore {
                 *new = merged;
             }
             Target::Main => self.strategy.prepare_for_update(new, old),
+            Target::Whole => {}
         }
         let generation = meta::generation(old);
         if self.strategy.tracks_generation() {

@@ -7,7 +7,9 @@
 //! `PodToSelectableFields`) and `pkg/apis/core/v1/helper/qos`.
 
 pub mod admission;
+pub mod binding;
 pub mod defaults;
+pub mod eviction;
 mod update;
 pub mod validation;
 
