@@ -139,3 +139,123 @@ fn legacy_bindings_resource_and_discovery() {
     assert_eq!(binding["verbs"], serde_json::json!(["create"]));
     assert_eq!(binding["kind"], "Binding");
 }
+
+/// Pods on node `n1` that kubectl sees running and ready, guarded by a
+/// PDB that allows `allowed` disruptions (its status written here, as
+/// the disruption controller would, which this server does not run).
+fn guarded_pods(server: &Server, pods: &[&str], allowed: i64) {
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}"#,
+    );
+    for pod in pods {
+        server.ok_stdin(
+            &["create", "-f", "-"],
+            &format!(
+                r#"{{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {{"name": "{pod}", "labels": {{"app": "web"}}}},
+  "spec": {{"nodeName": "n1", "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+            ),
+        );
+        server.ok(&[
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}"#,
+        ]);
+    }
+    server.ok(&[
+        "create",
+        "pdb",
+        "web",
+        "--selector=app=web",
+        "--min-available=1",
+    ]);
+    let healthy = pods.len();
+    server.ok(&[
+        "patch",
+        "pdb",
+        "web",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &format!(
+            r#"{{"status": {{"observedGeneration": 1, "disruptionsAllowed": {allowed},
+                "currentHealthy": {healthy}, "desiredHealthy": 1, "expectedPods": {healthy}}}}}"#
+        ),
+    ]);
+}
+
+fn eviction(pod: &str, api_version: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "{api_version}", "kind": "Eviction",
+  "metadata": {{"name": "{pod}", "namespace": "default"}},
+  "deleteOptions": {{"gracePeriodSeconds": 0}}}}"#
+    )
+}
+
+const NO_CONTROLLERS: &[&str] = &["--disable-controller-manager", "--disable-scheduler"];
+
+#[test]
+fn eviction_spends_the_budget_then_answers_429() {
+    let server = Server::start_with(NO_CONTROLLERS);
+    guarded_pods(&server, &["a", "b"], 1);
+    let path = "/api/v1/namespaces/default/pods/a/eviction";
+    let out = server.ok_stdin(
+        &["create", "--raw", path, "-f", "-"],
+        &eviction("a", "policy/v1"),
+    );
+    assert!(out.contains(r#""status":"Success""#), "{out}");
+    let err = server.fails(&["get", "pod", "a"]);
+    assert!(err.contains(r#"pods "a" not found"#), "{err}");
+    let status = server.ok(&[
+        "get",
+        "pdb",
+        "web",
+        "-o",
+        "jsonpath={.status.disruptionsAllowed} {.status.disruptedPods.a}",
+    ]);
+    let (allowed, when) = status.split_once(' ').unwrap();
+    assert_eq!(allowed, "0", "{status}");
+    assert!(when.ends_with('Z'), "{status}");
+
+    // The budget is spent: b stays, with upstream's 429.
+    let path = "/api/v1/namespaces/default/pods/b/eviction";
+    let out = server.kubectl_stdin(
+        &["create", "--raw", path, "-f", "-"],
+        &eviction("b", "policy/v1beta1"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget."
+        ),
+        "{err}"
+    );
+    server.ok(&["get", "pod", "b"]);
+}
+
+#[test]
+fn drain_evicts_what_the_budget_allows() {
+    let server = Server::start_with(NO_CONTROLLERS);
+    guarded_pods(&server, &["a", "b"], 1);
+    let out = server.kubectl(&["drain", "n1", "--force", "--grace-period=0", "--timeout=3s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("node/n1 cordoned"), "{stdout}");
+    assert!(
+        stderr.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{stderr}"
+    );
+    // Exactly one of the two went; the node is cordoned.
+    let left = server.ok(&["get", "pods", "-o", "name"]);
+    assert_eq!(left.lines().count(), 1, "{left}");
+    let gone = if left.trim() == "pod/a" { "b" } else { "a" };
+    assert!(stdout.contains(&format!("pod/{gone} evicted")), "{stdout}");
+    let unschedulable = server.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]);
+    assert_eq!(unschedulable, "true");
+}
