@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{header, Request, Response, StatusCode};
 use rkube_machinery::{fields, labels, rv, StatusError};
-use rkube_registry::{meta, Filter, ListOptions, ResourceStore, Target};
+use rkube_registry::{selectable, Filter, ListOptions, ResourceStore, Target};
 use serde_json::{json, Value};
 
 use crate::request::{Query, RequestInfo};
@@ -152,36 +152,46 @@ pub fn filter(rs: &Arc<ResourceStore>, query: &Query) -> Result<Option<Filter>> 
             })?),
             None => None,
         };
-    let field = match query.get("fieldSelector") {
-        Some(s) => {
-            let sel =
-                fields::Selector::parse(s).map_err(|e| StatusError::bad_request(e.to_string()))?;
-            let rs2 = rs.clone();
-            sel.validate(|f| {
-                matches!(f, "metadata.name" | "metadata.namespace")
-                    || rs2.strategy().selectable_field(&Value::Null, f).is_some()
-            })
-            .map_err(|e| StatusError::bad_request(e.to_string()))?;
-            Some(sel)
-        }
-        None => None,
-    };
+    let field = field_selector(rs, query)?;
     if label.is_none() && field.is_none() {
         return Ok(None);
     }
-    let rs = rs.clone();
+    let info = rs.info;
     Ok(Some(Arc::new(move |obj: &Value| {
         let labels_ok = label.as_ref().is_none_or(|l| l.matches_object(obj));
         labels_ok
             && field.as_ref().is_none_or(|f| {
-                f.matches(|name| match name {
-                    "metadata.name" => Some(meta::name(obj).to_string()),
-                    "metadata.namespace" => Some(meta::namespace(obj).to_string()),
-                    other => rs.strategy().selectable_field(obj, other).flatten(),
-                })
-                .unwrap_or(false)
+                f.matches(|name| selectable::value(info, obj, name))
+                    .unwrap_or(false)
             })
     })))
+}
+
+/// The request's field selector, its labels checked against what the
+/// resource supports (400 with upstream's message otherwise).
+fn field_selector(rs: &ResourceStore, query: &Query) -> Result<Option<fields::Selector>> {
+    let Some(s) = query.get("fieldSelector") else {
+        return Ok(None);
+    };
+    let sel = fields::Selector::parse(s).map_err(|e| StatusError::bad_request(e.to_string()))?;
+    for term in sel.terms() {
+        selectable::check(rs.info, &term.field).map_err(StatusError::bad_request)?;
+    }
+    Ok((!sel.is_empty()).then_some(sel))
+}
+
+/// Bytes every object the field selector accepts contains when stored,
+/// so a list skips the others without decoding them.
+fn needles(rs: &ResourceStore, query: &Query) -> Result<Vec<Vec<u8>>> {
+    let Some(sel) = field_selector(rs, query)? else {
+        return Ok(Vec::new());
+    };
+    Ok(sel
+        .terms()
+        .iter()
+        .filter(|t| t.operator != fields::Operator::NotEquals)
+        .filter_map(|t| selectable::needle(rs.info, &t.field, &t.value))
+        .collect())
 }
 
 async fn list(
@@ -199,6 +209,7 @@ async fn list(
     };
     let mut opts = ListOptions {
         filter: filter(rs, query)?,
+        needles: needles(rs, query)?,
         limit: limit.max(0) as usize,
         ..Default::default()
     };

@@ -13,6 +13,7 @@ mod delete;
 pub mod meta;
 mod read;
 pub mod resources;
+pub mod selectable;
 pub mod strategy;
 mod update;
 mod watch;

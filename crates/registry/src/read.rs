@@ -22,6 +22,10 @@ pub struct ListOptions {
     pub start_after: Option<String>,
     /// Read the snapshot at this revision.
     pub revision: Option<Revision>,
+    /// Byte strings every object the filter accepts contains in its
+    /// stored JSON (see [`crate::selectable::needle`]): objects without
+    /// them are skipped undecoded.
+    pub needles: Vec<Vec<u8>>,
 }
 
 /// One page of a LIST, as JSON bytes.
@@ -77,6 +81,11 @@ impl ResourceStore {
         }
         let mut start_after = opts.start_after.as_ref().map(|s| format!("{prefix}{s}"));
         let mut revision = opts.revision;
+        let finders: Vec<memchr::memmem::Finder> = opts
+            .needles
+            .iter()
+            .map(memchr::memmem::Finder::new)
+            .collect();
         let mut items = Vec::new();
         loop {
             let want = if opts.limit == 0 {
@@ -105,9 +114,12 @@ impl ResourceStore {
             revision = Some(page.revision);
             let fetched = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {
-                let obj = self.decode(kv)?;
-                if opts.filter.as_ref().is_none_or(|f| f(&obj)) {
-                    items.push(obj);
+                let candidate = finders.iter().all(|f| f.find(&kv.value).is_some());
+                if candidate {
+                    let obj = self.decode(kv)?;
+                    if opts.filter.as_ref().is_none_or(|f| f(&obj)) {
+                        items.push(obj);
+                    }
                 }
                 if opts.limit != 0 && items.len() == opts.limit {
                     let more = page.more || i + 1 < fetched;

@@ -84,12 +84,6 @@ pub trait Strategy: Send + Sync + 'static {
         false
     }
 
-    /// Fields beyond metadata.name and metadata.namespace that field
-    /// selectors may name, with how to read them.
-    fn selectable_field(&self, _obj: &Value, _field: &str) -> Option<Option<String>> {
-        None
-    }
-
     /// The grace period a graceful delete of `obj` gets, given the one the
     /// request named (upstream `CheckGracefulDelete`). Pods override it:
     /// an unscheduled or finished pod goes at once whatever was asked.

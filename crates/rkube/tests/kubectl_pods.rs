@@ -259,3 +259,128 @@ fn drain_evicts_what_the_budget_allows() {
     let unschedulable = server.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]);
     assert_eq!(unschedulable, "true");
 }
+
+fn pod_on(name: &str, node: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+  "spec": {{"nodeName": "{node}", "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+    )
+}
+
+#[test]
+fn field_selectors_per_resource() {
+    let server = Server::start_with(NO_CONTROLLERS);
+    server.ok_stdin(&["create", "-f", "-"], &pod_on("a", "n1"));
+    server.ok_stdin(&["create", "-f", "-"], &pod_on("b", "n2"));
+    let get = |args: &[&str]| server.ok(args).trim().to_string();
+    let on_n1 = get(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=n1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(on_n1, "pod/a");
+    let legacy = get(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.host=n2",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(legacy, "pod/b");
+    let both = get(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Pending,spec.nodeName!=n1,spec.hostNetwork=false",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(both, "pod/b");
+    let all_ns = get(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector",
+        "metadata.namespace=default,metadata.name=a",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(all_ns, "pod/a");
+
+    server.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "typed",
+        "--type=example.com/thing",
+        "--from-literal=k=v",
+    ]);
+    server.ok(&["create", "secret", "generic", "plain", "--from-literal=k=v"]);
+    let typed = get(&[
+        "get",
+        "secrets",
+        "--field-selector",
+        "type=example.com/thing",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(typed, "secret/typed");
+    let active = get(&[
+        "get",
+        "ns",
+        "--field-selector",
+        "status.phase=Active,metadata.name=default",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(active, "namespace/default");
+
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+  "involvedObject": {"kind": "Pod", "name": "a", "namespace": "default"},
+  "reason": "Testing", "type": "Warning", "source": {"component": "tester"}, "message": "hi"}"#,
+    );
+    let events = get(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=a,type=Warning,source=tester",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert_eq!(events, "Testing");
+    let none = get(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=b",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(none, "");
+
+    // Unknown labels: 400 with upstream's words, per resource.
+    let err = server.fails(&["get", "pods", "--field-selector", "spec.foo=x"]);
+    assert!(
+        err.starts_with("Error from server (BadRequest)")
+            && err.contains(r#"field selector "spec.foo=x": field label not supported: spec.foo"#),
+        "{err}"
+    );
+    let err = server.fails(&["get", "configmaps", "--field-selector", "data.x=y"]);
+    assert!(
+        err.contains(
+            r#""data.x" is not a known field selector: only "metadata.name", "metadata.namespace""#
+        ),
+        "{err}"
+    );
+    let err = server.fails(&["get", "jobs", "--field-selector", "spec.x=y"]);
+    assert!(
+        err.contains(r#"field label "spec.x" not supported for "Job""#),
+        "{err}"
+    );
+}

@@ -106,24 +106,6 @@ impl Strategy for PodStrategy {
     fn return_deleted_object(&self) -> bool {
         true
     }
-
-    fn selectable_field(&self, obj: &Value, field: &str) -> Option<Option<String>> {
-        let pointer = match field {
-            "spec.nodeName" => "/spec/nodeName",
-            "spec.restartPolicy" => "/spec/restartPolicy",
-            "spec.schedulerName" => "/spec/schedulerName",
-            "spec.serviceAccountName" => "/spec/serviceAccountName",
-            "status.phase" => "/status/phase",
-            "status.podIP" => "/status/podIP",
-            "status.nominatedNodeName" => "/status/nominatedNodeName",
-            "spec.hostNetwork" => {
-                let on = obj.pointer("/spec/hostNetwork").and_then(Value::as_bool);
-                return Some(Some(on.unwrap_or(false).to_string()));
-            }
-            _ => return None,
-        };
-        Some(Some(str_at(obj, pointer).to_string()))
-    }
 }
 
 /// The QoS class of a pod (upstream `GetPodQOS`): BestEffort without any

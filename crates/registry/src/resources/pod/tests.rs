@@ -317,24 +317,3 @@ fn graceful_deletion_waits_only_for_running_pods() {
     scheduled["status"]["phase"] = json!("Succeeded");
     assert_eq!(s.grace_period(&scheduled, None), 0);
 }
-
-#[test]
-fn selectable_fields() {
-    let s = PodStrategy;
-    let mut pod = created(kubectl_run());
-    pod["spec"]["nodeName"] = json!("n1");
-    let field = |f: &str| s.selectable_field(&pod, f);
-    assert_eq!(field("spec.nodeName"), Some(Some("n1".into())));
-    assert_eq!(field("status.phase"), Some(Some("Pending".into())));
-    assert_eq!(field("spec.hostNetwork"), Some(Some("false".into())));
-    assert_eq!(field("status.podIP"), Some(Some(String::new())));
-    assert_eq!(
-        field("spec.serviceAccountName"),
-        Some(Some("default".into()))
-    );
-    assert_eq!(field("spec.containers"), None);
-    // The server asks with Null to learn which fields exist.
-    assert!(s
-        .selectable_field(&Value::Null, "status.nominatedNodeName")
-        .is_some());
-}
