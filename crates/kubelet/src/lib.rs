@@ -1,0 +1,149 @@
+//! rkube's kubelet: registers the Node and renews its Lease, runs the
+//! pods bound to it on the built-in runtime (sandbox, volumes, init
+//! containers, app containers, restarts with CrashLoopBackOff, probes,
+//! hooks, graceful termination) and writes their status and events.
+//!
+//! Upstream counterpart: `pkg/kubelet` (kubelet.go's sync loop,
+//! pod_workers.go, kuberuntime_manager.go, status_manager.go,
+//! nodestatus, nodelease). Like every component it reaches the cluster
+//! only through the API (kube-rs), and the runtime only through the
+//! narrow [`rkube_containers::runtime::Runtime`] trait.
+
+pub mod atomic;
+pub mod env;
+pub mod events;
+pub mod images;
+pub mod lookup;
+mod manager;
+pub mod node;
+pub mod probes;
+pub mod quantity;
+pub mod spec;
+pub mod status;
+pub mod sysinfo;
+pub mod volumes;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rkube_containers::runtime::Runtime;
+
+pub use manager::PodManager;
+
+/// The kubelet version reported in nodeInfo (the API types' version).
+pub const KUBELET_VERSION: &str = "v1.33.0";
+
+/// Errors that stop the kubelet.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("register node {node}: {source}")]
+    Register {
+        node: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("recover containers: {0}")]
+    Recover(#[source] rkube_containers::runtime::Error),
+    #[error("create {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The kubelet's settings (user intent, from flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub hostname: String,
+    /// `<data-dir>/agent`: pods/, logs/, pod-manifests/ live here.
+    pub root: PathBuf,
+    pub kubelet_port: u16,
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub max_pods: u32,
+    pub labels: BTreeMap<String, String>,
+    pub lease_duration_seconds: i32,
+    pub lease_renew_interval: Duration,
+    pub node_status_interval: Duration,
+}
+
+impl Config {
+    pub fn new(node_name: &str, node_ip: IpAddr, root: PathBuf) -> Config {
+        Config {
+            node_name: node_name.to_string(),
+            node_ip,
+            hostname: node_name.to_string(),
+            root,
+            kubelet_port: 10250,
+            cluster_dns: vec!["10.43.0.10".into()],
+            cluster_domain: "cluster.local".into(),
+            max_pods: 110,
+            labels: BTreeMap::new(),
+            lease_duration_seconds: 40,
+            lease_renew_interval: Duration::from_secs(10),
+            node_status_interval: Duration::from_secs(60),
+        }
+    }
+
+    pub fn pods_dir(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs/pods")
+    }
+
+    pub fn manifests_dir(&self) -> PathBuf {
+        self.root.join("pod-manifests")
+    }
+}
+
+/// What pod workers share.
+pub struct Shared {
+    pub client: kube::Client,
+    pub config: Config,
+    pub runtime: Arc<dyn Runtime>,
+    pub images: Arc<dyn images::Images>,
+    pub lookup: Arc<dyn lookup::Lookup>,
+    pub recorder: events::Recorder,
+    pub node: std::sync::RwLock<env::NodeFacts>,
+}
+
+/// Runs the kubelet until a fatal error: node registration first, then
+/// the Lease, node status and pod manager loops side by side.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    runtime: Arc<dyn Runtime>,
+    images: Arc<dyn images::Images>,
+) -> Result<(), Error> {
+    for d in [config.pods_dir(), config.logs_dir(), config.manifests_dir()] {
+        std::fs::create_dir_all(&d).map_err(|source| Error::Dir { path: d, source })?;
+    }
+    let host = sysinfo::Host::default();
+    let reporter = node::Reporter::new(client.clone(), config.clone(), host, images.clone());
+    let facts = reporter.register().await?;
+    let lookup: Arc<dyn lookup::Lookup> = Arc::new(lookup::ClusterLookup::start(client.clone()));
+    let shared = Arc::new(Shared {
+        recorder: events::Recorder::new(client.clone(), &config.node_name),
+        client: client.clone(),
+        config,
+        runtime,
+        images,
+        lookup,
+        node: std::sync::RwLock::new(facts),
+    });
+    let manager = PodManager::new(shared.clone());
+    let manager = manager.start().await?;
+    tokio::spawn(reporter.clone().lease_loop());
+    tokio::spawn(reporter.status_loop());
+    manager.run().await;
+    Ok(())
+}

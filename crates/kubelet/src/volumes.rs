@@ -1,0 +1,557 @@
+//! Pod volumes on the node: emptyDir (disk or tmpfs), hostPath with its
+//! type checks, configMap, secret, downwardAPI, projected (with
+//! serviceAccountToken refreshed at 80% of its lifetime), and claims bound
+//! to hostPath/local PVs; then each container's volumeMounts (subPath,
+//! readOnly) as runtime bind mounts.
+//!
+//! Upstream counterpart: the volume manager and the plugins under
+//! `pkg/volume/` (emptydir, hostpath, configmap, secret, downwardapi,
+//! projected, local), laid out as the kubelet lays them out under
+//! `pods/<uid>/volumes/<plugin>/<name>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+use rkube_containers::runtime::{Mount, Propagation};
+
+use crate::atomic::{self, File};
+use crate::env::{field_value, resource_value, NodeFacts};
+use crate::lookup::{Lookup, TokenAsk};
+
+const DEFAULT_MODE: i32 = 0o644;
+
+/// A volume as containers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mounted {
+    pub path: PathBuf,
+    /// Plugins whose content the kubelet owns are always read-only.
+    pub read_only: bool,
+}
+
+struct Token {
+    token: String,
+    issued: Instant,
+    ttl: Duration,
+}
+
+/// One pod's volumes.
+pub struct PodVolumes {
+    dir: PathBuf,
+    pub mounted: HashMap<String, Mounted>,
+    tokens: HashMap<TokenAsk, Token>,
+}
+
+impl PodVolumes {
+    /// `pod_dir` is `<root>/pods/<uid>`.
+    pub fn new(pod_dir: &Path) -> PodVolumes {
+        PodVolumes {
+            dir: pod_dir.join("volumes"),
+            mounted: HashMap::new(),
+            tokens: HashMap::new(),
+        }
+    }
+
+    /// Sets up every volume, or refreshes the content of those the
+    /// kubelet writes. Idempotent.
+    pub async fn setup(
+        &mut self,
+        pod: &Pod,
+        lookup: &dyn Lookup,
+        node: &NodeFacts,
+    ) -> Result<(), String> {
+        let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
+        for v in spec.volumes.iter().flatten() {
+            let m = self
+                .volume(pod, v, lookup, node)
+                .await
+                .map_err(|e| format!("MountVolume.SetUp failed for volume \"{}\" : {e}", v.name))?;
+            self.mounted.insert(v.name.clone(), m);
+        }
+        Ok(())
+    }
+
+    fn plugin_dir(&self, plugin: &str, name: &str) -> PathBuf {
+        self.dir.join(plugin).join(name)
+    }
+
+    async fn volume(
+        &mut self,
+        pod: &Pod,
+        v: &Volume,
+        lookup: &dyn Lookup,
+        node: &NodeFacts,
+    ) -> Result<Mounted, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let io = |e: std::io::Error| e.to_string();
+        if let Some(e) = &v.empty_dir {
+            let dir = self.plugin_dir("kubernetes.io~empty-dir", &v.name);
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            if e.medium.as_deref() == Some("Memory") && !is_mounted(&dir) {
+                let size = e
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| crate::quantity::bytes(&q.0))
+                    .unwrap_or(node.allocatable_memory)
+                    .max(4096);
+                mount_tmpfs(&dir, size)?;
+            }
+            return Ok(Mounted {
+                path: dir,
+                read_only: false,
+            });
+        }
+        if let Some(h) = &v.host_path {
+            check_host_path(Path::new(&h.path), h.type_.as_deref().unwrap_or(""))?;
+            return Ok(Mounted {
+                path: h.path.clone().into(),
+                read_only: false,
+            });
+        }
+        if let Some(c) = &v.persistent_volume_claim {
+            let path = lookup.claim_path(ns, &c.claim_name).await?;
+            return Ok(Mounted {
+                path,
+                read_only: c.read_only == Some(true),
+            });
+        }
+        let (plugin, payload) = if let Some(c) = &v.config_map {
+            let mode = c.default_mode.unwrap_or(DEFAULT_MODE);
+            let payload = match lookup.config_map(ns, &c.name).await? {
+                Some(cm) => {
+                    let mut data: BTreeMap<String, Vec<u8>> = cm
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    data.extend(
+                        cm.binary_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0)),
+                    );
+                    project(&data, c.items.as_deref(), mode, "configmap", &c.name)?
+                }
+                None if c.optional == Some(true) => BTreeMap::new(),
+                None => return Err(format!("configmap \"{}\" not found", c.name)),
+            };
+            ("kubernetes.io~configmap", payload)
+        } else if let Some(s) = &v.secret {
+            let name = s.secret_name.clone().unwrap_or_default();
+            let mode = s.default_mode.unwrap_or(DEFAULT_MODE);
+            let payload = match lookup.secret(ns, &name).await? {
+                Some(sec) => {
+                    let data: BTreeMap<String, Vec<u8>> = sec
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    project(&data, s.items.as_deref(), mode, "secret", &name)?
+                }
+                None if s.optional == Some(true) => BTreeMap::new(),
+                None => return Err(format!("secret \"{name}\" not found")),
+            };
+            ("kubernetes.io~secret", payload)
+        } else if let Some(d) = &v.downward_api {
+            let mode = d.default_mode.unwrap_or(DEFAULT_MODE);
+            let payload = downward(pod, d.items.as_deref().unwrap_or_default(), mode, node)?;
+            ("kubernetes.io~downward-api", payload)
+        } else if let Some(p) = &v.projected {
+            let mode = p.default_mode.unwrap_or(DEFAULT_MODE);
+            let payload = self.projected(pod, p, mode, lookup, node).await?;
+            ("kubernetes.io~projected", payload)
+        } else {
+            return Err("unsupported volume type".into());
+        };
+        let dir = self.plugin_dir(plugin, &v.name);
+        atomic::write(&dir, &payload).map_err(io)?;
+        Ok(Mounted {
+            path: dir,
+            read_only: true,
+        })
+    }
+
+    async fn projected(
+        &mut self,
+        pod: &Pod,
+        p: &k8s_openapi::api::core::v1::ProjectedVolumeSource,
+        mode: i32,
+        lookup: &dyn Lookup,
+        node: &NodeFacts,
+    ) -> Result<BTreeMap<String, File>, String> {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let mut out = BTreeMap::new();
+        for src in p.sources.iter().flatten() {
+            if let Some(c) = &src.config_map {
+                match lookup.config_map(ns, &c.name).await? {
+                    Some(cm) => {
+                        let data: BTreeMap<String, Vec<u8>> = cm
+                            .data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.into_bytes()))
+                            .collect();
+                        out.extend(project(
+                            &data,
+                            c.items.as_deref(),
+                            mode,
+                            "configmap",
+                            &c.name,
+                        )?);
+                    }
+                    None if c.optional == Some(true) => {}
+                    None => return Err(format!("configmap \"{}\" not found", c.name)),
+                }
+            }
+            if let Some(s) = &src.secret {
+                match lookup.secret(ns, &s.name).await? {
+                    Some(sec) => {
+                        let data: BTreeMap<String, Vec<u8>> = sec
+                            .data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0))
+                            .collect();
+                        out.extend(project(&data, s.items.as_deref(), mode, "secret", &s.name)?);
+                    }
+                    None if s.optional == Some(true) => {}
+                    None => return Err(format!("secret \"{}\" not found", s.name)),
+                }
+            }
+            if let Some(d) = &src.downward_api {
+                out.extend(downward(
+                    pod,
+                    d.items.as_deref().unwrap_or_default(),
+                    mode,
+                    node,
+                )?);
+            }
+            if let Some(t) = &src.service_account_token {
+                let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
+                let ask = TokenAsk {
+                    namespace: ns.to_string(),
+                    service_account: spec
+                        .service_account_name
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    audience: t.audience.clone().filter(|a| !a.is_empty()),
+                    expiration_seconds: t.expiration_seconds.unwrap_or(3600),
+                    pod_name: pod.metadata.name.clone().unwrap_or_default(),
+                    pod_uid: pod.metadata.uid.clone().unwrap_or_default(),
+                };
+                let token = self.token(&ask, lookup).await?;
+                out.insert(
+                    t.path.clone(),
+                    File {
+                        data: token.into_bytes(),
+                        mode: (mode & 0o777) as u32,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// A cached token, renewed once 80% of its lifetime has passed (the
+    /// kubelet's token manager rule).
+    async fn token(&mut self, ask: &TokenAsk, lookup: &dyn Lookup) -> Result<String, String> {
+        if let Some(t) = self.tokens.get(ask) {
+            if t.issued.elapsed() < t.ttl.mul_f64(0.8) {
+                return Ok(t.token.clone());
+            }
+        }
+        let (token, ttl) = lookup.token(ask).await?;
+        self.tokens.insert(
+            ask.clone(),
+            Token {
+                token: token.clone(),
+                issued: Instant::now(),
+                ttl: Duration::from_secs(ttl as u64),
+            },
+        );
+        Ok(token)
+    }
+
+    /// Whether any volume's content is kept up to date by the kubelet
+    /// (so the worker refreshes it now and then).
+    pub fn refreshable(pod: &Pod) -> bool {
+        pod.spec.as_ref().is_some_and(|s| {
+            s.volumes.iter().flatten().any(|v| {
+                v.config_map.is_some()
+                    || v.secret.is_some()
+                    || v.downward_api.is_some()
+                    || v.projected.is_some()
+            })
+        })
+    }
+
+    /// A container's volumeMounts as bind mounts.
+    pub fn mounts_for(&self, c: &Container) -> Result<Vec<Mount>, String> {
+        let mut out = Vec::new();
+        for vm in c.volume_mounts.iter().flatten() {
+            let m = self
+                .mounted
+                .get(&vm.name)
+                .ok_or_else(|| format!("volume \"{}\" is not set up", vm.name))?;
+            let mut host = m.path.clone();
+            let sub = vm
+                .sub_path
+                .as_deref()
+                .or(vm.sub_path_expr.as_deref())
+                .unwrap_or("");
+            if !sub.is_empty() {
+                if !atomic::valid_path(sub) {
+                    return Err(format!("invalid subPath {sub:?}"));
+                }
+                host = host.join(sub);
+                // A missing subPath of a writable volume is created as a
+                // directory, as upstream does.
+                if !host.exists() && !m.read_only {
+                    std::fs::create_dir_all(&host).map_err(|e| e.to_string())?;
+                    let _ = std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777));
+                }
+            }
+            let propagation = match vm.mount_propagation.as_deref() {
+                Some("HostToContainer") => Propagation::HostToContainer,
+                Some("Bidirectional") => Propagation::Bidirectional,
+                _ => Propagation::Private,
+            };
+            out.push(Mount {
+                host_path: host,
+                container_path: vm.mount_path.clone(),
+                read_only: m.read_only || vm.read_only == Some(true),
+                propagation,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Unmounts tmpfs volumes and removes the pod's volume directories.
+    pub fn cleanup(pod_dir: &Path) {
+        let dir = pod_dir.join("volumes/kubernetes.io~empty-dir");
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if is_mounted(&e.path()) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(e.path())
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(pod_dir.join("volumes"));
+    }
+}
+
+/// Keys (or the listed items) of a configMap/secret as files.
+fn project(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    mode: i32,
+    kind: &str,
+    name: &str,
+) -> Result<BTreeMap<String, File>, String> {
+    let mut out = BTreeMap::new();
+    match items {
+        None => {
+            for (k, v) in data {
+                out.insert(
+                    k.clone(),
+                    File {
+                        data: v.clone(),
+                        mode: (mode & 0o777) as u32,
+                    },
+                );
+            }
+        }
+        Some(items) => {
+            for it in items {
+                let v = data.get(&it.key).ok_or_else(|| {
+                    format!(
+                        "configuration key {:?} not found in {kind} {name:?}",
+                        it.key
+                    )
+                })?;
+                out.insert(
+                    it.path.clone(),
+                    File {
+                        data: v.clone(),
+                        mode: (it.mode.unwrap_or(mode) & 0o777) as u32,
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn downward(
+    pod: &Pod,
+    items: &[DownwardAPIVolumeFile],
+    mode: i32,
+    node: &NodeFacts,
+) -> Result<BTreeMap<String, File>, String> {
+    let mut out = BTreeMap::new();
+    for it in items {
+        let value = if let Some(f) = &it.field_ref {
+            field_value(pod, &f.field_path, node)?
+        } else if let Some(r) = &it.resource_field_ref {
+            let name = r.container_name.as_deref().unwrap_or("");
+            let c = crate::env::all_containers(pod)
+                .find(|c| c.name == name)
+                .ok_or_else(|| format!("container {name:?} not found"))?;
+            let divisor = r.divisor.as_ref().map(|d| d.0.as_str()).unwrap_or("1");
+            resource_value(c, &r.resource, divisor, node)?
+        } else {
+            continue;
+        };
+        out.insert(
+            it.path.clone(),
+            File {
+                data: value.into_bytes(),
+                mode: (it.mode.unwrap_or(mode) & 0o777) as u32,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// hostPath's `type` checks.
+fn check_host_path(path: &Path, ty: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path);
+    let fail = |what: &str| {
+        Err(format!(
+            "hostPath type check failed: {} is not a {what}",
+            path.display()
+        ))
+    };
+    match ty {
+        "" => Ok(()),
+        "DirectoryOrCreate" => {
+            if meta.is_err() {
+                std::fs::create_dir_all(path).map_err(|e| e.to_string())?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            if meta.map(|m| m.is_dir()).unwrap_or(false) {
+                Ok(())
+            } else {
+                fail("directory")
+            }
+        }
+        "FileOrCreate" => {
+            if meta.is_err() {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+                }
+                std::fs::write(path, b"").map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            if meta.map(|m| m.is_file()).unwrap_or(false) {
+                Ok(())
+            } else {
+                fail("file")
+            }
+        }
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => fail("directory"),
+            Err(_) => Err(format!(
+                "hostPath type check failed: {} is not a directory",
+                path.display()
+            )),
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => fail("file"),
+        },
+        "Socket" => match meta {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => fail("socket file"),
+        },
+        "CharDevice" => match meta {
+            Ok(m) if m.file_type().is_char_device() => Ok(()),
+            _ => fail("character device"),
+        },
+        "BlockDevice" => match meta {
+            Ok(m) if m.file_type().is_block_device() => Ok(()),
+            _ => fail("block device"),
+        },
+        other => Err(format!("unknown hostPath type {other:?}")),
+    }
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let target = dir.to_string_lossy();
+    mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(&target))
+}
+
+/// tmpfs for `medium: Memory`, sized by sizeLimit.
+fn mount_tmpfs(dir: &Path, size: i64) -> Result<(), String> {
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o"])
+        .arg(format!("size={size},mode=0777"))
+        .arg("tmpfs")
+        .arg(dir)
+        .status()
+        .map_err(|e| format!("mount tmpfs: {e}"))?;
+    if !status.success() {
+        return Err(format!("mount tmpfs on {}: {status}", dir.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_path_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert!(check_host_path(d, "Directory").is_ok());
+        assert!(check_host_path(&d.join("f"), "File").is_err());
+        assert!(check_host_path(&d.join("f"), "FileOrCreate").is_ok());
+        assert!(check_host_path(&d.join("f"), "File").is_ok());
+        assert!(check_host_path(&d.join("f"), "Directory")
+            .unwrap_err()
+            .contains("is not a directory"));
+        assert!(check_host_path(&d.join("n/m"), "DirectoryOrCreate").is_ok());
+        assert!(d.join("n/m").is_dir());
+        assert!(check_host_path(d, "Socket").is_err());
+        assert!(check_host_path(d, "Bogus").is_err());
+    }
+
+    #[test]
+    fn items_pick_keys_and_modes() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("a".to_string(), b"1".to_vec()),
+            ("b".to_string(), b"2".to_vec()),
+        ]
+        .into();
+        let all = project(&data, None, 0o600, "configmap", "c").unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["a"].mode, 0o600);
+        let items = [KeyToPath {
+            key: "b".into(),
+            path: "dir/b.txt".into(),
+            mode: Some(0o400),
+        }];
+        let some = project(&data, Some(&items), 0o644, "configmap", "c").unwrap();
+        assert_eq!(some.keys().collect::<Vec<_>>(), ["dir/b.txt"]);
+        assert_eq!(some["dir/b.txt"].mode, 0o400);
+        let missing = [KeyToPath {
+            key: "z".into(),
+            path: "z".into(),
+            mode: None,
+        }];
+        assert!(project(&data, Some(&missing), 0o644, "configmap", "c").is_err());
+    }
+}
