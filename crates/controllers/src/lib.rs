@@ -22,6 +22,7 @@ pub mod leader_election;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
+pub mod pods;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootca;
