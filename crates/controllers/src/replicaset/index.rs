@@ -1,0 +1,279 @@
+//! The pods of each owner, and the creations and deletions a controller
+//! still waits to see.
+//!
+//! Upstream counterpart: the pod informer's event handlers in
+//! `pkg/controller/replicaset/replica_set.go` (`addPod`, `updatePod`,
+//! `deletePod`) and `pkg/controller/controller_utils.go`
+//! (`ControllerExpectations`, `UIDTrackingControllerExpectations`).
+//!
+//! The shared informer hands every changed pod to [`PodIndex::observe`],
+//! which keeps an owner → pods index (so a sync reads its own pods, not
+//! every pod in the cluster) and lowers expectations the way upstream's
+//! handlers do: a pod seen for the first time is a creation observed for
+//! its controller, a pod that gets a deletionTimestamp or leaves the cache
+//! is a deletion observed. Expectations stop a sync from acting on a cache
+//! that has not yet caught up with its own last writes, which would create
+//! or delete pods twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::pods;
+
+/// After this long an unmet expectation is given up (upstream's
+/// `ExpectationsTimeout`): a watch event was lost, act on the cache.
+const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct Expectation {
+    adds: i64,
+    /// Names of pods whose deletion was asked for and not yet seen.
+    deletes: HashSet<String>,
+    since: Instant,
+}
+
+/// What the index remembers of one pod.
+#[derive(Clone, Debug)]
+struct Seen {
+    uid: String,
+    owner: Option<String>,
+    deleting: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Controller uid → its pods.
+    by_owner: HashMap<String, HashSet<ObjectRef<Pod>>>,
+    /// Namespace → pods without a controller (adoption candidates).
+    orphans: HashMap<String, HashSet<ObjectRef<Pod>>>,
+    pods: HashMap<ObjectRef<Pod>, Seen>,
+    /// Controller uid → expectations.
+    expect: HashMap<String, Expectation>,
+}
+
+/// The owner index and expectations of one controller.
+pub struct PodIndex {
+    store: Store<Pod>,
+    inner: Mutex<Inner>,
+}
+
+/// What [`PodIndex::observe`] learnt: the controllers to sync.
+#[derive(Debug, Default, PartialEq)]
+pub struct Touched {
+    /// Controller uids (current and previous) with their names.
+    pub owners: Vec<(String, String)>,
+    /// The pod has no controller (an adoption candidate).
+    pub orphan: bool,
+}
+
+impl PodIndex {
+    pub fn new(store: Store<Pod>) -> PodIndex {
+        PodIndex {
+            store,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// Take in one changed pod from the informer (deleted ones arrive in
+    /// their last state and are no longer in the store).
+    pub fn observe(&self, pod: &Pod) -> Touched {
+        let key = ObjectRef::from_obj(pod);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let present = self
+            .store
+            .get(&key)
+            .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+        let owner_ref = pods::controller_of(&pod.metadata);
+        let owner = owner_ref.map(|r| r.uid.clone());
+        let mut touched = Touched {
+            owners: owner_ref
+                .map(|r| (r.uid.clone(), r.name.clone()))
+                .into_iter()
+                .collect(),
+            orphan: owner.is_none(),
+        };
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mut inner = self.inner.lock().expect("pod index lock");
+        let before = inner.pods.get(&key).cloned().filter(|s| s.uid == uid);
+        if let Some(prev) = &before {
+            if prev.owner != owner {
+                inner.unindex(&key, prev.owner.as_deref(), &ns);
+                if let Some(o) = &prev.owner {
+                    touched.owners.push((o.clone(), String::new()));
+                }
+            }
+        }
+        if !present {
+            inner.pods.remove(&key);
+            inner.unindex(&key, owner.as_deref(), &ns);
+            if let Some(o) = &owner {
+                // Created and gone before this event got here: both count.
+                if before.is_none() {
+                    inner.creation_observed(o);
+                }
+                if !before.as_ref().is_some_and(|b| b.deleting) {
+                    inner.deletion_observed(o, &name);
+                }
+            }
+            return touched;
+        }
+        if before.is_none() {
+            if let Some(o) = &owner {
+                inner.creation_observed(o);
+            }
+        }
+        if deleting && !before.as_ref().is_some_and(|b| b.deleting) {
+            if let Some(o) = &owner {
+                inner.deletion_observed(o, &name);
+            }
+        }
+        match &owner {
+            Some(o) => inner
+                .by_owner
+                .entry(o.clone())
+                .or_default()
+                .insert(key.clone()),
+            None => inner.orphans.entry(ns).or_default().insert(key.clone()),
+        };
+        inner.pods.insert(
+            key,
+            Seen {
+                uid,
+                owner,
+                deleting,
+            },
+        );
+        touched
+    }
+
+    /// The cached pods whose controller is `owner_uid`.
+    pub fn owned(&self, owner_uid: &str) -> Vec<std::sync::Arc<Pod>> {
+        let keys: Vec<ObjectRef<Pod>> = {
+            let inner = self.inner.lock().expect("pod index lock");
+            inner
+                .by_owner
+                .get(owner_uid)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.iter()
+            .filter_map(|k| self.store.get(k))
+            .filter(|p| pods::controller_of(&p.metadata).is_some_and(|r| r.uid == owner_uid))
+            .collect()
+    }
+
+    /// The cached pods in `namespace` without a controller.
+    pub fn orphans(&self, namespace: &str) -> Vec<std::sync::Arc<Pod>> {
+        let keys: Vec<ObjectRef<Pod>> = {
+            let inner = self.inner.lock().expect("pod index lock");
+            inner
+                .orphans
+                .get(namespace)
+                .map(|s| s.iter().cloned().collect())
+                .unwrap_or_default()
+        };
+        keys.iter()
+            .filter_map(|k| self.store.get(k))
+            .filter(|p| pods::controller_of(&p.metadata).is_none())
+            .collect()
+    }
+
+    /// Whether the cache has caught up with this controller's writes (or
+    /// waited long enough), upstream's `SatisfiedExpectations`.
+    pub fn satisfied(&self, owner_uid: &str) -> bool {
+        let inner = self.inner.lock().expect("pod index lock");
+        match inner.expect.get(owner_uid) {
+            None => true,
+            Some(e) => {
+                (e.adds <= 0 && e.deletes.is_empty()) || e.since.elapsed() > EXPECTATIONS_TIMEOUT
+            }
+        }
+    }
+
+    /// About to create `n` pods.
+    pub fn expect_creations(&self, owner_uid: &str, n: usize) {
+        let mut inner = self.inner.lock().expect("pod index lock");
+        inner.expect.insert(
+            owner_uid.to_string(),
+            Expectation {
+                adds: n as i64,
+                deletes: HashSet::new(),
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// About to delete these pods.
+    pub fn expect_deletions(&self, owner_uid: &str, names: &[String]) {
+        let mut inner = self.inner.lock().expect("pod index lock");
+        inner.expect.insert(
+            owner_uid.to_string(),
+            Expectation {
+                adds: 0,
+                deletes: names.iter().cloned().collect(),
+                since: Instant::now(),
+            },
+        );
+    }
+
+    /// A creation that failed or was skipped will never be observed.
+    pub fn creation_observed(&self, owner_uid: &str) {
+        self.inner
+            .lock()
+            .expect("pod index lock")
+            .creation_observed(owner_uid);
+    }
+
+    /// A deletion that failed will never be observed.
+    pub fn deletion_observed(&self, owner_uid: &str, name: &str) {
+        self.inner
+            .lock()
+            .expect("pod index lock")
+            .deletion_observed(owner_uid, name);
+    }
+
+    /// The controller is gone: forget what it waited for.
+    pub fn forget(&self, owner_uid: &str) {
+        self.inner
+            .lock()
+            .expect("pod index lock")
+            .expect
+            .remove(owner_uid);
+    }
+}
+
+impl Inner {
+    fn unindex(&mut self, key: &ObjectRef<Pod>, owner: Option<&str>, ns: &str) {
+        let set = match owner {
+            Some(o) => self.by_owner.get_mut(o),
+            None => self.orphans.get_mut(ns),
+        };
+        if let Some(set) = set {
+            set.remove(key);
+            if set.is_empty() {
+                match owner {
+                    Some(o) => self.by_owner.remove(o),
+                    None => self.orphans.remove(ns),
+                };
+            }
+        }
+    }
+
+    fn creation_observed(&mut self, owner: &str) {
+        if let Some(e) = self.expect.get_mut(owner) {
+            e.adds -= 1;
+        }
+    }
+
+    fn deletion_observed(&mut self, owner: &str, name: &str) {
+        if let Some(e) = self.expect.get_mut(owner) {
+            e.deletes.remove(name);
+        }
+    }
+}
