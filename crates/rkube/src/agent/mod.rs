@@ -43,6 +43,34 @@ pub struct AgentArgs {
     /// Name prefix of simulated nodes (`<prefix>-0`, `<prefix>-1`, ...).
     #[arg(long, default_value = "sim")]
     pub simulate_prefix: String,
+
+    /// cpu capacity of each simulated node.
+    #[arg(long, value_name = "QUANTITY")]
+    pub simulate_cpu: Option<String>,
+
+    /// memory capacity of each simulated node.
+    #[arg(long, value_name = "QUANTITY")]
+    pub simulate_memory: Option<String>,
+
+    /// Pod capacity of each simulated node.
+    #[arg(long, value_name = "N")]
+    pub simulate_pods: Option<String>,
+
+    /// ephemeral-storage capacity of each simulated node.
+    #[arg(long, value_name = "QUANTITY")]
+    pub simulate_ephemeral_storage: Option<String>,
+
+    /// Extra labels of simulated nodes, KEY=VALUE[,KEY=VALUE...].
+    #[arg(long, value_name = "LABELS")]
+    pub simulate_labels: Vec<String>,
+
+    /// Longest time a deleted simulated pod takes to stop (default 1s).
+    #[arg(long, value_name = "DURATION")]
+    pub simulate_termination_delay: Option<String>,
+
+    /// Pod status writes and deletes in flight at once.
+    #[arg(long, default_value_t = 32)]
+    pub simulate_max_in_flight: usize,
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
