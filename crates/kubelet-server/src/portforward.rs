@@ -1,0 +1,205 @@
+//! `/portForward/{namespace}/{pod}`: each forwarded connection is a pair
+//! of SPDY streams (`streamType: error` and `streamType: data`, sharing
+//! `port` and `requestID` headers); the data stream is joined to a TCP
+//! connection to 127.0.0.1:PORT inside the pod's network namespace.
+//!
+//! Upstream counterpart: `pkg/kubelet/cri/streaming/portforward`
+//! (httpstream.go) and the runtime's `PortForward` (a dial from inside
+//! the sandbox's netns). The SPDY connection arrives either on the
+//! upgraded socket (`portforward.k8s.io`, kubectl ≤ 1.29) or tunnelled in
+//! WebSocket binary messages (`v2.portforward.k8s.io`, kubectl 1.30+).
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+use crate::runtime::{PodNetwork, PodRuntime};
+use crate::spdy::{self, Event};
+
+pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
+pub const WS_TUNNEL_PROTOCOL: &str = "v2.portforward.k8s.io";
+
+/// Connects to `port` on the pod's loopback. A namespace dial happens on
+/// a thread of its own that exits afterwards, so no pooled thread is
+/// left in the pod's namespace; the socket stays in it.
+pub async fn dial(network: &PodNetwork, port: u16) -> std::io::Result<TcpStream> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let path = match network {
+        PodNetwork::Host => return TcpStream::connect(addr).await,
+        PodNetwork::Namespace(p) => p.clone(),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(dial_in(&path, addr));
+    });
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("namespace dial thread died"))??;
+    stream.set_nonblocking(true)?;
+    TcpStream::from_std(stream)
+}
+
+fn dial_in(netns: &Path, addr: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+    let ns = std::fs::File::open(netns)?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )?;
+    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+}
+
+#[derive(Default)]
+struct Pair {
+    error: Option<u32>,
+    data: Option<u32>,
+    /// Bytes from the client towards the pod's socket.
+    to_pod: Option<mpsc::Sender<Option<Bytes>>>,
+}
+
+/// Serves one port-forward connection until the client closes it.
+pub async fn serve(
+    rt: Arc<dyn PodRuntime>,
+    namespace: String,
+    pod: String,
+    uid: String,
+    mut conn: spdy::Connection,
+) {
+    let mut pairs: HashMap<String, Pair> = HashMap::new();
+    let mut by_stream: HashMap<u32, String> = HashMap::new();
+    while let Some(ev) = conn.events.recv().await {
+        match ev {
+            Event::Stream { id, headers } => {
+                let request = spdy::header(&headers, "requestid")
+                    .unwrap_or("")
+                    .to_string();
+                let kind = spdy::header(&headers, "streamtype").unwrap_or("");
+                let port = spdy::header(&headers, "port").unwrap_or("");
+                by_stream.insert(id, request.clone());
+                let pair = pairs.entry(request.clone()).or_default();
+                match kind {
+                    "error" => pair.error = Some(id),
+                    "data" => pair.data = Some(id),
+                    _ => continue,
+                }
+                if pair.data.is_none() || pair.to_pod.is_some() {
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(16);
+                pair.to_pod = Some(tx);
+                let ctx = Forward {
+                    rt: rt.clone(),
+                    namespace: namespace.clone(),
+                    pod: pod.clone(),
+                    uid: uid.clone(),
+                    port: port.to_string(),
+                    data: id,
+                    error: pair.error,
+                    writer: conn.writer.clone(),
+                };
+                tokio::spawn(ctx.run(rx));
+            }
+            Event::Data { id, data } => {
+                if let Some(tx) = to_pod(&pairs, &by_stream, id) {
+                    let _ = tx.send(Some(data)).await;
+                }
+            }
+            Event::Fin { id } | Event::Reset { id } => {
+                if let Some(tx) = to_pod(&pairs, &by_stream, id) {
+                    let _ = tx.send(None).await;
+                }
+            }
+        }
+    }
+}
+
+fn to_pod(
+    pairs: &HashMap<String, Pair>,
+    by_stream: &HashMap<u32, String>,
+    id: u32,
+) -> Option<mpsc::Sender<Option<Bytes>>> {
+    let pair = pairs.get(by_stream.get(&id)?)?;
+    if pair.data != Some(id) {
+        return None;
+    }
+    pair.to_pod.clone()
+}
+
+struct Forward {
+    rt: Arc<dyn PodRuntime>,
+    namespace: String,
+    pod: String,
+    uid: String,
+    port: String,
+    data: u32,
+    error: Option<u32>,
+    writer: spdy::Writer,
+}
+
+impl Forward {
+    async fn fail(&self, reason: String) {
+        let msg = format!(
+            "error forwarding port {} to pod {}, uid {}: {reason}",
+            self.port, self.pod, self.uid
+        );
+        tracing::debug!(%msg, "port-forward failed");
+        if let Some(e) = self.error {
+            self.writer.data(e, Bytes::from(msg)).await;
+            self.writer.fin(e).await;
+        }
+        self.writer.fin(self.data).await;
+    }
+
+    async fn run(self, mut from_client: mpsc::Receiver<Option<Bytes>>) {
+        let port: u16 = match self.port.parse() {
+            Ok(p) if p > 0 => p,
+            _ => return self.fail(format!("invalid port {:?}", self.port)).await,
+        };
+        let network = match self.rt.network(&self.namespace, &self.pod).await {
+            Ok(n) => n,
+            Err(e) => return self.fail(e.to_string()).await,
+        };
+        let tcp = match dial(&network, port).await {
+            Ok(s) => s,
+            Err(e) => {
+                return self
+                    .fail(format!(
+                        "failed to connect to localhost:{port} inside namespace: {e}"
+                    ))
+                    .await
+            }
+        };
+        let (mut r, mut w) = tcp.into_split();
+        let writer = self.writer.clone();
+        let data = self.data;
+        let upstream = tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match r.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if !writer.data(data, Bytes::copy_from_slice(&buf[..n])).await {
+                            return;
+                        }
+                    }
+                }
+            }
+            writer.fin(data).await;
+        });
+        while let Some(Some(chunk)) = from_client.recv().await {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+        let _ = upstream.await;
+        if let Some(e) = self.error {
+            self.writer.fin(e).await;
+        }
+    }
+}
