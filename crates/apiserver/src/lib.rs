@@ -24,6 +24,9 @@ pub mod serve;
 mod table;
 mod token;
 mod watch;
+#[cfg(test)]
+mod watch_tests;
+mod websocket;
 mod write;
 mod yaml;
 

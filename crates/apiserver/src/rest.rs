@@ -126,7 +126,7 @@ async fn handle_inner(
             }
         }
         "list" => list(rs, ns, query, form).await,
-        "watch" => crate::watch::watch(rs, ns, query, form).await,
+        "watch" => crate::watch::watch(rs, ns, query, form, req).await,
         "create" => write::create(server, rs, ns, query, req).await,
         "update" => write::update(server, rs, ns, name, target, query, req).await,
         "patch" => write::patch(server, rs, ns, name, target, query, req).await,
@@ -182,7 +182,7 @@ fn field_selector(rs: &ResourceStore, query: &Query) -> Result<Option<fields::Se
 
 /// Bytes every object the field selector accepts contains when stored,
 /// so a list skips the others without decoding them.
-fn needles(rs: &ResourceStore, query: &Query) -> Result<Vec<Vec<u8>>> {
+pub fn needles(rs: &ResourceStore, query: &Query) -> Result<Vec<Vec<u8>>> {
     let Some(sel) = field_selector(rs, query)? else {
         return Ok(Vec::new());
     };
@@ -200,6 +200,17 @@ async fn list(
     query: &Query,
     form: Form,
 ) -> Result<Response<Body>> {
+    if query.get("sendInitialEvents").is_some() {
+        let err = rkube_machinery::FieldError::forbidden(
+            &rkube_machinery::FieldPath::new("sendInitialEvents"),
+            "sendInitialEvents is forbidden for list",
+        );
+        return Err(StatusError::invalid(
+            &rkube_machinery::GroupKind::new("meta.k8s.io", "ListOptions"),
+            "",
+            &[err],
+        ));
+    }
     let prefix = rs.list_prefix(ns);
     let limit = match query.get("limit") {
         Some(l) => l

@@ -1,25 +1,29 @@
 //! WATCH over HTTP: a chunked stream of JSON lines
-//! `{"type": "ADDED", "object": {...}}`.
+//! `{"type": "ADDED", "object": {...}}`, or the same lines as WebSocket
+//! text messages when the client asks to upgrade.
 //!
 //! Upstream counterpart: `endpoints/handlers/watch.go`. Errors after the
 //! stream started (e.g. the start revision was compacted: 410 Gone) are
 //! sent as an `ERROR` event carrying a Status, which is how clients learn to
-//! relist.
+//! relist. `sendInitialEvents=true` (with `resourceVersionMatch=
+//! NotOlderThan`) is the streaming list client-go and kube-rs use instead
+//! of LIST then WATCH.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use futures::StreamExt;
-use http::{header, Response, StatusCode};
-use rkube_machinery::{rv, StatusError};
-use rkube_registry::{ResourceStore, WatchEvent, WatchEventType};
+use http::{header, Request, Response, StatusCode};
+use rkube_machinery::{rv, FieldError, FieldPath, GroupKind, StatusError};
+use rkube_registry::{InitialEvents, ResourceStore, WatchEvent, WatchEventType, WatchOptions};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::request::Query;
-use crate::rest::filter;
+use crate::rest::{filter, needles};
 use crate::table::{self, Form};
+use crate::websocket;
 
 type Result<T, E = StatusError> = std::result::Result<T, E>;
 
@@ -33,12 +37,14 @@ pub async fn watch(
     ns: Option<&str>,
     query: &Query,
     form: Form,
+    req: Request<Body>,
 ) -> Result<Response<Body>> {
     let after = match query.get("resourceVersion").map(rv::parse_read).transpose() {
         Err(e) => return Err(StatusError::bad_request(e.to_string())),
         Ok(Some(rv::ReadVersion::At(rev))) => Some(rev),
         Ok(_) => None,
     };
+    let initial = initial_events(query)?;
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -46,8 +52,14 @@ pub async fn watch(
         .unwrap_or(DEFAULT_TIMEOUT);
     let bookmarks = query.flag("allowWatchBookmarks");
     let include = query.get("includeObject").unwrap_or("Metadata").to_string();
-    let mut events = rs.watch(ns, after, filter(rs, query)?).await?;
-    let (tx, rx) = mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(64);
+    let opts = WatchOptions {
+        after,
+        initial,
+        filter: filter(rs, query)?,
+        needles: needles(rs, query)?,
+    };
+    let mut events = rs.watch(ns, opts).await?;
+    let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
     let rs = rs.clone();
     tokio::spawn(async move {
         let deadline = tokio::time::sleep(timeout);
@@ -68,8 +80,15 @@ pub async fn watch(
                 event = events.next() => match event {
                     None => break,
                     Some(Err(err)) => {
-                        let _ = tx.send(Ok(encode("ERROR", err.status().to_json()))).await;
+                        let _ = tx.send(encode("ERROR", err.status().to_json())).await;
                         break;
+                    }
+                    // The end of a streaming list's initial events.
+                    Some(Ok(WatchEvent { kind: WatchEventType::Bookmark, object })) => {
+                        if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                            last_rv = v.to_string();
+                        }
+                        encode(WatchEventType::Bookmark.as_str(), object)
                     }
                     Some(Ok(WatchEvent { kind, object })) => {
                         if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
@@ -81,7 +100,7 @@ pub async fn watch(
                             match table_event(&rs, object, &include, first_table) {
                                 Ok(t) => t,
                                 Err(err) => {
-                                    let _ = tx.send(Ok(encode("ERROR", err.status().to_json()))).await;
+                                    let _ = tx.send(encode("ERROR", err.status().to_json())).await;
                                     break;
                                 }
                             }
@@ -93,19 +112,81 @@ pub async fn watch(
                     }
                 }
             };
-            if tx.send(Ok(line)).await.is_err() {
+            if tx.send(line).await.is_err() {
                 break;
             }
         }
     });
+    if websocket::is_upgrade(req.headers()) {
+        return websocket::serve(req, rx);
+    }
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+        rx.recv()
+            .await
+            .map(|item| (Ok::<_, std::io::Error>(item), rx))
     });
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
         .expect("static response parts are valid"))
+}
+
+/// `sendInitialEvents` and `resourceVersionMatch` of a watch, checked as
+/// upstream's `ValidateListOptions` checks them (422 on ListOptions).
+fn initial_events(query: &Query) -> Result<InitialEvents> {
+    let send = match query.get("sendInitialEvents") {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(StatusError::bad_request(format!(
+                "invalid sendInitialEvents {other:?}: must be true or false"
+            )))
+        }
+    };
+    let matching = query.get("resourceVersionMatch").unwrap_or("");
+    let path = |f: &str| FieldPath::new(f);
+    let mut errs = Vec::new();
+    if send.is_some() && matching != "NotOlderThan" {
+        errs.push(FieldError::forbidden(
+            &path("resourceVersionMatch"),
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if !matching.is_empty() {
+        if send.is_none() {
+            errs.push(FieldError::forbidden(
+                &path("resourceVersionMatch"),
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        if matching != "NotOlderThan" {
+            errs.push(FieldError::not_supported(
+                &path("resourceVersionMatch"),
+                matching,
+                &["NotOlderThan"],
+            ));
+        }
+        if query.get("continue").is_some() {
+            errs.push(FieldError::forbidden(
+                &path("resourceVersionMatch"),
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+    }
+    if !errs.is_empty() {
+        return Err(StatusError::invalid(
+            &GroupKind::new("meta.k8s.io", "ListOptions"),
+            "",
+            &errs,
+        ));
+    }
+    Ok(match send {
+        None => InitialEvents::Legacy,
+        Some(true) => InitialEvents::Stream,
+        Some(false) => InitialEvents::None,
+    })
 }
 
 fn encode(kind: &str, object: Value) -> bytes::Bytes {

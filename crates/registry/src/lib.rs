@@ -30,7 +30,9 @@ pub use read::{ListOptions, ListPage, RawListPage};
 pub use rkube_machinery::time::{Clock, SystemClock};
 pub use strategy::{DefaultStrategy, DeletePolicy, Strategy};
 pub use update::Target;
-pub use watch::{WatchEvent, WatchEventType, WatchStream};
+pub use watch::{
+    InitialEvents, WatchEvent, WatchEventType, WatchOptions, WatchStream, INITIAL_EVENTS_END,
+};
 
 pub type Result<T, E = StatusError> = std::result::Result<T, E>;
 
