@@ -1,0 +1,349 @@
+//! `rkube agent --simulate N` against the real server with real kubectl:
+//! nodes and Leases, pods bound to simulated nodes run, complete, fail,
+//! crash-loop and go away when deleted.
+
+mod support;
+
+use std::time::Duration;
+
+use support::agent::Agent;
+use support::{eventually, Server};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pod_yaml(
+    name: &str,
+    node: Option<&str>,
+    restart: &str,
+    command: &[&str],
+    extra: &str,
+) -> String {
+    let node = node.map_or(String::new(), |n| format!("  nodeName: {n}\n"));
+    let command = if command.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = command.iter().map(|c| format!("{c:?}")).collect();
+        format!("    command: [{}]\n", quoted.join(", "))
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{node}  restartPolicy: {restart}\n  \
+         containers:\n  - name: main\n    image: busybox:1.36\n{command}{extra}"
+    )
+}
+
+fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
+    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
+    let mut last = String::new();
+    let ok = eventually(WAIT, || {
+        last = jsonpath(server, args, path);
+        last == want
+    });
+    assert!(ok, "{args:?} {path}: want {want:?}, last saw {last:?}");
+}
+
+#[test]
+fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
+    let server = Server::start();
+    let agent = Agent::simulate(
+        &server,
+        3,
+        "sim",
+        &["--simulate-labels", "zone=a", "--simulate-cpu", "8"],
+    );
+    let ok = eventually(WAIT, || {
+        let out = server.kubectl(&["get", "nodes", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout)
+            .matches(" Ready ")
+            .count()
+            == 3
+    });
+    assert!(
+        ok,
+        "3 Ready nodes expected:\n{}\nagent log:\n{}",
+        server.ok(&["get", "nodes", "-o", "yaml"]),
+        agent.log()
+    );
+
+    let table = server.ok(&["get", "nodes", "-o", "wide"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "ROLES",
+            "AGE",
+            "VERSION",
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME"
+        ]
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("sim-1 "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..3], ["sim-1", "Ready", "<none>"]);
+    assert!(row[4].starts_with("v1.33."), "{row:?}");
+    assert_eq!(row[5], "172.16.0.3");
+
+    let labels = server.ok(&[
+        "get",
+        "nodes",
+        "-l",
+        "zone=a,kubernetes.io/os=linux",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(labels.lines().count(), 3, "{labels}");
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "node", "sim-2"],
+            "{.status.allocatable.cpu}"
+        ),
+        "8"
+    );
+    assert_eq!(
+        jsonpath(&server, &["get", "node", "sim-2"], "{.spec.podCIDR}"),
+        "10.64.2.0/24"
+    );
+    let conditions = jsonpath(
+        &server,
+        &["get", "node", "sim-0"],
+        "{range .status.conditions[*]}{.type}={.status} {end}",
+    );
+    assert_eq!(
+        conditions.trim(),
+        "MemoryPressure=False DiskPressure=False PIDPressure=False Ready=True"
+    );
+
+    // Leases, held by their node.
+    wait_for(
+        &server,
+        &["get", "lease", "-n", "kube-node-lease", "sim-0"],
+        "{.spec.holderIdentity}",
+        "sim-0",
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "lease", "-n", "kube-node-lease", "sim-0"],
+            "{.metadata.ownerReferences[0].kind}"
+        ),
+        "Node"
+    );
+
+    // A deleted node registers again (with a new uid).
+    let uid = jsonpath(&server, &["get", "node", "sim-1"], "{.metadata.uid}");
+    server.ok(&["delete", "node", "sim-1"]);
+    let ok = eventually(WAIT, || {
+        let now = jsonpath(&server, &["get", "node", "sim-1"], "{.metadata.uid}");
+        !now.is_empty() && now != uid
+    });
+    assert!(
+        ok,
+        "sim-1 not registered again; agent log:\n{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn lease_renewal_stops_with_the_agent() {
+    let server = Server::start();
+    let agent = Agent::simulate(&server, 1, "lz", &[]);
+    let lease = ["get", "lease", "-n", "kube-node-lease", "lz-0"];
+    let mut first = String::new();
+    assert!(eventually(WAIT, || {
+        first = jsonpath(&server, &lease, "{.spec.renewTime}");
+        !first.is_empty()
+    }));
+    // Renewed every 10 s while the agent runs.
+    let mut second = String::new();
+    let renewed = eventually(Duration::from_secs(25), || {
+        second = jsonpath(&server, &lease, "{.spec.renewTime}");
+        second != first
+    });
+    assert!(renewed, "lease not renewed; agent log:\n{}", agent.log());
+    agent.kill();
+    let last = jsonpath(&server, &lease, "{.spec.renewTime}");
+    let moved = eventually(Duration::from_secs(13), || {
+        jsonpath(&server, &lease, "{.spec.renewTime}") != last
+    });
+    assert!(!moved, "lease still renewed after the agent was killed");
+}
+
+#[test]
+fn pods_run_complete_fail_crash_and_delete() {
+    let server = Server::start();
+    let agent = Agent::simulate(&server, 2, "sim", &[]);
+    assert!(eventually(WAIT, || server
+        .kubectl(&["get", "node", "sim-1"])
+        .status
+        .success()));
+
+    let probe =
+        "    readinessProbe:\n      initialDelaySeconds: 3\n      tcpSocket:\n        port: 80\n";
+    for (name, restart, command, extra) in [
+        ("web", "Always", &[][..], probe),
+        ("ok", "Never", &["true"][..], ""),
+        ("bad", "Never", &["false"][..], ""),
+        ("crash", "Always", &["sh", "-c", "exit 3"][..], ""),
+        (
+            "onfail",
+            "OnFailure",
+            &["sh", "-c", "sleep 1; exit 0"][..],
+            "",
+        ),
+    ] {
+        server.ok_stdin(
+            &["apply", "-f", "-"],
+            &pod_yaml(name, Some("sim-1"), restart, command, extra),
+        );
+    }
+
+    // Running, then Ready after the probe's initial delay.
+    wait_for(
+        &server,
+        &["get", "pod", "web"],
+        "{.status.phase}",
+        "Running",
+    );
+    let ready = jsonpath(
+        &server,
+        &["get", "pod", "web"],
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+    );
+    wait_for(
+        &server,
+        &["get", "pod", "web"],
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        "True",
+    );
+    assert_eq!(
+        ready, "False",
+        "Ready before the readiness probe's initialDelaySeconds"
+    );
+    let wide = server.ok(&["get", "pod", "web", "-o", "wide", "--no-headers"]);
+    let cols: Vec<&str> = wide.split_whitespace().collect();
+    assert_eq!(&cols[..3], ["web", "1/1", "Running"], "{wide}");
+    assert!(
+        cols[5].starts_with("10.64.1."),
+        "pod IP from the node's podCIDR: {wide}"
+    );
+    assert_eq!(cols[6], "sim-1");
+    assert_eq!(
+        jsonpath(&server, &["get", "pod", "web"], "{.status.hostIP}"),
+        "172.16.0.3"
+    );
+    assert_eq!(
+        jsonpath(&server, &["get", "pod", "web"], "{.status.qosClass}"),
+        "BestEffort"
+    );
+    let cs = jsonpath(
+        &server,
+        &["get", "pod", "web"],
+        "{.status.containerStatuses[0].started} {.status.containerStatuses[0].imageID}",
+    );
+    assert!(
+        cs.starts_with("true docker.io/library/busybox@sha256:"),
+        "{cs}"
+    );
+
+    // true ends Succeeded (Completed), false Failed (Error).
+    wait_for(
+        &server,
+        &["get", "pod", "ok"],
+        "{.status.phase}",
+        "Succeeded",
+    );
+    wait_for(&server, &["get", "pod", "bad"], "{.status.phase}", "Failed");
+    wait_for(
+        &server,
+        &["get", "pod", "onfail"],
+        "{.status.phase}",
+        "Succeeded",
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "pod", "bad"],
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "1"
+    );
+    let table = server.ok(&["get", "pods", "--no-headers"]);
+    let status = |name: &str| {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or("");
+        line.split_whitespace().nth(2).unwrap_or("").to_string()
+    };
+    assert_eq!(status("ok"), "Completed", "{table}");
+    assert_eq!(status("bad"), "Error", "{table}");
+
+    // exit 3 with restartPolicy Always crash-loops, counting restarts.
+    wait_for(
+        &server,
+        &["get", "pod", "crash"],
+        "{.status.containerStatuses[0].state.waiting.reason}",
+        "CrashLoopBackOff",
+    );
+    let crash = jsonpath(
+        &server,
+        &["get", "pod", "crash"],
+        "{.status.phase} {.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(crash, "Running 3");
+    let restarts: i32 = jsonpath(
+        &server,
+        &["get", "pod", "crash"],
+        "{.status.containerStatuses[0].restartCount}",
+    )
+    .parse()
+    .unwrap();
+    assert!(restarts >= 1);
+
+    // Deleting waits for the (shortened) grace period, then the pod is gone.
+    let started = std::time::Instant::now();
+    server.ok(&["delete", "pod", "web", "--wait=true", "--timeout=30s"]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let out = server.kubectl(&["get", "pod", "web"]);
+    assert!(!out.status.success(), "pod web still there");
+    assert!(agent_alive(agent));
+}
+
+fn agent_alive(mut agent: Agent) -> bool {
+    agent.running()
+}
+
+#[test]
+fn the_scheduler_places_pods_on_simulated_nodes() {
+    let server = Server::start();
+    let _agent = Agent::simulate(&server, 3, "sched", &[]);
+    assert!(eventually(WAIT, || server
+        .kubectl(&["get", "node", "sched-2"])
+        .status
+        .success()));
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("floating", None, "Always", &[], ""),
+    );
+    wait_for(
+        &server,
+        &["get", "pod", "floating"],
+        "{.status.phase}",
+        "Running",
+    );
+    let node = jsonpath(&server, &["get", "pod", "floating"], "{.spec.nodeName}");
+    assert!(node.starts_with("sched-"), "{node}");
+}
