@@ -1,0 +1,246 @@
+//! ResourceQuota controller: every quota's `status.hard` and `status.used`.
+//!
+//! Upstream counterpart: `pkg/controller/resourcequota`. A quota is
+//! recalculated when it changes and when anything it counts changes in
+//! its namespace (pods, services, claims, config maps, secrets and the
+//! workload kinds behind `count/<resource>.<group>`), and every five
+//! minutes besides, as upstream's full resync. Usage covers pods and their
+//! requests/limits of cpu, memory and ephemeral storage (with the
+//! Terminating/NotTerminating/BestEffort/NotBestEffort scopes), services
+//! with node ports and load balancers, claims and their storage, and
+//! object counts. Enforcement is the API server's admission, not this.
+
+pub mod quantity;
+pub mod usage;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota,
+    ResourceQuotaStatus, Secret, Service,
+};
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::ResourceExt;
+
+use crate::endpoints::index::PodIndex;
+use crate::endpoints::Backoff;
+use crate::informers::{Informers, Kind};
+
+/// Upstream's `--resource-quota-sync-period`.
+const RESYNC: Duration = Duration::from_secs(300);
+
+/// Errors of the ResourceQuota controller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("updating status of resourcequota {0}: {1}")]
+    Status(String, #[source] kube::Error),
+}
+
+/// The objects of `ns` in a cache.
+fn in_namespace<K: Kind>(store: &Store<K>, ns: &str) -> Vec<Arc<K>> {
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .collect()
+}
+
+/// How many objects of a kind a namespace has.
+type Counter = Box<dyn Fn(&str) -> usize + Send + Sync>;
+
+fn counter<K: Kind>(store: Store<K>) -> Counter {
+    Box::new(move |ns| {
+        store
+            .state()
+            .iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+            .count()
+    })
+}
+
+struct Ctx {
+    client: kube::Client,
+    pods: Arc<PodIndex>,
+    services: Store<Service>,
+    claims: Store<PersistentVolumeClaim>,
+    /// `count/<resource>` name -> counter.
+    counters: Vec<(&'static str, Counter)>,
+    backoff: Backoff,
+}
+
+async fn sync(quota: Arc<ResourceQuota>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let ns = quota.namespace().unwrap_or_default();
+    let name = quota.name_any();
+    let hard = quota
+        .spec
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .unwrap_or_default();
+    let pods = ctx.pods.pods(&ns);
+    let services = in_namespace(&ctx.services, &ns);
+    let claims = in_namespace(&ctx.claims, &ns);
+    // Count only the kinds this quota names.
+    let counts: BTreeMap<String, i64> = ctx
+        .counters
+        .iter()
+        .filter(|(key, _)| {
+            let plain = key.trim_start_matches("count/");
+            hard.contains_key(*key) || hard.contains_key(plain)
+        })
+        .map(|(key, count)| (key.to_string(), count(&ns) as i64))
+        .collect();
+    let snapshot = usage::Namespace {
+        pods: &pods,
+        services: &services,
+        claims: &claims,
+        counts,
+    };
+    let want = ResourceQuotaStatus {
+        hard: Some(hard.clone()),
+        used: Some(usage::used(&quota, &snapshot)),
+    };
+    let current = quota.status.clone().unwrap_or_default();
+    if current == want {
+        return Ok(Action::requeue(RESYNC));
+    }
+    let mut updated = (*quota).clone();
+    updated.status = Some(want);
+    let api: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), &ns);
+    match api
+        .replace_status(&name, &PostParams::default(), &updated)
+        .await
+    {
+        Ok(_) => Ok(Action::requeue(RESYNC)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
+        Err(e) => Err(Error::Status(format!("{ns}/{name}"), e)),
+    }
+}
+
+/// The quotas of `ns`, to recalculate when something there changes.
+fn quotas_of(store: &Store<ResourceQuota>, ns: Option<String>) -> Vec<ObjectRef<ResourceQuota>> {
+    let Some(ns) = ns else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|q| q.namespace().as_deref() == Some(ns.as_str()))
+        .map(|q| ObjectRef::from_obj(&**q))
+        .collect()
+}
+
+/// Run until the informers stop.
+pub async fn run(client: kube::Client, informers: Arc<Informers>) {
+    let quotas = informers.store::<ResourceQuota>();
+    let pods = informers.store::<Pod>();
+    let services = informers.store::<Service>();
+    let claims = informers.store::<PersistentVolumeClaim>();
+    let counters: Vec<(&'static str, Counter)> = vec![
+        ("count/configmaps", counter(informers.store::<ConfigMap>())),
+        ("count/secrets", counter(informers.store::<Secret>())),
+        (
+            "count/replicationcontrollers",
+            counter(informers.store::<ReplicationController>()),
+        ),
+        ("count/resourcequotas", counter(quotas.clone())),
+        (
+            "count/deployments.apps",
+            counter(informers.store::<Deployment>()),
+        ),
+        (
+            "count/replicasets.apps",
+            counter(informers.store::<ReplicaSet>()),
+        ),
+        (
+            "count/statefulsets.apps",
+            counter(informers.store::<StatefulSet>()),
+        ),
+        (
+            "count/daemonsets.apps",
+            counter(informers.store::<DaemonSet>()),
+        ),
+        ("count/jobs.batch", counter(informers.store::<Job>())),
+        (
+            "count/cronjobs.batch",
+            counter(informers.store::<CronJob>()),
+        ),
+    ];
+    for ready in [
+        quotas.wait_until_ready().await,
+        pods.wait_until_ready().await,
+        services.wait_until_ready().await,
+        claims.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return;
+        }
+    }
+    let index = PodIndex::new(pods);
+    let ctx = Arc::new(Ctx {
+        client,
+        pods: index.clone(),
+        services,
+        claims,
+        counters,
+        backoff: Backoff::default(),
+    });
+    macro_rules! of_ns {
+        ($store:expr) => {{
+            let store = $store.clone();
+            move |o| quotas_of(&store, ResourceExt::namespace(&o))
+        }};
+    }
+    let q = quotas.clone();
+    Controller::for_stream(informers.stream::<ResourceQuota>(), quotas.clone())
+        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+            index.observe(&pod);
+            quotas_of(&q, pod.namespace())
+        })
+        .watches_stream(informers.stream::<Service>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<PersistentVolumeClaim>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<ConfigMap>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<Secret>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<ReplicationController>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<Deployment>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<ReplicaSet>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<StatefulSet>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<DaemonSet>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<Job>(), of_ns!(quotas))
+        .watches_stream(informers.stream::<CronJob>(), of_ns!(quotas))
+        .run(
+            |quota, ctx: Arc<Ctx>| async move {
+                let key = format!(
+                    "{}/{}",
+                    quota.namespace().unwrap_or_default(),
+                    quota.name_any()
+                );
+                let out = sync(quota, ctx.clone()).await;
+                if out.is_ok() {
+                    ctx.backoff.succeeded(&key);
+                }
+                out
+            },
+            |quota, err, ctx| {
+                let key = format!(
+                    "{}/{}",
+                    quota.namespace().unwrap_or_default(),
+                    quota.name_any()
+                );
+                tracing::warn!(quota = %key, error = %err, "resource quota sync failed");
+                Action::requeue(ctx.backoff.failed(&key))
+            },
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+#[cfg(test)]
+mod tests;
