@@ -1,0 +1,234 @@
+//! More of the kubectl acceptance list: foreground cascading deletion,
+//! grace periods, `kubectl wait` for conditions and deletion, watch
+//! events. Each step checks what kubectl prints.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{eventually, Server};
+
+fn pod_on_node(name: &str) -> String {
+    format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+  "spec": {{"nodeName": "nowhere", "terminationGracePeriodSeconds": 45,
+           "containers": [{{"name": "c", "image": "busybox"}}]}}}}"#
+    )
+}
+
+#[test]
+fn foreground_deletion_removes_dependents_first() {
+    let server = Server::start();
+    server.ok(&["create", "configmap", "owner", "--from-literal=a=b"]);
+    let uid = server.ok(&["get", "cm", "owner", "-o", "jsonpath={.metadata.uid}"]);
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: child\n  ownerReferences:\n  - {{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}, blockOwnerDeletion: true}}\n"
+        ),
+    );
+    // Without waiting, the owner is seen held by the foreground finalizer
+    // (or already gone, if the garbage collector was quick).
+    let out = server.ok(&[
+        "delete",
+        "cm",
+        "owner",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    assert_eq!(out, "configmap \"owner\" deleted\n");
+    let held = server.kubectl(&[
+        "get",
+        "cm",
+        "owner",
+        "-o",
+        "jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}",
+    ]);
+    if held.status.success() {
+        let shown = String::from_utf8_lossy(&held.stdout);
+        assert!(shown.starts_with(r#"["foregroundDeletion"] "#), "{shown}");
+    }
+    // Both go: the child first, then the owner.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            !server.kubectl(&["get", "cm", "owner"]).status.success()
+        }),
+        "owner still there"
+    );
+    let err = server.fails(&["get", "cm", "child"]);
+    assert!(err.contains(r#"configmaps "child" not found"#), "{err}");
+}
+
+#[test]
+fn grace_periods_and_forced_deletion() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    server.ok_stdin(&["create", "-f", "-"], &pod_on_node("slow"));
+    // A pod on a node waits for its kubelet: marked, not gone.
+    let out = server.ok(&["delete", "pod", "slow", "--grace-period=7", "--wait=false"]);
+    assert_eq!(out, "pod \"slow\" deleted\n");
+    let marked = server.ok(&[
+        "get",
+        "pod",
+        "slow",
+        "-o",
+        "jsonpath={.metadata.deletionGracePeriodSeconds}",
+    ]);
+    assert_eq!(marked, "7");
+    // A shorter period cuts it; --force with 0 removes it at once.
+    let out = server.kubectl(&["delete", "pod", "slow", "--grace-period=0", "--force"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod \"slow\" force deleted\n"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("Immediate deletion does not wait for confirmation"));
+    let err = server.fails(&["get", "pod", "slow"]);
+    assert!(err.contains(r#"pods "slow" not found"#), "{err}");
+
+    // Without a request, the pod's own terminationGracePeriodSeconds.
+    server.ok_stdin(&["create", "-f", "-"], &pod_on_node("default-grace"));
+    server.ok(&["delete", "pod", "default-grace", "--wait=false"]);
+    let marked = server.ok(&[
+        "get",
+        "pod",
+        "default-grace",
+        "-o",
+        "jsonpath={.metadata.deletionGracePeriodSeconds}",
+    ]);
+    assert_eq!(marked, "45");
+}
+
+#[test]
+fn wait_for_condition_and_for_delete() {
+    let server = Server::start_with(&["--disable-scheduler"]);
+    server.ok_stdin(&["create", "-f", "-"], &pod_on_node("p"));
+    let ready =
+        r#"{"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}"#;
+    // The condition turns true while kubectl waits.
+    let waiter = {
+        let kubeconfig = server.kubeconfig.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new("kubectl")
+                .env("KUBECONFIG", kubeconfig)
+                .args(["wait", "--for=condition=Ready", "pod/p", "--timeout=20s"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    server.ok(&[
+        "patch",
+        "pod",
+        "p",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        ready,
+    ]);
+    let out = waiter.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/p condition met\n"
+    );
+
+    let out = server.ok(&[
+        "wait",
+        "--for=jsonpath={.status.phase}=Running",
+        "pod/p",
+        "--timeout=10s",
+    ]);
+    assert_eq!(out, "pod/p condition met\n");
+    // A condition that never comes: kubectl gives up with its timeout.
+    let err = server.fails(&[
+        "wait",
+        "--for=condition=Initialized",
+        "pod/p",
+        "--timeout=1s",
+    ]);
+    assert!(
+        err.contains("timed out waiting for the condition on pods/p"),
+        "{err}"
+    );
+
+    // Waiting for deletion ends when the kubelet's part is done.
+    server.ok(&["delete", "pod", "p", "--wait=false"]);
+    let waiter = {
+        let kubeconfig = server.kubeconfig.clone();
+        std::thread::spawn(move || {
+            std::process::Command::new("kubectl")
+                .env("KUBECONFIG", kubeconfig)
+                .args(["wait", "--for=delete", "pod/p", "--timeout=20s"])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    server.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
+    let out = waiter.join().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "pod/p condition met\n"
+    );
+}
+
+#[test]
+fn watch_prints_event_types_with_output_watch_events() {
+    let server = Server::start();
+    let mut child = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &server.kubeconfig)
+        .args([
+            "get",
+            "configmaps",
+            "--watch-only",
+            "--output-watch-events",
+            "-o",
+            "jsonpath={.type} {.object.metadata.name}{\"\\n\"}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Keep writing until the watch is surely established, then change
+    // and delete one object.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while !seen.iter().any(|l: &String| l.starts_with("ADDED probe")) {
+        assert!(std::time::Instant::now() < deadline, "no ADDED: {seen:?}");
+        server.ok(&["create", "configmap", &format!("probe{n}")]);
+        n += 1;
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+            seen.push(line);
+        }
+    }
+    server.ok(&["label", "configmap", "probe0", "x=y", "--overwrite"]);
+    server.ok(&["delete", "configmap", "probe0"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !seen.iter().any(|l| l == "DELETED probe0") && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(line);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|l| l == "DELETED probe0"), "{seen:?}");
+    if seen.iter().any(|l| l == "ADDED probe0") {
+        assert!(seen.iter().any(|l| l == "MODIFIED probe0"), "{seen:?}");
+    }
+}
