@@ -4,7 +4,7 @@
 //! expectations.
 //!
 //! Upstream counterpart: `pkg/controller/controller_utils.go`
-//! (`ControllerExpectations`, `IsPodActive`, `FilterActivePods`),
+//! (`ControllerExpectations`, `IsPodReady` and friends),
 //! `controller_ref_manager.go` (`ClaimPods`), `pkg/api/v1/pod/util.go`
 //! (`IsPodReady`, `IsPodAvailable`) and `pkg/controller/history`
 //! (`HashControllerRevision`). They live here rather than in `pods.rs`
@@ -73,12 +73,6 @@ pub fn phase(pod: &Pod) -> &str {
         .as_ref()
         .and_then(|s| s.phase.as_deref())
         .unwrap_or("")
-}
-
-/// Not finished and not being deleted (`IsPodActive`).
-#[allow(dead_code)] // the StatefulSet controller, next, uses it
-pub fn is_pod_active(pod: &Pod) -> bool {
-    !matches!(phase(pod), "Succeeded" | "Failed") && pod.metadata.deletion_timestamp.is_none()
 }
 
 pub fn is_terminal(pod: &Pod) -> bool {
