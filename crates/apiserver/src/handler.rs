@@ -55,6 +55,9 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, mut req: Request<Body>) 
         }
     }
     let query = Query::parse(req.uri().query());
+    if let Some(resp) = crate::metrics::handle(&server, &path, &query, req.method()).await {
+        return resp;
+    }
     if let Some(info) = request::parse(req.method(), &path, &query) {
         return rest::handle(&server, info, query, req).await;
     }
@@ -65,7 +68,7 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, mut req: Request<Body>) 
             let address = server_address(&req);
             return openapi::discovery(headers, true, || discovery::api_versions(&address));
         }
-        ["apis"] => return openapi::discovery(headers, false, discovery::api_group_list),
+        ["apis"] => return crate::metrics::apis(headers).await,
         ["openapi", "v2"] => return openapi::v2(headers),
         ["openapi", "v3", ..] => return openapi::v3(&path, &query, headers),
         ["api", "v1"] => discovery::resource_list("", "v1"),

@@ -14,8 +14,10 @@ mod decode;
 mod discovery;
 mod eviction;
 mod handler;
+mod metrics;
 mod openapi;
 mod patch_schema;
+pub mod proxy;
 pub mod request;
 mod response;
 mod rest;
@@ -63,6 +65,9 @@ pub struct ApiServer {
     sa_key: Option<Arc<rkube_pki::SaKey>>,
     /// The `default/kubernetes` Service's cluster IP: the range's first.
     kubernetes_service_ip: Option<String>,
+    /// Reaches kubelets for logs, exec, attach, port-forward and metrics.
+    kubelet: Option<Arc<proxy::KubeletClient>>,
+    summaries: metrics::SummaryCache,
 }
 
 /// The first usable address of an IPv4 CIDR (`10.43.0.0/16` → 10.43.0.1).
@@ -122,6 +127,8 @@ impl ApiServer {
             resources,
             sa_key: None,
             kubernetes_service_ip: first_ip(&config.service_cidr),
+            kubelet: None,
+            summaries: Default::default(),
         })
     }
 

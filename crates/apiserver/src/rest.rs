@@ -54,6 +54,9 @@ async fn handle_inner(
         }
         return crate::scale::handle(rs, ns, name, info.verb, query, req).await;
     }
+    if crate::proxy::is_proxied(info) {
+        return crate::proxy::handle(server, rs, info, query, req).await;
+    }
     if info.subresource.as_deref() == Some("token")
         && rs.info.plural == "serviceaccounts"
         && rs.info.group.is_empty()
