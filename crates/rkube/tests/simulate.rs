@@ -10,6 +10,8 @@ use support::agent::Agent;
 use support::{eventually, Server};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Selects simulated nodes only (the server may run a real one).
+const SIMULATED: &str = "rkube.io/simulated=true";
 
 fn pod_yaml(
     name: &str,
@@ -55,7 +57,7 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
         &["--simulate-labels", "zone=a", "--simulate-cpu", "8"],
     );
     let ok = eventually(WAIT, || {
-        let out = server.kubectl(&["get", "nodes", "--no-headers"]);
+        let out = server.kubectl(&["get", "nodes", "--no-headers", "-l", SIMULATED]);
         String::from_utf8_lossy(&out.stdout)
             .matches(" Ready ")
             .count()
@@ -68,7 +70,7 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
         agent.log()
     );
 
-    let table = server.ok(&["get", "nodes", "-o", "wide"]);
+    let table = server.ok(&["get", "nodes", "-o", "wide", "-l", SIMULATED]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
@@ -210,27 +212,26 @@ fn pods_run_complete_fail_crash_and_delete() {
         );
     }
 
-    // Running, then Ready after the probe's initial delay.
-    wait_for(
-        &server,
-        &["get", "pod", "web"],
-        "{.status.phase}",
-        "Running",
-    );
-    let ready = jsonpath(
-        &server,
-        &["get", "pod", "web"],
-        "{.status.conditions[?(@.type==\"Ready\")].status}",
-    );
+    // Running, then Ready once the probe's initial delay has passed.
     wait_for(
         &server,
         &["get", "pod", "web"],
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         "True",
     );
-    assert_eq!(
-        ready, "False",
-        "Ready before the readiness probe's initialDelaySeconds"
+    let times = jsonpath(
+        &server,
+        &["get", "pod", "web"],
+        "{.status.containerStatuses[0].state.running.startedAt} \
+         {.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
+    );
+    let times: Vec<k8s_openapi::jiff::Timestamp> = times
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(
+        times[1].duration_since(times[0]).as_secs() >= 3,
+        "Ready before the readiness probe's initialDelaySeconds: {times:?}"
     );
     let wide = server.ok(&["get", "pod", "web", "-o", "wide", "--no-headers"]);
     let cols: Vec<&str> = wide.split_whitespace().collect();
@@ -334,10 +335,12 @@ fn the_scheduler_places_pods_on_simulated_nodes() {
         .kubectl(&["get", "node", "sched-2"])
         .status
         .success()));
-    server.ok_stdin(
-        &["apply", "-f", "-"],
-        &pod_yaml("floating", None, "Always", &[], ""),
+    // The selector keeps it off a real node the server may run too.
+    let yaml = pod_yaml("floating", None, "Always", &[], "").replace(
+        "  containers:",
+        "  nodeSelector:\n    rkube.io/simulated: \"true\"\n  containers:",
     );
+    server.ok_stdin(&["apply", "-f", "-"], &yaml);
     wait_for(
         &server,
         &["get", "pod", "floating"],
@@ -346,4 +349,164 @@ fn the_scheduler_places_pods_on_simulated_nodes() {
     );
     let node = jsonpath(&server, &["get", "pod", "floating"], "{.spec.nodeName}");
     assert!(node.starts_with("sched-"), "{node}");
+}
+
+const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: NAME
+spec:
+  completions: 4
+  parallelism: 2
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      nodeSelector:
+        rkube.io/simulated: \"true\"
+      containers:
+      - name: main
+        image: busybox:1.36
+        command: [\"sh\", \"-c\", \"sleep 1; exit CODE\"]
+";
+
+#[test]
+fn jobs_finish_and_fail_on_simulated_nodes() {
+    let server = Server::start();
+    let agent = Agent::simulate(&server, 2, "job", &[]);
+    assert!(eventually(WAIT, || server
+        .kubectl(&["get", "node", "job-1"])
+        .status
+        .success()));
+    let job = |name: &str, code: &str| JOB.replace("NAME", name).replace("CODE", code);
+    server.ok_stdin(&["apply", "-f", "-"], &job("works", "0"));
+    server.ok_stdin(&["apply", "-f", "-"], &job("breaks", "1"));
+    let ok = eventually(Duration::from_secs(60), || {
+        jsonpath(&server, &["get", "job", "works"], "{.status.succeeded}") == "4"
+    });
+    assert!(
+        ok,
+        "job did not complete: {}\n{}",
+        server.ok(&["get", "job,pods", "-o", "wide"]),
+        agent.log()
+    );
+    wait_for(
+        &server,
+        &["get", "job", "works"],
+        "{.status.conditions[?(@.type==\"Complete\")].status}",
+        "True",
+    );
+    wait_for(
+        &server,
+        &["get", "job", "breaks"],
+        "{.status.conditions[?(@.type==\"Failed\")].reason}",
+        "BackoffLimitExceeded",
+    );
+}
+
+/// Resident and peak memory of the `rkube agent` simulating `prefix`, in
+/// KiB, from /proc.
+fn agent_memory(prefix: &str) -> (u64, u64) {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"--simulate-prefix" && w[1] == prefix.as_bytes());
+        if !ours || !args.iter().any(|a| *a == b"agent") {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        return (kib("VmRSS:"), kib("VmHWM:"));
+    }
+    (0, 0)
+}
+
+/// How many of the simulated pods are Running (metadata-only list).
+async fn running(pods: &kube::Api<k8s_openapi::api::core::v1::Pod>) -> usize {
+    let lp = kube::api::ListParams::default().fields("status.phase=Running");
+    pods.list_metadata(&lp).await.map_or(0, |l| l.items.len())
+}
+
+/// 1,000 simulated nodes and 10,000 pods bound to them (sizes from
+/// SIM_NODES and SIM_PODS): how long registration takes, how fast the
+/// pods become Running, and the agent's memory.
+#[test]
+#[ignore = "benchmark: cargo test -p rkube --test simulate scale -- --ignored --nocapture"]
+fn scale_nodes_and_pods() {
+    use std::time::Instant;
+
+    let env = |k: &str, d: u32| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let (nodes, pods) = (env("SIM_NODES", 1000), env("SIM_PODS", 10_000));
+    let server = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
+    let t0 = Instant::now();
+    let agent = Agent::simulate(&server, nodes, "scale", &[]);
+    let ok = eventually(Duration::from_secs(300), || {
+        agent.log().contains("simulated nodes registered")
+    });
+    assert!(ok, "nodes not registered:\n{}", agent.log());
+    let registered = t0.elapsed();
+    let (rss_nodes, _) = agent_memory("scale");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (created, all_running) = rt.block_on(async {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::Pod;
+
+        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api: kube::Api<Pod> = kube::Api::namespaced(client, "default");
+        let t1 = Instant::now();
+        futures::stream::iter(0..pods)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let pod: Pod = serde_json::from_value(serde_json::json!({
+                        "metadata": {"name": format!("p-{i}"), "labels": {"app": "scale"}},
+                        "spec": {"nodeName": format!("scale-{}", i % nodes),
+                            "containers": [{"name": "main", "image": "nginx:1.25"}]}
+                    }))
+                    .unwrap();
+                    api.create(&Default::default(), &pod).await.unwrap();
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+        let created = t1.elapsed();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while running(&api).await < pods as usize {
+            assert!(Instant::now() < deadline, "pods not Running in time");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        (created, t1.elapsed())
+    });
+    let (rss, peak) = agent_memory("scale");
+    println!(
+        "simulate: {nodes} nodes registered in {:.1}s (agent RSS {} MiB); {pods} pods created in \
+         {:.1}s, all Running after {:.1}s ({:.0} pods/s); agent RSS {} MiB, peak {} MiB",
+        registered.as_secs_f64(),
+        rss_nodes / 1024,
+        created.as_secs_f64(),
+        all_running.as_secs_f64(),
+        pods as f64 / all_running.as_secs_f64(),
+        rss / 1024,
+        peak / 1024,
+    );
 }
