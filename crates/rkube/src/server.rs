@@ -176,7 +176,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_ports: parse_port_range(&args.service_node_port_range)?,
     };
     let api = ApiServer::new(cached, &config).map_err(anyhow::Error::msg)?;
-    let api = Arc::new(api.with_service_account_key(sa_key));
+    // The API server's identity towards kubelets (logs, exec, port-forward,
+    // metrics), as kube-apiserver's --kubelet-client-certificate.
+    let kubelet_cert = pki.client_cert(
+        "kube-apiserver-kubelet-client",
+        "kube-apiserver-kubelet-client",
+        &[rkube_pki::MASTERS_GROUP],
+    )?;
+    let kubelet = rkube_apiserver::proxy::KubeletClient::new(&kubelet_cert, None)?;
+    let api = Arc::new(
+        api.with_service_account_key(sa_key)
+            .with_kubelet_client(kubelet),
+    );
     api.bootstrap()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create system namespaces: {}", e.status().message))?;
