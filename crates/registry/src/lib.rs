@@ -8,6 +8,7 @@
 //! back on every read. Errors are `metav1.Status` errors, ready for the
 //! HTTP edge.
 
+mod convert;
 mod create;
 mod delete;
 pub mod meta;
@@ -43,8 +44,11 @@ pub struct ResourceStore {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// `/registry/<resource>/`, or `/registry/<group>/<resource>/` for
-    /// groups whose resource names could clash with core ones.
+    /// groups whose resource names could clash with core ones; for a
+    /// converted resource, its storage version's.
     prefix: String,
+    /// Set when objects are stored in another version than served.
+    conversion: Option<&'static dyn convert::Conversion>,
 }
 
 /// A predicate over objects, built from label and field selectors by the
@@ -58,12 +62,14 @@ impl ResourceStore {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> ResourceStore {
+        let conversion = convert::for_resource(info.group, info.version, info.plural);
         ResourceStore {
             info,
             strategy,
             store,
             clock,
-            prefix: key_prefix(info),
+            prefix: conversion.map_or_else(|| key_prefix(info), |(_, p)| p.to_string()),
+            conversion: conversion.map(|(c, _)| c),
         }
     }
 
@@ -110,7 +116,10 @@ impl ResourceStore {
 
     /// An object as stored: without resourceVersion.
     fn encode(&self, obj: &Value) -> Vec<u8> {
-        let mut obj = obj.clone();
+        let mut obj = match self.conversion {
+            Some(c) => c.to_storage(obj.clone()),
+            None => obj.clone(),
+        };
         meta::remove(&mut obj, "resourceVersion");
         serde_json::to_vec(&obj).expect("JSON values always serialize")
     }
@@ -120,6 +129,9 @@ impl ResourceStore {
         let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
             StatusError::internal_error(format!("stored object {} is not valid JSON: {e}", kv.key))
         })?;
+        if let Some(c) = self.conversion {
+            obj = c.to_served(obj);
+        }
         meta::set(&mut obj, "resourceVersion", kv.mod_revision.to_string());
         Ok(obj)
     }

@@ -174,7 +174,12 @@ impl ResourceStore {
             .map_err(|e| storage_error(self, "", e))?;
         let mut items = Vec::with_capacity(page.items.len());
         for kv in &page.items {
-            match Self::raw_with_rv(kv) {
+            // Converted objects must be decoded to be shown in this version.
+            let raw = match self.conversion {
+                None => Self::raw_with_rv(kv),
+                Some(_) => None,
+            };
+            match raw {
                 Some(raw) => items.push(raw),
                 None => items
                     .push(serde_json::to_vec(&self.decode(kv)?).expect("JSON values serialize")),

@@ -232,3 +232,84 @@ fn watch_prints_event_types_with_output_watch_events() {
         assert!(seen.iter().any(|l| l == "MODIFIED probe0"), "{seen:?}");
     }
 }
+
+#[test]
+fn events_and_hpas_are_one_object_in_every_version() {
+    let server = Server::start();
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+  "involvedObject": {"kind": "Pod", "name": "a", "namespace": "default"},
+  "reason": "Testing", "type": "Normal", "message": "hello", "count": 3,
+  "source": {"component": "tester"}}"#,
+    );
+    let v1 = server.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "e1",
+        "-o",
+        "jsonpath={.apiVersion} {.regarding.name} {.note} {.deprecatedCount} {.deprecatedSource.component}",
+    ]);
+    assert_eq!(v1, "events.k8s.io/v1 a hello 3 tester");
+    // Written through events.k8s.io, read through core.
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e2"},
+  "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "example.com/ctl",
+  "reportingInstance": "ctl-1", "action": "Poke",
+  "regarding": {"kind": "Pod", "name": "b", "namespace": "default"},
+  "reason": "Poked", "type": "Warning", "note": "poked b"}"#,
+    );
+    let core = server.ok(&[
+        "get",
+        "events.v1.",
+        "e2",
+        "-o",
+        "jsonpath={.apiVersion} {.involvedObject.name} {.message} {.reportingComponent}",
+    ]);
+    assert_eq!(core, "v1 b poked b example.com/ctl");
+    let listed = server.ok(&[
+        "get",
+        "events.v1.events.k8s.io",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(listed, "e1 e2");
+
+    // An HPA written as autoscaling/v2 reads as v1 with its CPU target.
+    server.ok(&["create", "deployment", "web", "--image=busybox"]);
+    let out = server.ok(&[
+        "autoscale",
+        "deployment",
+        "web",
+        "--cpu-percent=55",
+        "--min=1",
+        "--max=4",
+    ]);
+    assert_eq!(out, "horizontalpodautoscaler.autoscaling/web autoscaled\n");
+    let v1 = server.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage} {.spec.maxReplicas}",
+    ]);
+    assert_eq!(v1, "autoscaling/v1 55 4");
+    // And a v1 write shows in v2 as a metric.
+    server.ok(&[
+        "patch",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"targetCPUUtilizationPercentage": 70}}"#,
+    ]);
+    let v2 = server.ok(&[
+        "get",
+        "horizontalpodautoscalers.v2.autoscaling",
+        "web",
+        "-o",
+        "jsonpath={.apiVersion} {.spec.metrics[0].resource.target.averageUtilization}",
+    ]);
+    assert_eq!(v2, "autoscaling/v2 70");
+}

@@ -12,7 +12,7 @@ pub mod quantity;
 pub mod service;
 #[cfg(test)]
 mod store_tests;
-mod util;
+pub(crate) mod util;
 pub mod workloads;
 
 use std::sync::Arc;
