@@ -9,6 +9,7 @@
 //! only through the API (kube-rs), and the runtime only through the
 //! narrow [`rkube_containers::runtime::Runtime`] trait.
 
+pub mod api;
 pub mod atomic;
 pub mod env;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod quantity;
 pub mod spec;
 pub mod status;
 pub mod sysinfo;
+pub mod table;
 pub mod volumes;
 mod worker;
 
@@ -48,6 +50,12 @@ pub enum Error {
     },
     #[error("recover containers: {0}")]
     Recover(#[source] rkube_containers::runtime::Error),
+    #[error("kubelet API on port {port}: {source}")]
+    Listen {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("create {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -114,6 +122,14 @@ pub struct Shared {
     pub lookup: Arc<dyn lookup::Lookup>,
     pub recorder: events::Recorder,
     pub node: std::sync::RwLock<env::NodeFacts>,
+    pub table: Arc<table::PodTable>,
+}
+
+/// The kubelet API's TLS identity: its serving certificate and the CA
+/// that client certificates (the API server's) must chain to.
+pub struct ApiServing {
+    pub serving: rkube_pki::CertKey,
+    pub client_ca_pem: String,
 }
 
 /// Runs the kubelet until a fatal error: node registration first, then
@@ -123,6 +139,7 @@ pub async fn run(
     config: Config,
     runtime: Arc<dyn Runtime>,
     images: Arc<dyn images::Images>,
+    serving: Option<ApiServing>,
 ) -> Result<(), Error> {
     for d in [config.pods_dir(), config.logs_dir(), config.manifests_dir()] {
         std::fs::create_dir_all(&d).map_err(|source| Error::Dir { path: d, source })?;
@@ -139,7 +156,28 @@ pub async fn run(
         images,
         lookup,
         node: std::sync::RwLock::new(facts),
+        table: Arc::default(),
     });
+    if let Some(tls) = serving {
+        let port = shared.config.kubelet_port;
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+            .await
+            .map_err(|source| Error::Listen { port, source })?;
+        let api = Arc::new(api::KubeletApi {
+            table: shared.table.clone(),
+            runtime: shared.runtime.clone(),
+        });
+        let config = rkube_kubelet_server::Config {
+            node_name: shared.config.node_name.clone(),
+            serving: tls.serving,
+            client_ca_pem: tls.client_ca_pem,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = rkube_kubelet_server::serve(listener, config, api).await {
+                tracing::error!(error = %e, "kubelet API stopped");
+            }
+        });
+    }
     let manager = PodManager::new(shared.clone());
     let manager = manager.start().await?;
     tokio::spawn(reporter.clone().lease_loop());

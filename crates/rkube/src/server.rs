@@ -90,6 +90,14 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_scheduler: bool,
 
+    /// Do not run an agent (kubelet) in this server.
+    #[arg(long)]
+    pub disable_agent: bool,
+
+    /// Port of the embedded agent's kubelet API.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+
     /// Controllers to run: `*` for the defaults, `name` to add, `-name` to
     /// remove (kube-controller-manager's `--controllers`).
     #[arg(long, value_delimiter = ',', default_value = "*")]
@@ -269,8 +277,35 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }))
     };
 
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let node = hostname().unwrap_or_else(|_| "rkube".into()).to_lowercase();
+        let client = crate::agent::kubelet::node_client(&pki, &url, &node).await?;
+        let mut flags = vec![
+            "--data-dir".to_string(),
+            args.data_dir.display().to_string(),
+            "--node-name".to_string(),
+            node,
+            "--kubelet-port".to_string(),
+            args.kubelet_port.to_string(),
+            "--cluster-domain".to_string(),
+            args.cluster_domain.clone(),
+            "--client-ca-file".to_string(),
+            pki.dir().join("client-ca.crt").display().to_string(),
+        ];
+        if let Some(ip) = args.node_ip {
+            flags.extend(["--node-ip".to_string(), ip.to_string()]);
+        }
+        Some(tokio::spawn(async move {
+            if let Err(err) = crate::agent::kubelet::embedded(client, &flags).await {
+                tracing::error!(err = format!("{err:#}"), "agent stopped");
+            }
+        }))
+    };
+
     shutdown_signal().await?;
-    for task in [components, scheduler].into_iter().flatten() {
+    for task in [components, scheduler, agent].into_iter().flatten() {
         task.abort();
     }
     tracing::info!("shutting down");

@@ -138,6 +138,11 @@ impl Worker {
             })
             .await;
         }
+        if let Some(p) = pod {
+            self.shared.table.remove(p);
+        } else if let Some(p) = self.last_pod.clone() {
+            self.shared.table.remove(&p);
+        }
         let ids: Vec<String> = self
             .runs
             .drain()
@@ -147,7 +152,8 @@ impl Worker {
         let sandbox = self.sandbox.take().map(|s| s.id);
         let rt = self.shared.runtime.clone();
         let pod_dir = self.pod_dir.clone();
-        let logs = pod.map(|p| {
+        let known = pod.cloned().or_else(|| self.last_pod.clone());
+        let logs = known.as_ref().map(|p| {
             self.shared
                 .config
                 .logs_dir()

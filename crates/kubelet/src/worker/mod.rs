@@ -92,6 +92,8 @@ pub(crate) struct Worker {
     image_ids: HashMap<String, (String, String)>,
     written: Option<PodStatus>,
     start_time: Option<Time>,
+    /// The last pod seen, for cleaning up after it is gone.
+    last_pod: Option<Arc<Pod>>,
 }
 
 /// What a sync pass asks for next.
@@ -120,6 +122,7 @@ impl Worker {
             image_ids: HashMap::new(),
             written: None,
             start_time: None,
+            last_pod: None,
         }
     }
 
@@ -134,7 +137,10 @@ impl Worker {
                     self.teardown(None, Duration::from_secs(2)).await;
                     Next::Done
                 }
-                Some(pod) => self.sync(&pod).await,
+                Some(pod) => {
+                    self.last_pod = Some(pod.clone());
+                    self.sync(&pod).await
+                }
             };
             let wait = match next {
                 Next::Done => return,
@@ -262,7 +268,26 @@ impl Worker {
             next = next.min(POLL);
         }
         self.write_status(pod, &view).await;
+        self.publish(pod);
         Next::In(next)
+    }
+
+    /// Tells the rest of the agent (the kubelet API) where this pod is.
+    fn publish(&self, pod: &Arc<Pod>) {
+        self.shared.table.publish(crate::table::Entry {
+            pod: pod.clone(),
+            netns: self.sandbox.as_ref().map(|s| s.netns.clone()),
+            containers: self
+                .runs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().map(|a| a.id.clone()).collect()))
+                .collect(),
+            waiting: self
+                .waiting
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+        });
     }
 
     /// Brings the node to the spec; returns when to look again.

@@ -1,8 +1,148 @@
-//! `rkube agent`: the real kubelet on this machine (being written for
-//! issue 6).
+//! `rkube agent`: the real kubelet on this machine. Assembly only: the
+//! API client (from `--kubeconfig`), the image service (importing the
+//! archives dropped into `<data-dir>/agent/images` first, for air-gapped
+//! installs), the built-in runtime, then `rkube_kubelet::run`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use rkube_containers::image::{ImageService, RegistriesConfig};
+use rkube_containers::runtime::{LocalRuntime, RuntimeOptions};
+use rkube_kubelet::images::LocalImages;
 
 use super::AgentArgs;
 
-pub async fn run(_args: AgentArgs) -> anyhow::Result<()> {
-    anyhow::bail!("the kubelet is not implemented yet")
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let client = client(&args).await?;
+    run_with(client, args).await
+}
+
+/// `rkube server`'s embedded agent: the same path with the server's own
+/// node credentials. Flags not given keep `rkube agent`'s defaults.
+pub async fn embedded(client: kube::Client, flags: &[String]) -> anyhow::Result<()> {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+    let args =
+        Wrap::try_parse_from(std::iter::once("agent".to_string()).chain(flags.iter().cloned()))?;
+    run_with(client, args.agent).await
+}
+
+async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
+    let root = args.data_dir.join("agent");
+    let node_name = args
+        .node_name
+        .clone()
+        .unwrap_or_else(rkube_kubelet::sysinfo::hostname);
+    let node_ip = args
+        .node_ip
+        .unwrap_or_else(rkube_kubelet::sysinfo::default_route_ip);
+
+    let registries = if args.registries.exists() {
+        RegistriesConfig::load(&args.registries)
+            .with_context(|| format!("load {}", args.registries.display()))?
+    } else {
+        RegistriesConfig::default()
+    };
+    // Archives sit beside the store's own subdirectories in one directory,
+    // the same one `rkube ctr` uses by default.
+    let images_dir = root.join("images");
+    std::fs::create_dir_all(&images_dir)
+        .with_context(|| format!("create {}", images_dir.display()))?;
+    let images = Arc::new(
+        ImageService::open(&images_dir, registries)
+            .with_context(|| format!("open image store {}", images_dir.display()))?,
+    );
+    // The import future is not Send (borrows inside the image service), so
+    // it runs on a blocking thread of this runtime.
+    let (svc, dir, handle) = (
+        images.clone(),
+        images_dir.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let imported =
+        tokio::task::spawn_blocking(move || handle.block_on(svc.import_dir(&dir))).await??;
+    for (path, result) in imported {
+        if let Ok(imported) = result {
+            for i in imported {
+                tracing::info!(archive = %path.display(), image = %i.name, "imported image");
+            }
+        }
+    }
+    let mut options = RuntimeOptions::new(&root.join("containers"));
+    options.cgroup_parent = args.cgroup_parent.clone();
+    let runtime =
+        Arc::new(LocalRuntime::new(options, images.clone()).context("open the container runtime")?);
+
+    let mut config = rkube_kubelet::Config::new(&node_name, node_ip, root);
+    config.kubelet_port = args.kubelet_port;
+    config.cluster_dns = args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
+    config.cluster_domain = args.cluster_domain.clone();
+    let serving = match &args.client_ca_file {
+        Some(path) => Some(rkube_kubelet::ApiServing {
+            serving: super::tls::self_signed_serving(
+                &config.root.join("tls"),
+                &node_name,
+                node_ip,
+            )?,
+            client_ca_pem: std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?,
+        }),
+        None => {
+            tracing::warn!("no --client-ca-file: the kubelet API (logs, exec) is off");
+            None
+        }
+    };
+    tracing::info!(node = %node_name, ip = %node_ip, "starting kubelet");
+    rkube_kubelet::run(
+        client,
+        config,
+        runtime,
+        Arc::new(LocalImages(images)),
+        serving,
+    )
+    .await
+    .context("kubelet")?;
+    Ok(())
+}
+
+async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
+    let Some(path) = &args.kubeconfig else {
+        anyhow::bail!("--kubeconfig is required (joining with --server/--token is not there yet)");
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("read kubeconfig {}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The embedded agent's client: a certificate for `system:node:<node>` in
+/// `system:nodes`, as a joined agent gets, over loopback.
+pub async fn node_client(
+    pki: &rkube_pki::Pki,
+    url: &str,
+    node: &str,
+) -> anyhow::Result<kube::Client> {
+    let cert = pki.client_cert("kubelet", &format!("system:node:{node}"), &["system:nodes"])?;
+    let spec = rkube_pki::KubeconfigSpec::new(
+        url,
+        pki.server_ca().cert_pem(),
+        &cert.cert_pem,
+        &cert.key_pem,
+    );
+    let yaml = rkube_pki::kubeconfig(&spec)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
 }

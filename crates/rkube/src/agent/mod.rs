@@ -2,7 +2,8 @@
 //! nodes and acts as their kubelet (kwok's job upstream); otherwise it runs
 //! the real kubelet on this machine.
 
-mod kubelet;
+pub mod kubelet;
+mod tls;
 mod simulate;
 
 use std::path::PathBuf;
@@ -34,6 +35,33 @@ pub struct AgentArgs {
     /// This node's IP address.
     #[arg(long)]
     pub node_ip: Option<std::net::IpAddr>,
+
+    /// Port of the kubelet's HTTPS API, reported in the Node's
+    /// daemonEndpoints.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+
+    /// Nameserver written into pods' resolv.conf (dnsPolicy ClusterFirst).
+    #[arg(long, value_delimiter = ',', default_value = "10.43.0.10")]
+    pub cluster_dns: Vec<std::net::IpAddr>,
+
+    /// The cluster's DNS domain (pods' search path).
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// registries.yaml (mirrors, auth, TLS), k3s format; used if present.
+    #[arg(long, default_value = "/etc/rkube/registries.yaml")]
+    pub registries: std::path::PathBuf,
+
+    /// Parent cgroup of pod containers, relative to each hierarchy.
+    #[arg(long, default_value = "rkube")]
+    pub cgroup_parent: std::path::PathBuf,
+
+    /// CA that clients of the kubelet API (the API server) present
+    /// certificates from; without it (and without joining) the kubelet API
+    /// is not served.
+    #[arg(long)]
+    pub client_ca_file: Option<std::path::PathBuf>,
 
     /// Register N simulated nodes and act as their kubelet instead of
     /// running pods for real.

@@ -53,6 +53,9 @@ impl Server {
             ])
             .arg("--write-kubeconfig")
             .arg(&kubeconfig)
+            // Agent-free: parallel servers would clash on node names and
+            // the kubelet port; kubelet tests start their agents apart.
+            .arg("--disable-agent")
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)

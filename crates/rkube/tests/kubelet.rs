@@ -1,0 +1,675 @@
+//! The kubelet end to end, as root: a real `rkube server` (agent-free),
+//! a real `rkube agent` beside it with its own node name, data dir,
+//! kubelet port and cgroup parent, and real kubectl. The busybox image is
+//! built from Debian's busybox-static by the project's image builder and
+//! dropped into `<data-dir>/agent/images` as an OCI archive, which the
+//! agent imports at start (the air-gapped path).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
+use rkube_containers::image::RunConfig;
+use support::{eventually, free_port, Server};
+
+const IMAGE: &str = "example.com/test/busybox:1";
+
+/// A server plus one real agent.
+struct Cluster {
+    server: Server,
+    agent: Option<Child>,
+    node: String,
+    data: PathBuf,
+    cgroup_parent: String,
+    port: u16,
+}
+
+fn write_image(data: &Path) {
+    let dir = data.join("agent/images");
+    std::fs::create_dir_all(&dir).unwrap();
+    ImageBuilder::new()
+        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
+        .config(RunConfig {
+            cmd: Some(vec!["sh".into()]),
+            env: Some(vec!["PATH=/bin".into()]),
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
+        .unwrap();
+}
+
+impl Cluster {
+    fn start(node: &str) -> Cluster {
+        let server = Server::start();
+        let data = server.dir.path().join("agent-data");
+        write_image(&data);
+        let name = server
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut c = Cluster {
+            server,
+            agent: None,
+            node: node.to_string(),
+            data,
+            cgroup_parent: format!("rkube-test/{name}"),
+            port: free_port(),
+        };
+        c.start_agent();
+        c.wait_node_ready();
+        c
+    }
+
+    fn start_agent(&mut self) {
+        let n = std::fs::read_dir(self.server.dir.path()).map_or(0, |d| d.count());
+        let log = self.server.dir.path().join(format!("agent-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.server.kubeconfig)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &self.port.to_string()])
+            .args(["--cgroup-parent", &self.cgroup_parent])
+            .args(["--registries", "/nonexistent"])
+            .arg("--client-ca-file")
+            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rkube agent");
+        self.agent = Some(child);
+    }
+
+    fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.server.dir.path()).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("agent-") && n.ends_with(".log") {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    fn wait_node_ready(&self) {
+        let ok = eventually(Duration::from_secs(60), || {
+            let out = self.server.kubectl(&[
+                "get",
+                "node",
+                &self.node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        assert!(ok, "node not Ready:\n{}", self.agent_logs());
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.server.ok(args)
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
+    }
+
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let p = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &p]);
+        String::from_utf8_lossy(&self.server.kubectl(&args).stdout).into_owned()
+    }
+
+    /// Polls a pod's field until `want` holds.
+    fn wait_pod(
+        &self,
+        pod: &str,
+        path: &str,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            last = self.jsonpath(&["pod", pod], path);
+            want(&last)
+        });
+        assert!(
+            ok,
+            "pod {pod} {path}: last {last:?}\n{}\nagent:\n{}",
+            self.ok(&["get", "pod", pod, "-o", "yaml"]),
+            self.agent_logs()
+        );
+        last
+    }
+
+    fn wait_running(&self, pod: &str) {
+        self.wait_pod(pod, "{.status.phase}", Duration::from_secs(60), |p| {
+            p == "Running"
+        });
+    }
+
+    /// The CRI log of a pod's container (attempt `n`).
+    fn log_file(&self, pod: &str, container: &str, n: u32) -> String {
+        let uid = self.jsonpath(&["pod", pod], "{.metadata.uid}");
+        let p = self.data.join(format!(
+            "agent/logs/pods/default_{pod}_{uid}/{container}/{n}.log"
+        ));
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    /// The stdout lines of a CRI log (timestamp, stream, tag stripped).
+    fn log_lines(&self, pod: &str, container: &str, n: u32) -> Vec<String> {
+        self.log_file(pod, container, n)
+            .lines()
+            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
+            .collect()
+    }
+
+    fn runtime_ps(&self) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("ctr")
+            .arg("--root")
+            .arg(self.data.join("agent/containers"))
+            .arg("--images")
+            .arg(self.data.join("agent/images"))
+            .args([
+                "--registries",
+                "/nonexistent",
+                "--cgroup-parent",
+                &self.cgroup_parent,
+                "ps",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_agent();
+        // Containers outlive the agent by design: remove them.
+        for line in self.runtime_ps().lines().skip(1) {
+            let id = line.split_whitespace().next().unwrap_or_default();
+            let _ = Command::new(env!("CARGO_BIN_EXE_rkube"))
+                .arg("ctr")
+                .arg("--root")
+                .arg(self.data.join("agent/containers"))
+                .arg("--images")
+                .arg(self.data.join("agent/images"))
+                .args([
+                    "--registries",
+                    "/nonexistent",
+                    "--cgroup-parent",
+                    &self.cgroup_parent,
+                ])
+                .args(["rm", "-f", id])
+                .output();
+        }
+        for m in std::fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+        {
+            if let Some(t) = m.split_whitespace().nth(1) {
+                if t.starts_with(&self.data.to_string_lossy().to_string()) {
+                    let _ = Command::new("umount").args(["-l", t]).status();
+                }
+            }
+        }
+        for c in ["cpu", "cpuacct", "memory", "pids"] {
+            let base = Path::new("/sys/fs/cgroup").join(c);
+            let _ = std::fs::remove_dir(base.join(&self.cgroup_parent));
+        }
+    }
+}
+
+fn pod_yaml(name: &str, node: &str, body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n{body}"
+    )
+}
+
+#[test]
+fn node_registers_and_pods_run() {
+    let c = Cluster::start("kubelet-basic");
+    // Node: capacity, addresses, nodeInfo, lease.
+    let cap = c.jsonpath(
+        &["node", &c.node],
+        "{.status.capacity.pods}/{.status.allocatable.cpu}",
+    );
+    assert!(cap.starts_with("110/"), "{cap}");
+    assert_eq!(
+        c.jsonpath(
+            &["node", &c.node],
+            "{.status.addresses[?(@.type==\"InternalIP\")].address}"
+        ),
+        "127.0.0.1"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["node", &c.node],
+            "{.status.daemonEndpoints.kubeletEndpoint.Port}"
+        ),
+        c.port.to_string()
+    );
+    let info = c.jsonpath(
+        &["node", &c.node],
+        "{.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion}",
+    );
+    assert!(
+        info.starts_with("v1.33.") && info.contains("rkube://"),
+        "{info}"
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["lease", "-n", "kube-node-lease", &c.node],
+            "{.spec.holderIdentity}"
+        ),
+        c.node
+    );
+
+    // kubectl run: Running, output in the CRI log.
+    let overrides = format!("{{\"spec\":{{\"nodeName\":\"{}\"}}}}", c.node);
+    c.ok(&[
+        "run",
+        "hello",
+        "--image",
+        IMAGE,
+        "--overrides",
+        &overrides,
+        "--",
+        "sh",
+        "-c",
+        "echo hello from $(hostname); sleep 3600",
+    ]);
+    c.wait_running("hello");
+    assert!(eventually(Duration::from_secs(10), || c
+        .log_lines("hello", "hello", 0)
+        .contains(&"hello from hello".to_string())));
+    let st = c.jsonpath(
+        &["pod", "hello"],
+        "{.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount} {.status.qosClass} {.status.hostIP}",
+    );
+    assert_eq!(st, "true 0 BestEffort 127.0.0.1");
+    let id = c.jsonpath(
+        &["pod", "hello"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    assert!(id.starts_with("rkube://"), "{id}");
+    let image_id = c.jsonpath(&["pod", "hello"], "{.status.containerStatuses[0].imageID}");
+    assert!(image_id.contains("@sha256:"), "{image_id}");
+    let table = c.ok(&["get", "pod", "hello"]);
+    assert!(
+        table.contains("1/1") && table.contains("Running"),
+        "{table}"
+    );
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=hello",
+    ]);
+    for reason in ["Pulled", "Created", "Started"] {
+        assert!(events.contains(reason), "{reason} missing:\n{events}");
+    }
+
+    // Init containers in order, env, and configMap/secret/downwardAPI files.
+    c.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal",
+        "color=blue",
+        "--from-literal",
+        "size=L",
+    ]);
+    c.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "sec",
+        "--from-literal",
+        "password=s3cret",
+    ]);
+    c.apply(&pod_yaml(
+        "full",
+        &c.node,
+        r#"  initContainers:
+  - name: first
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "echo first >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  - name: second
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "echo second >> /work/order"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "cat /work/order; echo COLOR=$COLOR; echo PW=$PW; echo NODE=$NODE; echo NS=$MY_NS; echo MEM=$MEM; echo X=$X; cat /cfg/color; echo; cat /sec/password; echo; cat /info/labels; echo; cat /info/name; echo; sleep 3600"]
+    env:
+    - {name: COLOR, valueFrom: {configMapKeyRef: {name: cfg, key: color}}}
+    - {name: PW, valueFrom: {secretKeyRef: {name: sec, key: password}}}
+    - {name: NODE, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+    - {name: MY_NS, valueFrom: {fieldRef: {fieldPath: metadata.namespace}}}
+    - {name: MEM, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+    - {name: X, value: "$(COLOR)-x"}
+    resources: {limits: {memory: 64Mi, cpu: 200m}}
+    volumeMounts:
+    - {name: work, mountPath: /work}
+    - {name: cfg, mountPath: /cfg}
+    - {name: sec, mountPath: /sec}
+    - {name: info, mountPath: /info}
+  volumes:
+  - {name: work, emptyDir: {}}
+  - {name: cfg, configMap: {name: cfg}}
+  - {name: sec, secret: {secretName: sec}}
+  - name: info
+    downwardAPI:
+      items:
+      - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+      - {path: name, fieldRef: {fieldPath: metadata.name}}
+"#,
+    ));
+    c.wait_running("full");
+    let want = [
+        "first",
+        "second",
+        "COLOR=blue",
+        "PW=s3cret",
+        "NODE=kubelet-basic",
+        "NS=default",
+        "MEM=64",
+        "X=blue-x",
+        "blue",
+        "s3cret",
+        "full",
+    ];
+    let mut lines = Vec::new();
+    let ok = eventually(Duration::from_secs(10), || {
+        lines = c.log_lines("full", "main", 0);
+        want.iter().all(|w| lines.contains(&w.to_string()))
+    });
+    assert!(ok, "log lines {lines:?}");
+    let pos = |w: &str| lines.iter().position(|l| l == w).unwrap();
+    assert!(pos("first") < pos("second"));
+    let init = c.jsonpath(
+        &["pod", "full"],
+        "{.status.initContainerStatuses[*].state.terminated.reason}",
+    );
+    assert_eq!(init, "Completed Completed");
+    // Init containers without limits make it Burstable, as upstream.
+    assert_eq!(
+        c.jsonpath(&["pod", "full"], "{.status.qosClass}"),
+        "Burstable"
+    );
+
+    // A configMap change reaches the mounted file.
+    c.ok(&[
+        "patch",
+        "configmap",
+        "cfg",
+        "-p",
+        "{\"data\":{\"color\":\"red\"}}",
+    ]);
+    let ok = eventually(Duration::from_secs(40), || {
+        let out = c
+            .server
+            .kubectl(&["exec", "full", "--", "cat", "/cfg/color"]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout) == "red"
+    }) || {
+        // Without the kubelet API (exec), look at the volume on the node.
+        let uid = c.jsonpath(&["pod", "full"], "{.metadata.uid}");
+        let f = c.data.join(format!(
+            "agent/pods/{uid}/volumes/kubernetes.io~configmap/cfg/color"
+        ));
+        eventually(Duration::from_secs(40), || {
+            std::fs::read_to_string(&f).unwrap_or_default() == "red"
+        })
+    };
+    assert!(ok, "configMap update did not reach the volume");
+
+    // kubectl delete: `sh` as PID 1 ignores SIGTERM, so the container
+    // dies by SIGKILL when the grace period ends, and the pod is gone
+    // right after; its containers are removed.
+    let t = Instant::now();
+    c.ok(&[
+        "delete",
+        "pod",
+        "hello",
+        "--grace-period=3",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(15),
+        "delete took {took:?}"
+    );
+    let ps = c.runtime_ps();
+    assert!(!ps.contains(" hello "), "{ps}");
+}
+
+#[test]
+fn probes_restarts_and_oom() {
+    let c = Cluster::start("kubelet-probes");
+    c.apply(&pod_yaml(
+        "live",
+        &c.node,
+        r#"  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "echo started; sleep 3600"]
+    livenessProbe:
+      exec: {command: ["cat", "/tmp/healthy"]}
+      periodSeconds: 1
+      failureThreshold: 1
+"#,
+    ));
+    c.apply(&pod_yaml(
+        "ready",
+        &c.node,
+        r#"  containers:
+  - name: c
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "sleep 3600"]
+    readinessProbe:
+      exec: {command: ["cat", "/tmp/ready"]}
+      periodSeconds: 1
+"#,
+    ));
+    c.apply(&pod_yaml(
+        "hog",
+        &c.node,
+        r#"  restartPolicy: Never
+  containers:
+  - name: c
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "x=a; while true; do x=$x$x; done"]
+    resources: {limits: {memory: 32Mi}}
+"#,
+    ));
+    c.apply(&pod_yaml(
+        "done",
+        &c.node,
+        r#"  restartPolicy: Never
+  containers:
+  - name: c
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "exit 3"]
+"#,
+    ));
+
+    // Readiness gates Ready until the file exists.
+    c.wait_running("ready");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        c.jsonpath(&["pod", "ready"], "{.status.containerStatuses[0].ready}"),
+        "false"
+    );
+    assert!(c.ok(&["get", "pod", "ready"]).contains("0/1"));
+    let exec = c
+        .server
+        .kubectl(&["exec", "ready", "--", "touch", "/tmp/ready"]);
+    if !exec.status.success() {
+        // No kubelet API yet: enter the container through the runtime.
+        let ps = c.runtime_ps();
+        let line = ps
+            .lines()
+            .find(|l| l.contains(" c ") || l.contains("\tc\t"))
+            .unwrap_or_default();
+        let _ = line;
+        let ids: Vec<String> = ps
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
+            .collect();
+        for id in ids {
+            let _ = Command::new(env!("CARGO_BIN_EXE_rkube"))
+                .arg("ctr")
+                .arg("--root")
+                .arg(c.data.join("agent/containers"))
+                .arg("--images")
+                .arg(c.data.join("agent/images"))
+                .args([
+                    "--registries",
+                    "/nonexistent",
+                    "--cgroup-parent",
+                    &c.cgroup_parent,
+                ])
+                .args([
+                    "exec",
+                    &id,
+                    "sh",
+                    "-c",
+                    "test \"$(hostname)\" = ready && touch /tmp/ready",
+                ])
+                .output();
+        }
+    }
+    c.wait_pod(
+        "ready",
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+        Duration::from_secs(20),
+        |s| s == "True",
+    );
+
+    // The OOM kill and a failed run-to-completion pod.
+    c.wait_pod(
+        "hog",
+        "{.status.containerStatuses[0].state.terminated.reason}",
+        Duration::from_secs(60),
+        |r| r == "OOMKilled",
+    );
+    assert_eq!(c.jsonpath(&["pod", "hog"], "{.status.phase}"), "Failed");
+    c.wait_pod("done", "{.status.phase}", Duration::from_secs(30), |p| {
+        p == "Failed"
+    });
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "done"],
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "3"
+    );
+
+    // Liveness: restarts, then CrashLoopBackOff as kubectl shows it.
+    c.wait_pod(
+        "live",
+        "{.status.containerStatuses[0].restartCount}",
+        Duration::from_secs(60),
+        |n| n.parse::<u32>().unwrap_or(0) >= 2,
+    );
+    let ok = eventually(Duration::from_secs(30), || {
+        c.ok(&["get", "pod", "live"]).contains("CrashLoopBackOff")
+    });
+    assert!(ok, "{}", c.ok(&["get", "pod", "live", "-o", "yaml"]));
+    let table = c.ok(&["get", "pod", "live"]);
+    let restarts: u32 = table
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(restarts >= 2, "{table}");
+    let last = c.jsonpath(
+        &["pod", "live"],
+        "{.status.containerStatuses[0].lastState.terminated.exitCode}",
+    );
+    assert_eq!(last, "137");
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=live",
+    ]);
+    assert!(
+        events.contains("Unhealthy") && events.contains("BackOff"),
+        "{events}"
+    );
+}
+
+#[test]
+fn agent_restart_readopts_running_containers() {
+    let mut c = Cluster::start("kubelet-restart");
+    c.apply(&pod_yaml(
+        "keep",
+        &c.node,
+        r#"  containers:
+  - name: c
+    image: example.com/test/busybox:1
+    command: ["sh", "-c", "echo up; sleep 3600"]
+"#,
+    ));
+    c.wait_running("keep");
+    let before = c.jsonpath(
+        &["pod", "keep"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    c.kill_agent();
+    c.start_agent();
+    // The restarted agent settles the pod again without a new container.
+    std::thread::sleep(Duration::from_secs(3));
+    c.wait_node_ready();
+    c.wait_running("keep");
+    let after = c.jsonpath(
+        &["pod", "keep"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    assert_eq!(before, after);
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "keep"],
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(c.log_lines("keep", "c", 0), ["up"]);
+    // And deletion still works through the new agent.
+    c.ok(&["delete", "pod", "keep", "--timeout=60s"]);
+    assert!(!c
+        .runtime_ps()
+        .contains(&after.trim_start_matches("rkube://")[..12]));
+}
