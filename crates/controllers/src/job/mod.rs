@@ -144,6 +144,13 @@ async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), kube::Error> 
         .flatten()
         .filter(|f| *f != TRACKING_FINALIZER)
         .collect();
+    // null rather than [] when none is left: the field then goes, as
+    // upstream's strategic merge patch leaves it.
+    let rest = if rest.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(rest)
+    };
     let patch = json!({"metadata": {
         "finalizers": rest,
         "resourceVersion": pod.metadata.resource_version,
