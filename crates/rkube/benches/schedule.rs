@@ -1,0 +1,365 @@
+//! Scheduler benchmark (issue 5): the release `rkube server` with 1,000
+//! simulated nodes (`rkube agent --simulate`), 10,000 pods created by
+//! Deployments; prints pods scheduled per second and create-to-bound
+//! latency, next to a baseline measured in the same run — how fast the
+//! same server takes raw pod creates that nobody schedules — because these
+//! shared machines are noisy.
+//!
+//! Upstream counterpart: the SchedulingThroughput measurement of
+//! Kubernetes' scheduler_perf and clusterloader2 density tests.
+//!
+//! Timing is taken by one watch on the pods: "created" is when the pod's
+//! first event arrives, "bound" when an event first shows spec.nodeName;
+//! both on the same clock, so the latency includes the watch delivery of
+//! the binding but not the client's create call.
+//!
+//! `cargo bench -p rkube --bench schedule` (a few minutes);
+//! `BENCH_SCALE=0.1` for 100 nodes and 1,000 pods. Results and their
+//! reading: docs/PERF.md, "Scheduler (issue 5)".
+
+#[allow(dead_code)]
+#[path = "api/server.rs"]
+mod server;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+
+use server::{Api, Conn, Server};
+
+const NS: &str = "bench";
+const RAW_NS: &str = "bench-raw";
+const DEPLOYMENTS: usize = 10;
+/// Concurrent clients for the raw create baseline.
+const CLIENTS: usize = 16;
+const MIB: f64 = 1024.0 * 1024.0;
+
+struct Sizes {
+    nodes: usize,
+    pods: usize,
+    raw_pods: usize,
+}
+
+fn sizes() -> Sizes {
+    let scale = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .unwrap_or(1.0);
+    let n = |v: f64, min: usize| ((v * scale).round() as usize).max(min);
+    Sizes {
+        nodes: n(1000.0, 10),
+        pods: n(10_000.0, DEPLOYMENTS),
+        raw_pods: n(3000.0, CLIENTS),
+    }
+}
+
+/// The simulated nodes, killed on drop.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_agent(server: &Server, nodes: usize) -> anyhow::Result<Agent> {
+    let log = std::fs::File::create(server.dir.path().join("agent.log"))?;
+    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .arg("agent")
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .arg("--data-dir")
+        .arg(server.dir.path().join("agent"))
+        .args(["--simulate", &nodes.to_string(), "--simulate-prefix", "sim"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("cannot start rkube agent --simulate")?;
+    Ok(Agent(child))
+}
+
+/// Whether `rkube server --help` lists `flag` (the embedded agent's switch
+/// must be off: a real kubelet on this host would take pods).
+fn server_has_flag(flag: &str) -> bool {
+    Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["server", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
+        .unwrap_or(false)
+}
+
+fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn count(conn: &Conn, path: &str) -> anyhow::Result<usize> {
+    let body = conn.get_ok(path).await?;
+    let v: Value = serde_json::from_slice(&body)?;
+    Ok(v["items"].as_array().map_or(0, Vec::len))
+}
+
+/// Per pod: when the watch first showed it, and when bound.
+#[derive(Default)]
+struct Seen {
+    created: HashMap<String, Instant>,
+    bound: HashMap<String, Instant>,
+}
+
+/// Follow pod events in `NS` until `want` pods are bound or `deadline`.
+async fn watch_pods(conn: Conn, want: usize, deadline: Duration) -> anyhow::Result<Seen> {
+    let mut body = conn
+        .stream(&format!("/api/v1/namespaces/{NS}/pods?watch=1"))
+        .await?;
+    let mut seen = Seen::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let end = Instant::now() + deadline;
+    while seen.bound.len() < want {
+        let left = end.saturating_duration_since(Instant::now());
+        let frame = match tokio::time::timeout(left, body.frame()).await {
+            Err(_) => break,
+            Ok(None) => bail!("the pod watch ended"),
+            Ok(Some(f)) => f.context("reading the pod watch")?,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let now = Instant::now();
+        buf.extend_from_slice(&data);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            let pod = &ev["object"];
+            let Some(uid) = pod["metadata"]["uid"].as_str() else {
+                continue;
+            };
+            seen.created.entry(uid.to_string()).or_insert(now);
+            if pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
+            {
+                seen.bound.entry(uid.to_string()).or_insert(now);
+            }
+        }
+    }
+    Ok(seen)
+}
+
+fn deployment(i: usize, replicas: usize) -> Value {
+    let name = format!("load-{i}");
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }]},
+            },
+        },
+    })
+}
+
+/// Raw creates of pods no scheduler takes: the server's own pace.
+async fn raw_create_rate(api: &Api, pods: usize) -> anyhow::Result<f64> {
+    let conn = api.connect().await?;
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RAW_NS}});
+    conn.create("/api/v1/namespaces", ns.to_string().into())
+        .await?;
+    let per = pods / CLIENTS;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let conn = api.connect().await?;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                let pod = json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("raw-{c}-{i}")},
+                    "spec": {
+                        "schedulerName": "nobody",
+                        "containers": [{"name": "c", "image": "busybox",
+                            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}],
+                    },
+                });
+                conn.create(
+                    &format!("/api/v1/namespaces/{RAW_NS}/pods"),
+                    pod.to_string().into(),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((per * CLIENTS) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn run() -> anyhow::Result<()> {
+    let sizes = sizes();
+    if server_has_flag("--disable-agent") {
+        let mut args = std::env::var("BENCH_SERVER_ARGS").unwrap_or_default();
+        args.push_str(" --disable-agent");
+        std::env::set_var("BENCH_SERVER_ARGS", args);
+    }
+    let mut server = Server::start()?;
+    let api = server.wait_ready().await?;
+    let conn = api.connect().await?;
+    let _agent = start_agent(&server, sizes.nodes)?;
+    let registering = Instant::now();
+    loop {
+        let n = count(&conn, "/api/v1/nodes").await?;
+        if n >= sizes.nodes {
+            break;
+        }
+        if registering.elapsed() > Duration::from_secs(180) {
+            bail!("only {n} of {} simulated nodes registered", sizes.nodes);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "{} simulated nodes registered in {:.1} s",
+        sizes.nodes,
+        registering.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = server.rss()? as f64 / MIB;
+
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
+    conn.create("/api/v1/namespaces", ns.to_string().into())
+        .await?;
+    let watcher = tokio::spawn(watch_pods(
+        api.connect().await?,
+        sizes.pods,
+        Duration::from_secs(600),
+    ));
+    // Let the watch register before the first pod exists.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per = sizes.pods / DEPLOYMENTS;
+    for i in 0..DEPLOYMENTS {
+        conn.create(
+            &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
+            deployment(i, per).to_string().into(),
+        )
+        .await?;
+    }
+    let seen = watcher.await??;
+    let want = per * DEPLOYMENTS;
+    let busy_rss = server.rss()? as f64 / MIB;
+    if seen.bound.len() < want {
+        eprintln!(
+            "only {} of {want} pods bound ({} created) before the deadline; server log tail:\n{}",
+            seen.bound.len(),
+            seen.created.len(),
+            tail(&server.log(), 30)
+        );
+    }
+    let first_created = seen
+        .created
+        .values()
+        .min()
+        .copied()
+        .context("no pods were created")?;
+    let last_created = seen
+        .created
+        .values()
+        .max()
+        .copied()
+        .unwrap_or(first_created);
+    let last_bound = seen.bound.values().max().copied().unwrap_or(first_created);
+    let mut latencies: Vec<Duration> = seen
+        .bound
+        .iter()
+        .filter_map(|(uid, b)| {
+            seen.created
+                .get(uid)
+                .map(|c| b.saturating_duration_since(*c))
+        })
+        .collect();
+    latencies.sort();
+    let span = last_bound.duration_since(first_created).as_secs_f64();
+    let scheduled_rate = seen.bound.len() as f64 / span;
+    let created_rate = seen.created.len() as f64
+        / last_created
+            .duration_since(first_created)
+            .as_secs_f64()
+            .max(1e-3);
+
+    let raw_rate = raw_create_rate(&api, sizes.raw_pods).await?;
+
+    println!();
+    println!(
+        "scheduler benchmark: {} nodes, {} pods from {DEPLOYMENTS} Deployments",
+        sizes.nodes, want
+    );
+    println!("{:<46} {:>12}", "measure", "value");
+    let row = |name: &str, v: String| println!("{name:<46} {v:>12}");
+    row("pods bound", format!("{}/{want}", seen.bound.len()));
+    row(
+        "pods scheduled per second (goal >= 1000)",
+        format!("{scheduled_rate:.0}"),
+    );
+    row(
+        "pods created per second (by the controllers)",
+        format!("{created_rate:.0}"),
+    );
+    row(
+        "create-to-bound p50, ms",
+        format!("{:.0}", quantile_ms(&latencies, 0.5)),
+    );
+    row(
+        "create-to-bound p99, ms",
+        format!("{:.0}", quantile_ms(&latencies, 0.99)),
+    );
+    row(
+        "baseline: raw pod creates per second",
+        format!("{raw_rate:.0}"),
+    );
+    row(
+        "scheduled/s as a share of raw creates/s",
+        format!("{:.2}", scheduled_rate / raw_rate),
+    );
+    row(
+        "server RSS with nodes, before pods, MiB",
+        format!("{idle_rss:.0}"),
+    );
+    row(
+        "server RSS, all pods bound, MiB (goal < 500)",
+        format!("{busy_rss:.0}"),
+    );
+    Ok(())
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("scheduler benchmark failed: {e:#}");
+        std::process::exit(1);
+    }
+}
