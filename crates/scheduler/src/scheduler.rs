@@ -9,6 +9,7 @@
 //! run as their own tasks and report back over a channel.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,10 @@ use crate::schedule::Algorithm;
 const MAX_BINDS_IN_FLIGHT: usize = 128;
 /// Condition and event writes in flight at once.
 const MAX_REPORTS_IN_FLIGHT: usize = 16;
+/// Events waiting to be written before new "Scheduled" events are dropped,
+/// as client-go's event broadcaster drops when its 1,000-entry queue is
+/// full: under load, bindings matter more than their announcements.
+const MAX_PENDING_EVENTS: usize = 1000;
 /// Schedule this many pods before letting other tasks run.
 const BATCH: usize = 32;
 pub const NO_NODES: &str = "no nodes available to schedule pods";
@@ -59,6 +64,7 @@ pub struct Scheduler<A: ClusterApi> {
     api: Arc<A>,
     binds: Arc<Semaphore>,
     reports: Arc<Semaphore>,
+    pending_events: Arc<AtomicUsize>,
     results_tx: UnboundedSender<BindResult>,
     results_rx: UnboundedReceiver<BindResult>,
     /// Unbound pods the watch has shown and not deleted (a failed binding
@@ -82,6 +88,7 @@ impl<A: ClusterApi> Scheduler<A> {
             api,
             binds: Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT)),
             reports: Arc::new(Semaphore::new(MAX_REPORTS_IN_FLIGHT)),
+            pending_events: Arc::new(AtomicUsize::new(0)),
             results_tx,
             results_rx,
             pending: HashSet::new(),
@@ -243,11 +250,12 @@ impl<A: ClusterApi> Scheduler<A> {
     }
 
     fn spawn_bind(&self, pod: Arc<PodInfo>, node: String) {
-        let (api, binds, reports, tx) = (
+        let (api, binds, reports, tx, pending) = (
             self.api.clone(),
             self.binds.clone(),
             self.reports.clone(),
             self.results_tx.clone(),
+            self.pending_events.clone(),
         );
         tokio::spawn(async move {
             let result = {
@@ -259,7 +267,7 @@ impl<A: ClusterApi> Scheduler<A> {
                 pod: pod.clone(),
                 error: result.err(),
             });
-            if ok {
+            if ok && pending.fetch_add(1, Ordering::Relaxed) < MAX_PENDING_EVENTS {
                 let _permit = reports.acquire_owned().await;
                 let msg = format!(
                     "Successfully assigned {}/{} to {node}",
@@ -271,6 +279,9 @@ impl<A: ClusterApi> Scheduler<A> {
                 {
                     tracing::debug!(error = %e, "scheduled event not recorded");
                 }
+            }
+            if ok {
+                pending.fetch_sub(1, Ordering::Relaxed);
             }
         });
     }
