@@ -19,6 +19,9 @@ use rkube_storage::sqlite::SqliteStore;
 use rkube_storage::Store;
 use tokio::net::TcpListener;
 
+/// The agents' join endpoint (`--server`/`--token`).
+pub mod join;
+
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Directory holding all of this server's state.
@@ -219,7 +222,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         })?;
     tracing::info!(%local, kubeconfig = %args.write_kubeconfig.display(), "API server listening");
     warm.await?;
-    let router = rkube_apiserver::router(api);
+    // Join routes first; everything else falls through to the API.
+    let router = join::router(
+        &args.data_dir.join("server/tls"),
+        &args.data_dir.join("server/token"),
+    )
+    .context("cannot set up the join endpoint")?
+    .merge(rkube_apiserver::router(api));
     let server = tokio::spawn(rkube_apiserver::serve(listener, Arc::new(tls), router));
 
     let components = if args.disable_controller_manager {

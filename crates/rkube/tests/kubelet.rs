@@ -673,3 +673,84 @@ fn agent_restart_readopts_running_containers() {
         .runtime_ps()
         .contains(&after.trim_start_matches("rkube://")[..12]));
 }
+
+#[test]
+fn agent_joins_with_the_server_token() {
+    let server = Server::start();
+    let token = std::fs::read_to_string(server.dir.path().join("server/token")).unwrap();
+    let token = token.trim();
+    assert!(token.starts_with("K10"), "{token}");
+    let url = format!("https://127.0.0.1:{}", server.port);
+    let agent = |data: &Path, node: &str, token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .args(["--server", &url, "--token", token])
+            .arg("--data-dir")
+            .arg(data)
+            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &free_port().to_string()])
+            .args([
+                "--registries",
+                "/nonexistent",
+                "--cgroup-parent",
+                "rkube-test/join",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A wrong secret is refused with a clear error.
+    let bad = format!(
+        "{}::server:{}",
+        token.split("::").next().unwrap(),
+        "0".repeat(32)
+    );
+    let out = agent(&server.dir.path().join("bad"), "kubelet-bad", &bad)
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid join token"), "{err}");
+    // A token for another CA is refused before anything is sent.
+    let other = format!("K10{}::server:{}", "ab".repeat(32), "0".repeat(32));
+    let out = agent(&server.dir.path().join("other"), "kubelet-other", &other)
+        .wait_with_output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+
+    let data = server.dir.path().join("joined");
+    let mut child = agent(&data, "kubelet-joined", token);
+    let ok = eventually(Duration::from_secs(60), || {
+        let out = server.kubectl(&[
+            "get",
+            "node",
+            "kubelet-joined",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        String::from_utf8_lossy(&out.stdout) == "True"
+    });
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ok,
+        "joined node not Ready:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The agent kept its own credentials: a client certificate for
+    // system:node:<name> and the kubelet API's serving certificate.
+    let kc = std::fs::read_to_string(data.join("agent/kubelet.kubeconfig")).unwrap();
+    assert!(kc.contains(&url), "{kc}");
+    assert!(data.join("agent/tls/serving-kubelet.crt").exists());
+    let lease = server.ok(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-node-lease",
+        "kubelet-joined",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(lease.trim(), "lease.coordination.k8s.io/kubelet-joined");
+}

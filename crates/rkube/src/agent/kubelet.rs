@@ -12,9 +12,31 @@ use rkube_kubelet::images::LocalImages;
 
 use super::AgentArgs;
 
-pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let client = client(&args).await?;
+pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    let client = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(path), _, _) => client_from(path).await?,
+        (None, Some(server), Some(token)) => {
+            let node = node_name(&args);
+            let ip = node_ip(&args);
+            let root = args.data_dir.join("agent");
+            let joined = super::join::join(server, token, &root, &node, ip).await?;
+            args.joined = Some((joined.serving, joined.client_ca_pem));
+            client_from(&joined.kubeconfig).await?
+        }
+        _ => anyhow::bail!("give --server and --token to join, or --kubeconfig"),
+    };
     run_with(client, args).await
+}
+
+fn node_name(args: &AgentArgs) -> String {
+    args.node_name
+        .clone()
+        .unwrap_or_else(rkube_kubelet::sysinfo::hostname)
+}
+
+fn node_ip(args: &AgentArgs) -> std::net::IpAddr {
+    args.node_ip
+        .unwrap_or_else(rkube_kubelet::sysinfo::default_route_ip)
 }
 
 /// `rkube server`'s embedded agent: the same path with the server's own
@@ -33,13 +55,8 @@ pub async fn embedded(client: kube::Client, flags: &[String]) -> anyhow::Result<
 
 async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     let root = args.data_dir.join("agent");
-    let node_name = args
-        .node_name
-        .clone()
-        .unwrap_or_else(rkube_kubelet::sysinfo::hostname);
-    let node_ip = args
-        .node_ip
-        .unwrap_or_else(rkube_kubelet::sysinfo::default_route_ip);
+    let node_name = node_name(&args);
+    let node_ip = node_ip(&args);
 
     let registries = if args.registries.exists() {
         RegistriesConfig::load(&args.registries)
@@ -81,8 +98,12 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.kubelet_port = args.kubelet_port;
     config.cluster_dns = args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     config.cluster_domain = args.cluster_domain.clone();
-    let serving = match &args.client_ca_file {
-        Some(path) => Some(rkube_kubelet::ApiServing {
+    let serving = match (&args.joined, &args.client_ca_file) {
+        (Some((serving, client_ca_pem)), _) => Some(rkube_kubelet::ApiServing {
+            serving: serving.clone(),
+            client_ca_pem: client_ca_pem.clone(),
+        }),
+        (None, Some(path)) => Some(rkube_kubelet::ApiServing {
             serving: super::tls::self_signed_serving(
                 &config.root.join("tls"),
                 &node_name,
@@ -91,7 +112,7 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
             client_ca_pem: std::fs::read_to_string(path)
                 .with_context(|| format!("read {}", path.display()))?,
         }),
-        None => {
+        (None, None) => {
             tracing::warn!("no --client-ca-file: the kubelet API (logs, exec) is off");
             None
         }
@@ -109,10 +130,7 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
-    let Some(path) = &args.kubeconfig else {
-        anyhow::bail!("--kubeconfig is required (joining with --server/--token is not there yet)");
-    };
+async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(path)
         .with_context(|| format!("read kubeconfig {}", path.display()))?;
     let config = kube::Config::from_custom_kubeconfig(

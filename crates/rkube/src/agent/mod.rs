@@ -2,9 +2,10 @@
 //! nodes and acts as their kubelet (kwok's job upstream); otherwise it runs
 //! the real kubelet on this machine.
 
+mod join;
 pub mod kubelet;
-mod tls;
 mod simulate;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -62,6 +63,11 @@ pub struct AgentArgs {
     /// is not served.
     #[arg(long)]
     pub client_ca_file: Option<std::path::PathBuf>,
+
+    /// Set after joining: the kubelet API's serving certificate and the
+    /// client CA, from the server.
+    #[arg(skip)]
+    pub joined: Option<(rkube_pki::CertKey, String)>,
 
     /// Register N simulated nodes and act as their kubelet instead of
     /// running pods for real.
