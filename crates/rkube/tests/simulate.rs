@@ -404,9 +404,9 @@ fn jobs_finish_and_fail_on_simulated_nodes() {
     );
 }
 
-/// Resident and peak memory of the `rkube agent` simulating `prefix`, in
-/// KiB, from /proc.
-fn agent_memory(prefix: &str) -> (u64, u64) {
+/// Resident and peak memory (KiB) and CPU time (s) of the `rkube agent`
+/// simulating `prefix`, from /proc.
+fn agent_usage(prefix: &str) -> (u64, u64, f64) {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -425,9 +425,22 @@ fn agent_memory(prefix: &str) -> (u64, u64) {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        return (kib("VmRSS:"), kib("VmHWM:"));
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // utime and stime: fields 14 and 15, counted after the ")" that
+        // ends the command name.
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields[11..13]
+            .iter()
+            .filter_map(|f| f.parse::<f64>().ok())
+            .sum();
+        return (kib("VmRSS:"), kib("VmHWM:"), ticks / 100.0);
     }
-    (0, 0)
+    (0, 0, 0.0)
 }
 
 /// How many of the simulated pods are Running (metadata-only list).
@@ -459,7 +472,7 @@ fn scale_nodes_and_pods() {
     });
     assert!(ok, "nodes not registered:\n{}", agent.log());
     let registered = t0.elapsed();
-    let (rss_nodes, _) = agent_memory("scale");
+    let (rss_nodes, _, _) = agent_usage("scale");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (created, all_running) = rt.block_on(async {
@@ -497,10 +510,10 @@ fn scale_nodes_and_pods() {
         }
         (created, t1.elapsed())
     });
-    let (rss, peak) = agent_memory("scale");
+    let (rss, peak, cpu) = agent_usage("scale");
     println!(
         "simulate: {nodes} nodes registered in {:.1}s (agent RSS {} MiB); {pods} pods created in \
-         {:.1}s, all Running after {:.1}s ({:.0} pods/s); agent RSS {} MiB, peak {} MiB",
+         {:.1}s, all Running after {:.1}s ({:.0} pods/s); agent RSS {} MiB, peak {} MiB, CPU {:.1}s",
         registered.as_secs_f64(),
         rss_nodes / 1024,
         created.as_secs_f64(),
@@ -508,5 +521,63 @@ fn scale_nodes_and_pods() {
         pods as f64 / all_running.as_secs_f64(),
         rss / 1024,
         peak / 1024,
+        cpu,
+    );
+}
+
+#[test]
+fn a_restarted_agent_adopts_its_pods_without_rewriting_them() {
+    let server = Server::start();
+    let agent = Agent::simulate(&server, 1, "again", &[]);
+    assert!(eventually(WAIT, || server
+        .kubectl(&["get", "node", "again-0"])
+        .status
+        .success()));
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("steady", Some("again-0"), "Always", &[], ""),
+    );
+    wait_for(
+        &server,
+        &["get", "pod", "steady"],
+        "{.status.phase}",
+        "Running",
+    );
+    let before = jsonpath(
+        &server,
+        &["get", "pod", "steady"],
+        "{.metadata.resourceVersion} {.status.podIP}",
+    );
+    agent.kill();
+
+    let agent = Agent::simulate(&server, 1, "again", &[]);
+    // A pod created after the restart runs, so the new agent has synced.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("fresh", Some("again-0"), "Always", &[], ""),
+    );
+    let ok = eventually(WAIT, || {
+        jsonpath(&server, &["get", "pod", "fresh"], "{.status.phase}") == "Running"
+    });
+    assert!(ok, "new pod not Running after restart:\n{}", agent.log());
+    let after = jsonpath(
+        &server,
+        &["get", "pod", "steady"],
+        "{.metadata.resourceVersion} {.status.podIP}",
+    );
+    assert_eq!(before, after, "the running pod was written again");
+    let fresh_ip = jsonpath(&server, &["get", "pod", "fresh"], "{.status.podIP}");
+    assert_ne!(
+        before.split_whitespace().nth(1),
+        Some(fresh_ip.as_str()),
+        "address handed out twice"
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "node", "again-0"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}"
+        ),
+        "True"
     );
 }
