@@ -19,6 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::replicaset::index::PodIndex;
 use serde_json::json;
 
 /// Whether `labels` satisfy `sel` (matchLabels and matchExpressions). An
@@ -196,17 +198,40 @@ pub async fn apply_claim(
     owned
 }
 
+/// An owner → pods index over the shared pod cache (the ReplicaSet
+/// controller's), filled with what the cache holds now so that no sync
+/// runs on an empty index before the pod stream has caught up.
+pub fn pod_index(store: Store<Pod>) -> Arc<PodIndex> {
+    let index = Arc::new(PodIndex::new(store.clone()));
+    for pod in store.state() {
+        index.observe(&pod);
+    }
+    index
+}
+
+/// The pods a controller with `owner` metadata looks at: the ones it
+/// controls and its namespace's orphans — from the index, not a scan of
+/// every pod in the cluster.
+pub fn candidate_pods(index: &PodIndex, owner: &ObjectMeta) -> Vec<Arc<Pod>> {
+    let mut pods = index.owned(owner.uid.as_deref().unwrap_or_default());
+    pods.extend(index.orphans(owner.namespace.as_deref().unwrap_or_default()));
+    pods
+}
+
 /// Which owners of kind `K` a changed pod concerns: its controller if that
 /// is a `K`, or for an orphan every `K` in its namespace whose selector
 /// takes it (upstream's addPod/updatePod handlers), so orphans get adopted.
+/// The pod also goes into `index`.
 pub fn pod_owners<K>(
     store: Store<K>,
+    index: Arc<PodIndex>,
     selector: fn(&K) -> Option<&LabelSelector>,
 ) -> impl Fn(Pod) -> Vec<ObjectRef<K>> + Send + Sync + 'static
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     move |pod: Pod| {
+        index.observe(&pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         match controller_of(&pod.metadata) {
             Some(r) if r.kind == K::kind(&()) => {

@@ -29,6 +29,7 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use crate::informers::Informers;
+use crate::replicaset::index::PodIndex;
 use common::{Backoff, Expectations};
 
 /// The component name upstream's events carry.
@@ -50,6 +51,7 @@ pub enum Error {
 struct Ctx {
     client: kube::Client,
     pods: Store<Pod>,
+    index: Arc<PodIndex>,
     nodes: Store<Node>,
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
@@ -60,30 +62,34 @@ struct Ctx {
 /// Run until the shared informers stop.
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let sets = informers.store::<DaemonSet>();
-    let ctx = Arc::new(Ctx {
-        pods: informers.store::<Pod>(),
-        nodes: informers.store::<Node>(),
-        revisions: informers.store::<ControllerRevision>(),
-        expectations: Expectations::default(),
-        backoff: Backoff::default(),
-        recorder: common::recorder(&client, COMPONENT),
-        client,
-    });
+    let pods = informers.store::<Pod>();
+    let nodes = informers.store::<Node>();
+    let revisions = informers.store::<ControllerRevision>();
     let ready = futures::future::join4(
         sets.wait_until_ready(),
-        ctx.pods.wait_until_ready(),
-        ctx.nodes.wait_until_ready(),
-        ctx.revisions.wait_until_ready(),
+        pods.wait_until_ready(),
+        nodes.wait_until_ready(),
+        revisions.wait_until_ready(),
     );
     let (a, b, c, d) = ready.await;
     if a.is_err() || b.is_err() || c.is_err() || d.is_err() {
         return;
     }
+    let ctx = Arc::new(Ctx {
+        index: common::pod_index(pods.clone()),
+        pods,
+        nodes,
+        revisions,
+        expectations: Expectations::default(),
+        backoff: Backoff::default(),
+        recorder: common::recorder(&client, COMPONENT),
+        client,
+    });
     let node_trigger = node_changes(sets.clone(), ctx.nodes.clone());
     Controller::for_stream(informers.stream::<DaemonSet>(), sets.clone())
         .watches_stream(
             informers.stream::<Pod>(),
-            common::pod_owners(sets.clone(), |d: &DaemonSet| {
+            common::pod_owners(sets.clone(), ctx.index.clone(), |d: &DaemonSet| {
                 d.spec.as_ref().map(|s| &s.selector)
             }),
         )
@@ -155,12 +161,8 @@ async fn sync(ds: &DaemonSet, ctx: &Ctx) -> Result<Action, Error> {
     };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let owner_ref = common::controller_ref("apps/v1", "DaemonSet", &ds.metadata);
-    let in_ns = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
-    let claim = common::claim(&ds.metadata, Some(&spec.selector), in_ns);
+    let candidates = common::candidate_pods(&ctx.index, &ds.metadata);
+    let claim = common::claim(&ds.metadata, Some(&spec.selector), candidates);
     let owned = common::apply_claim(&pods_api, &owner_ref, claim).await;
     let settled = ctx.expectations.satisfied(&key, &owned);
 

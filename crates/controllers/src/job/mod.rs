@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::daemonset::common::{self, Backoff, Expectations};
 use crate::informers::Informers;
+use crate::replicaset::index::PodIndex;
 use plan::TRACKING_FINALIZER;
 
 const COMPONENT: &str = "job-controller";
@@ -46,7 +47,7 @@ pub enum Error {
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    index: Arc<PodIndex>,
     expectations: Expectations,
     backoff: Backoff,
     recorder: Recorder,
@@ -58,19 +59,20 @@ struct Ctx {
 /// Run until the shared informers stop.
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let jobs = informers.store::<Job>();
+    let pods = informers.store::<Pod>();
+    let (a, b) = futures::future::join(jobs.wait_until_ready(), pods.wait_until_ready()).await;
+    if a.is_err() || b.is_err() {
+        return;
+    }
     let ctx = Arc::new(Ctx {
-        pods: informers.store::<Pod>(),
+        index: common::pod_index(pods),
         expectations: Expectations::default(),
         backoff: Backoff::default(),
         recorder: common::recorder(&client, COMPONENT),
         seen_finished: Mutex::new(HashMap::new()),
         client: client.clone(),
     });
-    let (a, b) = futures::future::join(jobs.wait_until_ready(), ctx.pods.wait_until_ready()).await;
-    if a.is_err() || b.is_err() {
-        return;
-    }
-    let owners = common::pod_owners(jobs.clone(), |j: &Job| {
+    let owners = common::pod_owners(jobs.clone(), ctx.index.clone(), |j: &Job| {
         j.spec.as_ref().and_then(|s| s.selector.as_ref())
     });
     let orphans = jobs.clone();
@@ -191,15 +193,19 @@ async fn sync(job: &Job, ctx: &Ctx) -> Result<Action, Error> {
     let Some(spec) = job.spec.as_ref() else {
         return Ok(Action::await_change());
     };
+    // A Job managed by another controller is left to it (spec.managedBy).
+    if spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != "kubernetes.io/job-controller")
+    {
+        return Ok(Action::await_change());
+    }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let jobs_api: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let owner_ref = common::controller_ref("batch/v1", "Job", &job.metadata);
-    let in_ns = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
-    let claim = common::claim(&job.metadata, spec.selector.as_ref(), in_ns);
+    let candidates = common::candidate_pods(&ctx.index, &job.metadata);
+    let claim = common::claim(&job.metadata, spec.selector.as_ref(), candidates);
     let owned = common::apply_claim(&pods_api, &owner_ref, claim).await;
     if !ctx.expectations.satisfied(&key, &owned) {
         return Ok(Action::requeue(Duration::from_secs(1)));

@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::daemonset::common::{self, Backoff, Expectations};
 use crate::daemonset::history;
 use crate::informers::Informers;
+use crate::replicaset::index::PodIndex;
 
 const COMPONENT: &str = "statefulset-controller";
 
@@ -50,7 +51,7 @@ pub enum Error {
 
 struct Ctx {
     client: kube::Client,
-    pods: Store<Pod>,
+    index: Arc<PodIndex>,
     revisions: Store<ControllerRevision>,
     claims: Store<PersistentVolumeClaim>,
     expectations: Expectations,
@@ -61,29 +62,34 @@ struct Ctx {
 /// Run until the shared informers stop.
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let sets = informers.store::<StatefulSet>();
-    let ctx = Arc::new(Ctx {
-        pods: informers.store::<Pod>(),
-        revisions: informers.store::<ControllerRevision>(),
-        claims: informers.store::<PersistentVolumeClaim>(),
-        expectations: Expectations::default(),
-        backoff: Backoff::default(),
-        recorder: common::recorder(&client, COMPONENT),
-        client,
-    });
+    let pods = informers.store::<Pod>();
+    let revisions = informers.store::<ControllerRevision>();
+    let claims = informers.store::<PersistentVolumeClaim>();
     let ready = futures::future::join4(
         sets.wait_until_ready(),
-        ctx.pods.wait_until_ready(),
-        ctx.revisions.wait_until_ready(),
-        ctx.claims.wait_until_ready(),
+        pods.wait_until_ready(),
+        revisions.wait_until_ready(),
+        claims.wait_until_ready(),
     );
     let (a, b, c, d) = ready.await;
     if a.is_err() || b.is_err() || c.is_err() || d.is_err() {
         return;
     }
+    let ctx = Arc::new(Ctx {
+        index: common::pod_index(pods),
+        revisions,
+        claims,
+        expectations: Expectations::default(),
+        backoff: Backoff::default(),
+        recorder: common::recorder(&client, COMPONENT),
+        client,
+    });
     Controller::for_stream(informers.stream::<StatefulSet>(), sets.clone())
         .watches_stream(
             informers.stream::<Pod>(),
-            common::pod_owners(sets, |s: &StatefulSet| s.spec.as_ref().map(|s| &s.selector)),
+            common::pod_owners(sets, ctx.index.clone(), |s: &StatefulSet| {
+                s.spec.as_ref().map(|s| &s.selector)
+            }),
         )
         .run(
             |set, ctx| async move {
@@ -124,12 +130,8 @@ async fn sync(set: &StatefulSet, ctx: &Ctx) -> Result<Action, Error> {
     };
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let owner_ref = common::controller_ref("apps/v1", "StatefulSet", &set.metadata);
-    let in_ns = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()));
-    let claim = common::claim(&set.metadata, Some(&spec.selector), in_ns);
+    let candidates = common::candidate_pods(&ctx.index, &set.metadata);
+    let claim = common::claim(&set.metadata, Some(&spec.selector), candidates);
     let owned = common::apply_claim(&pods_api, &owner_ref, claim).await;
     let settled = ctx.expectations.satisfied(&key, &owned);
 
