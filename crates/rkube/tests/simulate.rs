@@ -581,3 +581,35 @@ fn a_restarted_agent_adopts_its_pods_without_rewriting_them() {
         "True"
     );
 }
+
+#[test]
+fn simulated_nodes_join_with_the_server_token() {
+    let server = Server::start();
+    let token = std::fs::read_to_string(server.dir.path().join("server/token")).unwrap();
+    let url = format!("https://127.0.0.1:{}", server.port);
+    let data = server.dir.path().join("joined-sim");
+    let log = server.dir.path().join("joined-sim.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["agent", "--simulate", "2", "--simulate-prefix", "joined"])
+        .args(["--server", &url, "--token", token.trim()])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ok = eventually(WAIT, || {
+        jsonpath(
+            &server,
+            &["get", "node", "joined-1"],
+            "{.status.conditions[?(@.type==\"Ready\")].status}",
+        ) == "True"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        ok,
+        "joined simulator did not register:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

@@ -39,22 +39,29 @@ pub async fn run(args: AgentArgs, nodes: u32) -> anyhow::Result<()> {
     }
 }
 
-/// The API client: from --kubeconfig (joining with --server/--token is
-/// the real kubelet's path and not offered here yet).
+/// The API client: from --kubeconfig, or by joining with --server and
+/// --token as a real agent does (one identity, `<prefix>-simulator`, for
+/// all the simulated nodes; its credentials are kept in the data dir).
 async fn client(args: &AgentArgs) -> anyhow::Result<kube::Client> {
-    let Some(path) = &args.kubeconfig else {
-        anyhow::bail!("--simulate needs --kubeconfig (joining with --server/--token is not supported for simulated nodes yet)");
+    let path = match (&args.kubeconfig, &args.server, &args.token) {
+        (Some(path), _, _) => path.clone(),
+        (None, Some(server), Some(token)) => {
+            let name = format!("{}-simulator", args.simulate_prefix);
+            let ip = args.node_ip.unwrap_or([127, 0, 0, 1].into());
+            let root = args.data_dir.join("simulator");
+            super::join::join(server, token, &root, &name, ip)
+                .await?
+                .kubeconfig
+        }
+        _ => anyhow::bail!("--simulate needs --server and --token to join, or --kubeconfig"),
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(path)
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
         .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let mut config = kube::Config::from_custom_kubeconfig(
+    let config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
     .with_context(|| format!("kubeconfig {}", path.display()))?;
-    if let Some(server) = &args.server {
-        config.cluster_url = server.parse().context("--server")?;
-    }
     Ok(kube::Client::try_from(config)?)
 }
