@@ -163,6 +163,18 @@ impl ApiServer {
                 Err(e) => return Err(e),
             }
         }
+        // The priority classes system pods name (upstream's scheduling
+        // bootstrap controller makes the same two).
+        let classes = self
+            .resource("scheduling.k8s.io", "v1", "priorityclasses")
+            .expect("the catalog serves priorityclasses");
+        for pc in rkube_registry::resources::cluster::system_priority_classes() {
+            match classes.create(None, pc, false).await {
+                Ok(_) => {}
+                Err(e) if e.reason() == "AlreadyExists" => {}
+                Err(e) => return Err(e),
+            }
+        }
         // The Service in front of the API server, at the range's first IP.
         let services = self
             .resource("", "v1", "services")

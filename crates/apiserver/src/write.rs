@@ -212,6 +212,7 @@ fn subresource_name(target: Target) -> Option<&'static str> {
         Target::Main => None,
         Target::Status => Some("status"),
         Target::Finalize => Some("finalize"),
+        Target::Approval => Some("approval"),
         Target::Whole => None,
     }
 }

@@ -84,6 +84,20 @@ pub trait Strategy: Send + Sync + 'static {
         false
     }
 
+    /// Adjust what a subresource update (status, approval, ...) wrote,
+    /// after the generic merge kept only what the subresource may change.
+    fn prepare_target_update(&self, _target: crate::Target, _new: &mut Value) {}
+
+    /// Field errors of a subresource update.
+    fn validate_target_update(
+        &self,
+        _target: crate::Target,
+        _new: &Value,
+        _old: &Value,
+    ) -> Vec<FieldError> {
+        Vec::new()
+    }
+
     /// The grace period a graceful delete of `obj` gets, given the one the
     /// request named (upstream `CheckGracefulDelete`). Pods override it:
     /// an unscheduled or finished pod goes at once whatever was asked.

@@ -21,6 +21,9 @@ pub enum Target {
     Status,
     /// A namespace's `finalize` subresource: only spec.finalizers.
     Finalize,
+    /// A CertificateSigningRequest's `approval` subresource: only
+    /// status.conditions.
+    Approval,
     /// A server-side subresource that writes spec and status together
     /// (pods/binding sets spec.nodeName and the PodScheduled condition):
     /// the caller's function already applied its rules, so the strategy's
@@ -124,8 +127,10 @@ impl ResourceStore {
             self.check_namespace(namespace, &mut new)?;
             self.prepare_update(&mut new, &old, target);
             let mut errs = crate::create::validate_object_meta(&new, self.name_rule());
-            if target == Target::Main {
-                errs.extend(self.strategy.validate_update(&new, &old));
+            match target {
+                Target::Main => errs.extend(self.strategy.validate_update(&new, &old)),
+                Target::Whole => {}
+                other => errs.extend(self.strategy.validate_target_update(other, &new, &old)),
             }
             self.invalid_if_any(&new, errs)?;
             if meta::equal_ignoring_rv(&new, &old) {
@@ -238,8 +243,31 @@ impl ResourceStore {
                 }
                 *new = merged;
             }
+            Target::Approval => {
+                let mut merged = old.clone();
+                let conditions = new
+                    .pointer("/status/conditions")
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                if let Some(map) = merged.as_object_mut() {
+                    let status = crate::resources::util::child(map, "status");
+                    if conditions.is_null() {
+                        status.remove("conditions");
+                    } else {
+                        status.insert("conditions".into(), conditions);
+                    }
+                }
+                match new.pointer("/metadata/resourceVersion").cloned() {
+                    Some(rv) => meta::set(&mut merged, "resourceVersion", rv),
+                    None => meta::remove(&mut merged, "resourceVersion"),
+                }
+                *new = merged;
+            }
             Target::Main => self.strategy.prepare_for_update(new, old),
             Target::Whole => {}
+        }
+        if !matches!(target, Target::Main | Target::Whole) {
+            self.strategy.prepare_target_update(target, new);
         }
         let generation = meta::generation(old);
         if self.strategy.tracks_generation() {

@@ -313,3 +313,171 @@ fn events_and_hpas_are_one_object_in_every_version() {
     ]);
     assert_eq!(v2, "autoscaling/v2 70");
 }
+
+#[test]
+fn resource_rules_csr_approval_rbac_priority_and_storage() {
+    let server = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
+    // A CSR is approved through its approval subresource.
+    let request = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlJQgotLS0tLUVORCBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K";
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        &format!(
+            r#"{{"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+  "metadata": {{"name": "csr1"}},
+  "spec": {{"request": "{request}", "signerName": "kubernetes.io/kube-apiserver-client",
+           "usages": ["client auth"], "expirationSeconds": 86400}}}}"#
+        ),
+    );
+    let out = server.ok(&["certificate", "approve", "csr1"]);
+    assert_eq!(
+        out,
+        "certificatesigningrequest.certificates.k8s.io/csr1 approved\n"
+    );
+    let cond = server.ok(&[
+        "get",
+        "csr",
+        "csr1",
+        "-o",
+        "jsonpath={.status.conditions[0].type}={.status.conditions[0].status}",
+    ]);
+    assert_eq!(cond, "Approved=True");
+    // kubectl refuses to deny an approved request itself; the server
+    // refuses a request that says both.
+    let err = server.fails(&["certificate", "deny", "csr1"]);
+    assert!(err.contains("is already Approved"), "{err}");
+    let mut csr: serde_json::Value =
+        serde_json::from_str(&server.ok(&["get", "csr", "csr1", "-o", "json"])).unwrap();
+    csr["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "Denied", "status": "True", "reason": "No"}));
+    let out = server.kubectl_stdin(
+        &[
+            "replace",
+            "--raw",
+            "/apis/certificates.k8s.io/v1/certificatesigningrequests/csr1/approval",
+            "-f",
+            "-",
+        ],
+        &csr.to_string(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Approved and Denied conditions are mutually exclusive"),
+        "{err}"
+    );
+    // The main resource cannot change the spec or status.
+    server.ok(&[
+        "patch",
+        "csr",
+        "csr1",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"signerName": "example.com/other"}, "metadata": {"labels": {"a": "b"}}}"#,
+    ]);
+    let shown = server.ok(&[
+        "get",
+        "csr",
+        "csr1",
+        "-o",
+        "jsonpath={.spec.signerName} {.metadata.labels.a}",
+    ]);
+    assert_eq!(shown, "kubernetes.io/kube-apiserver-client b");
+
+    // A RoleBinding's roleRef is fixed.
+    server.ok(&["create", "role", "reader", "--verb=get", "--resource=pods"]);
+    server.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "--role=reader",
+        "--user=jane",
+    ]);
+    let err = server.fails(&[
+        "patch",
+        "rolebinding",
+        "rb",
+        "--type=merge",
+        "-p",
+        r#"{"roleRef": {"name": "writer"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"The RoleBinding "rb" is invalid: roleRef: Invalid value: "#)
+            && err.contains("cannot change roleRef"),
+        "{err}"
+    );
+    let err = server
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            r#"{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "bad"},
+  "rules": [{"apiGroups": [""], "resources": ["pods"]}]}"#,
+        )
+        .stderr;
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("rules[0].verbs: Required value: verbs must contain at least one value"),
+        "{err}"
+    );
+
+    // System priority classes exist; values never change.
+    let classes = server.ok(&["get", "priorityclasses", "-o", "name"]);
+    assert!(
+        classes.contains("priorityclass.scheduling.k8s.io/system-node-critical")
+            && classes.contains("priorityclass.scheduling.k8s.io/system-cluster-critical"),
+        "{classes}"
+    );
+    server.ok(&["create", "priorityclass", "high", "--value=1000"]);
+    let err = server.fails(&[
+        "patch",
+        "priorityclass",
+        "high",
+        "--type=merge",
+        "-p",
+        r#"{"value": 5}"#,
+    ]);
+    assert!(
+        err.contains("value: Forbidden: may not be changed in an update."),
+        "{err}"
+    );
+
+    // StorageClass parameters are fixed too; defaults are filled in.
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        r#"{"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"},
+  "provisioner": "example.com/disk", "parameters": {"type": "ssd"}}"#,
+    );
+    let sc = server.ok(&[
+        "get",
+        "sc",
+        "fast",
+        "-o",
+        "jsonpath={.reclaimPolicy} {.volumeBindingMode}",
+    ]);
+    assert_eq!(sc, "Delete Immediate");
+    let err = server.fails(&[
+        "patch",
+        "sc",
+        "fast",
+        "--type=merge",
+        "-p",
+        r#"{"parameters": {"type": "hdd"}}"#,
+    ]);
+    assert!(
+        err.contains("parameters: Forbidden: updates to parameters are forbidden."),
+        "{err}"
+    );
+
+    // A PDB takes one of minAvailable and maxUnavailable.
+    let err = server
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            r#"{"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "both"},
+  "spec": {"minAvailable": 1, "maxUnavailable": 1, "selector": {"matchLabels": {"a": "b"}}}}"#,
+        )
+        .stderr;
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("minAvailable and maxUnavailable cannot be both set"),
+        "{err}"
+    );
+}

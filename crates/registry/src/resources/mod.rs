@@ -1,18 +1,23 @@
 //! The resources whose rules differ from the default, one module each
 //! (upstream: `pkg/registry/<group>/<resource>/strategy.go`).
 
+pub mod certificates;
+pub mod cluster;
 pub mod config;
 #[cfg(test)]
 mod config_tests;
 pub mod event;
 mod namespace;
+pub mod networking;
 pub mod node;
 pub mod pod;
 pub mod quantity;
+pub mod rbac;
 pub mod service;
 #[cfg(test)]
 mod store_tests;
 pub(crate) mod util;
+pub mod volumes;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -33,6 +38,25 @@ pub fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
         ("", "events") => Arc::new(event::EventStrategy),
         ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
         ("", "services") => Arc::new(service::ServiceStrategy::without_allocation()),
+        ("", "persistentvolumes") => Arc::new(volumes::PersistentVolumeStrategy),
+        ("", "persistentvolumeclaims") => Arc::new(volumes::PersistentVolumeClaimStrategy),
+        ("storage.k8s.io", "storageclasses") => Arc::new(volumes::StorageClassStrategy),
+        ("policy", "poddisruptionbudgets") => Arc::new(cluster::PdbStrategy),
+        ("scheduling.k8s.io", "priorityclasses") => Arc::new(cluster::PriorityClassStrategy),
+        ("coordination.k8s.io", "leases") => Arc::new(cluster::LeaseStrategy),
+        ("autoscaling", "horizontalpodautoscalers") => Arc::new(cluster::HpaStrategy {
+            v2: info.version == "v2",
+        }),
+        ("networking.k8s.io", "ingresses") => Arc::new(networking::IngressStrategy),
+        ("networking.k8s.io", "ingressclasses") => Arc::new(networking::IngressClassStrategy),
+        ("networking.k8s.io", "networkpolicies") => Arc::new(networking::NetworkPolicyStrategy),
+        ("certificates.k8s.io", "certificatesigningrequests") => {
+            Arc::new(certificates::CsrStrategy)
+        }
+        (group, plural) if rbac::RbacKind::of(group, plural).is_some() => {
+            let kind = rbac::RbacKind::of(group, plural).expect("checked");
+            Arc::new(rbac::RbacStrategy { kind })
+        }
         (group, plural) if workloads::Kind::of(group, plural).is_some() => {
             let kind = workloads::Kind::of(group, plural).expect("checked");
             Arc::new(workloads::WorkloadStrategy { kind })
