@@ -23,7 +23,9 @@ use crate::runtime::{PodNetwork, PodRuntime};
 use crate::spdy::{self, Event};
 
 pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
-pub const WS_TUNNEL_PROTOCOL: &str = "v2.portforward.k8s.io";
+/// The WebSocket subprotocols of the tunnel: kubectl 1.30+ offers the
+/// first (client-go's `portforward.v2`); the second is its older name.
+pub const WS_TUNNEL_PROTOCOLS: &[&str] = &["SPDY/3.1+portforward.k8s.io", "v2.portforward.k8s.io"];
 
 /// Connects to `port` on the pod's loopback. A namespace dial happens on
 /// a thread of its own that exits afterwards, so no pooled thread is
@@ -51,7 +53,23 @@ fn dial_in(netns: &Path, addr: SocketAddr) -> std::io::Result<std::net::TcpStrea
         std::os::fd::AsFd::as_fd(&ns),
         Some(rustix::thread::LinkNameSpaceType::Network),
     )?;
-    std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+    let connect =
+        || std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10));
+    match connect() {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NETUNREACH.raw_os_error()) => {
+            // A sandbox whose loopback is still down (upstream's CNI
+            // `loopback` plugin brings it up; the pod network may not have
+            // yet). The child runs in this thread's namespace.
+            let status = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()?;
+            if !status.success() {
+                return Err(e);
+            }
+            connect()
+        }
+        other => other,
+    }
 }
 
 #[derive(Default)]
@@ -176,8 +194,11 @@ impl Forward {
         };
         let (mut r, mut w) = tcp.into_split();
         let writer = self.writer.clone();
-        let data = self.data;
-        let upstream = tokio::spawn(async move {
+        let (data, error) = (self.data, self.error);
+        // The pod's side ending ends the forward, as upstream: kubectl
+        // waits for the error stream to close before it lets go of the
+        // local connection (and with it its half of the data stream).
+        tokio::spawn(async move {
             let mut buf = vec![0u8; 32 * 1024];
             loop {
                 match r.read(&mut buf).await {
@@ -190,6 +211,9 @@ impl Forward {
                 }
             }
             writer.fin(data).await;
+            if let Some(e) = error {
+                writer.fin(e).await;
+            }
         });
         while let Some(Some(chunk)) = from_client.recv().await {
             if w.write_all(&chunk).await.is_err() {
@@ -197,9 +221,5 @@ impl Forward {
             }
         }
         let _ = w.shutdown().await;
-        let _ = upstream.await;
-        if let Some(e) = self.error {
-            self.writer.fin(e).await;
-        }
     }
 }

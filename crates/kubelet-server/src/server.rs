@@ -434,7 +434,7 @@ async fn port_forward(
     let uid = p.metadata.uid.clone().unwrap_or_default();
     let (how, resp) = match negotiate(
         &req,
-        &[portforward::WS_TUNNEL_PROTOCOL],
+        portforward::WS_TUNNEL_PROTOCOLS,
         &[portforward::SPDY_PROTOCOL],
     ) {
         Ok(x) => x,

@@ -653,7 +653,7 @@ async fn port_forward_over_spdy_and_websocket_tunnel() {
                 ("upgrade", "websocket"),
                 ("sec-websocket-version", "13"),
                 ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                ("sec-websocket-protocol", "v2.portforward.k8s.io"),
+                ("sec-websocket-protocol", "SPDY/3.1+portforward.k8s.io"),
             ],
         )
         .await;
@@ -684,6 +684,50 @@ async fn port_forward_over_spdy_and_websocket_tunnel() {
     });
     let mut c = SpdyClient::new(&mut to_peer);
     assert_eq!(forward_one(&mut c, port, "0", 1).await, "HELLO 0");
+
+    // A server that speaks first and closes: both our streams end without
+    // the client closing its side (kubectl waits for the error stream).
+    let greeter = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gport = greeter.local_addr().unwrap().port().to_string();
+    tokio::spawn(async move {
+        let (mut s, _) = greeter.accept().await.unwrap();
+        s.write_all(b"welcome").await.unwrap();
+    });
+    c.open(
+        13,
+        &[
+            ("streamType", "error"),
+            ("port", &gport),
+            ("requestID", "3"),
+        ],
+        true,
+    )
+    .await;
+    c.open(
+        15,
+        &[("streamType", "data"), ("port", &gport), ("requestID", "3")],
+        false,
+    )
+    .await;
+    let (mut got, mut fins) = (Vec::new(), Vec::new());
+    while fins.len() < 2 {
+        match c.next().await.expect("frames until both streams end") {
+            Frame::Data {
+                stream_id,
+                data,
+                flags,
+            } if stream_id == 13 || stream_id == 15 => {
+                got.extend_from_slice(&data);
+                if flags & FLAG_FIN != 0 {
+                    fins.push(stream_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(got, b"welcome");
+    fins.sort();
+    assert_eq!(fins, [13, 15]);
 
     // A port nobody listens on: the error stream says so.
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
