@@ -20,6 +20,7 @@ pub mod node;
 pub mod probes;
 pub mod quantity;
 pub mod spec;
+pub mod static_pods;
 pub mod status;
 pub mod sysinfo;
 pub mod table;

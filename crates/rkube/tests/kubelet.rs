@@ -45,9 +45,15 @@ fn write_image(data: &Path) {
 
 impl Cluster {
     fn start(node: &str) -> Cluster {
+        Self::start_with(node, |_| {})
+    }
+
+    /// `prepare` may put files into the agent's data dir before it starts.
+    fn start_with(node: &str, prepare: impl FnOnce(&Path)) -> Cluster {
         let server = Server::start();
         let data = server.dir.path().join("agent-data");
         write_image(&data);
+        prepare(&data);
         let name = server
             .dir
             .path()
@@ -753,4 +759,84 @@ fn agent_joins_with_the_server_token() {
         "name",
     ]);
     assert_eq!(lease.trim(), "lease.coordination.k8s.io/kubelet-joined");
+}
+
+#[test]
+fn static_pods_and_a_deployment() {
+    let c = Cluster::start_with("kubelet-static", |data| {
+        let dir = data.join("agent/pod-manifests");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("web.yaml"),
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: kube-system\nspec:\n  containers:\n  - name: c\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo static; sleep 3600\"]\n"
+            ),
+        )
+        .unwrap();
+    });
+    // The static pod runs and its mirror pod shows it.
+    let mirror = "web-kubelet-static";
+    let ok = eventually(Duration::from_secs(60), || {
+        c.jsonpath(&["pod", "-n", "kube-system", mirror], "{.status.phase}") == "Running"
+    });
+    assert!(
+        ok,
+        "{}\n{}",
+        c.ok(&["get", "pods", "-A", "-o", "wide"]),
+        c.agent_logs()
+    );
+    let ann = c.jsonpath(
+        &["pod", "-n", "kube-system", mirror],
+        "{.metadata.annotations.kubernetes\\.io/config\\.mirror}",
+    );
+    assert_eq!(ann.len(), 32, "{ann}");
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "-n", "kube-system", mirror],
+            "{.metadata.ownerReferences[0].kind}"
+        ),
+        "Node"
+    );
+    // Deleting the mirror pod does not stop the static pod.
+    let ids = || -> Vec<String> {
+        c.runtime_ps()
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let before = ids();
+    assert_eq!(before.len(), 1, "{before:?}");
+    c.ok(&["delete", "pod", "-n", "kube-system", mirror, "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(ids(), before);
+
+    // A Deployment of 3 replicas, scheduled onto the node, runs 3 real
+    // containers.
+    c.ok(&[
+        "create",
+        "deployment",
+        "app",
+        "--image",
+        IMAGE,
+        "--replicas",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "sleep 3600",
+    ]);
+    let ok = eventually(Duration::from_secs(90), || {
+        c.jsonpath(&["deployment", "app"], "{.status.readyReplicas}") == "3"
+    });
+    assert!(
+        ok,
+        "{}\n{}",
+        c.ok(&["get", "pods", "-o", "wide"]),
+        c.agent_logs()
+    );
+    // The static pod's container and the three replicas.
+    let ps = c.runtime_ps();
+    let up = ps.lines().filter(|l| l.contains(" Up ")).count();
+    assert_eq!(up, 4, "{ps}");
 }
