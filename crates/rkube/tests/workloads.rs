@@ -261,6 +261,20 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         &jsonpath(&server, &["get", "sts", "web"], "{.status.updateRevision}"),
     );
 
+    let history = server.ok(&["rollout", "history", "sts/web"]);
+    assert!(
+        history.contains("1 ") && history.contains("2 "),
+        "{history}"
+    );
+    server.ok(&["rollout", "undo", "sts/web"]);
+    server.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
+    wait_for(
+        &server,
+        &["get", "pods", "-l", "app=web"],
+        "{.items[*].spec.containers[0].image}",
+        "busybox:1.36 busybox:1.36 busybox:1.36",
+    );
+
     // Scale down: web-2 goes, then web-1; claims stay (Retain).
     server.ok(&["scale", "sts/web", "--replicas=1"]);
     wait_for(
@@ -309,6 +323,16 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
             "backoffLimit: 1",
             "backoffLimit: 5\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {operator: In, values: [42]}",
         ),
+    );
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &JOB.replace("NAME", "slow")
+            .replace("sleep 1; exit CODE", "sleep 30")
+            .replace("backoffLimit: 1", "activeDeadlineSeconds: 2"),
+    );
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &job("paused", "0").replace("backoffLimit: 1", "suspend: true"),
     );
     // Never more than parallelism pods at once.
     let mut most = 0;
@@ -389,6 +413,67 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "involvedObject.name=breaks",
     ]);
     assert!(events.contains("BackoffLimitExceeded"), "{events}");
+
+    // activeDeadlineSeconds ends a Job whose pods run too long; its pods
+    // are stopped before the Job counts as Failed.
+    wait_for(
+        &server,
+        &["get", "job", "slow"],
+        "{.status.conditions[?(@.type==\"Failed\")].reason}",
+        "DeadlineExceeded",
+    );
+    assert_eq!(
+        jsonpath(&server, &["get", "job", "slow"], "{.status.active}"),
+        "0"
+    );
+
+    // A suspended Job starts nothing until resumed.
+    wait_for(
+        &server,
+        &["get", "job", "paused"],
+        "{.status.conditions[?(@.type==\"Suspended\")].status}",
+        "True",
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "pods", "-l", "job-name=paused"],
+            "{.items[*].metadata.name}"
+        ),
+        ""
+    );
+    server.ok(&[
+        "patch",
+        "job",
+        "paused",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    wait_for(
+        &server,
+        &["get", "job", "paused"],
+        "{.status.succeeded}",
+        "4",
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "job", "paused"],
+            "{.status.conditions[?(@.type==\"Suspended\")].reason}"
+        ),
+        "JobResumed"
+    );
+
+    // Deleting a Job takes its pods along; the tracking finalizer does
+    // not keep them.
+    server.ok(&["delete", "job", "works", "breaks"]);
+    wait_for(
+        &server,
+        &["get", "pods", "-l", "job-name in (works,breaks)"],
+        "{.items[*].metadata.name}",
+        "",
+    );
 }
 
 const CRONJOB: &str = "
