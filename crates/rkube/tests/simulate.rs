@@ -54,7 +54,14 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
         &server,
         3,
         "sim",
-        &["--simulate-labels", "zone=a", "--simulate-cpu", "8"],
+        &[
+            "--simulate-labels",
+            "zone=a",
+            "--simulate-cpu",
+            "8",
+            "--simulate-taints",
+            "example.com/sim=yes:PreferNoSchedule",
+        ],
     );
     let ok = eventually(WAIT, || {
         let out = server.kubectl(&["get", "nodes", "--no-headers", "-l", SIMULATED]);
@@ -126,6 +133,15 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
     assert_eq!(
         conditions.trim(),
         "MemoryPressure=False DiskPressure=False PIDPressure=False Ready=True"
+    );
+
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "node", "sim-0"],
+            "{.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}"
+        ),
+        "example.com/sim=yes:PreferNoSchedule"
     );
 
     // Leases, held by their node.
@@ -259,6 +275,11 @@ fn pods_run_complete_fail_crash_and_delete() {
         "{cs}"
     );
 
+    // activeDeadlineSeconds fails a running pod, as the kubelet does.
+    let deadline = pod_yaml("deadline", Some("sim-0"), "Always", &[], "")
+        .replace("  containers:", "  activeDeadlineSeconds: 2\n  containers:");
+    server.ok_stdin(&["apply", "-f", "-"], &deadline);
+
     // true ends Succeeded (Completed), false Failed (Error).
     wait_for(
         &server,
@@ -291,6 +312,13 @@ fn pods_run_complete_fail_crash_and_delete() {
     };
     assert_eq!(status("ok"), "Completed", "{table}");
     assert_eq!(status("bad"), "Error", "{table}");
+
+    wait_for(
+        &server,
+        &["get", "pod", "deadline"],
+        "{.status.phase} {.status.reason}",
+        "Failed DeadlineExceeded",
+    );
 
     // exit 3 with restartPolicy Always crash-loops, counting restarts.
     wait_for(

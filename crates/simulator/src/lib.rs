@@ -43,6 +43,9 @@ pub struct Config {
     pub capacity: BTreeMap<String, String>,
     /// Labels added to the standard ones.
     pub labels: BTreeMap<String, String>,
+    /// Taints every node is registered with (e.g. to keep pods that do
+    /// not tolerate simulation off these nodes, as kwok suggests).
+    pub taints: Vec<k8s_openapi::api::core::v1::Taint>,
     /// Node i's InternalIP is this address plus i.
     pub node_ip_start: Ipv4Addr,
     /// Node i gets the i-th subnet of this range as podCIDR.
@@ -78,6 +81,7 @@ impl Config {
             count,
             capacity,
             labels: BTreeMap::new(),
+            taints: Vec::new(),
             node_ip_start: Ipv4Addr::new(172, 16, 0, 2),
             pod_cidr: Cidr::parse("10.64.0.0/10").expect("valid"),
             node_cidr_prefix: 24,

@@ -207,6 +207,7 @@ pub fn node_object(cfg: &Config, node: &SimNode, now: Timestamp) -> Node {
             pod_cidr: Some(cidr.clone()),
             pod_cidrs: Some(vec![cidr]),
             provider_id: Some(format!("{RUNTIME}://{}", node.name)),
+            taints: (!cfg.taints.is_empty()).then(|| cfg.taints.clone()),
             ..Default::default()
         }),
         status: Some(status(cfg, node, now)),
@@ -372,5 +373,40 @@ mod tests {
         assert_eq!(v["status"]["nodeInfo"]["kubeletVersion"], KUBELET_VERSION);
         assert_eq!(nodes.index("sim-1"), Some(1));
         assert_eq!(nodes.index("other-1"), None);
+    }
+}
+
+/// `key=value:Effect` or `key:Effect`, as `kubectl taint` writes them.
+pub fn parse_taint(s: &str) -> Option<k8s_openapi::api::core::v1::Taint> {
+    let (kv, effect) = s.trim().rsplit_once(':')?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return None;
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    (!key.is_empty()).then(|| k8s_openapi::api::core::v1::Taint {
+        key: key.into(),
+        value,
+        effect: effect.into(),
+        time_added: None,
+    })
+}
+
+#[cfg(test)]
+mod taint_tests {
+    use super::parse_taint;
+
+    #[test]
+    fn taints() {
+        let t = parse_taint("rkube.io/simulated=true:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("rkube.io/simulated", Some("true"), "NoSchedule")
+        );
+        assert_eq!(parse_taint("dedicated:NoExecute").unwrap().value, None);
+        assert!(parse_taint("x=y:Sometimes").is_none());
+        assert!(parse_taint("=y:NoSchedule").is_none());
     }
 }

@@ -98,6 +98,10 @@ pub struct AgentArgs {
     #[arg(long, value_name = "LABELS")]
     pub simulate_labels: Vec<String>,
 
+    /// Taints of simulated nodes, KEY[=VALUE]:EFFECT[,...].
+    #[arg(long, value_name = "TAINTS")]
+    pub simulate_taints: Vec<String>,
+
     /// Longest time a deleted simulated pod takes to stop (default 1s).
     #[arg(long, value_name = "DURATION")]
     pub simulate_termination_delay: Option<String>,

@@ -27,6 +27,12 @@ pub async fn run(args: AgentArgs, nodes: u32) -> anyhow::Result<()> {
             .with_context(|| format!("--simulate-labels {label:?}: expected KEY=VALUE"))?;
         cfg.labels.insert(k.trim().into(), v.trim().into());
     }
+    for taint in args.simulate_taints.iter().flat_map(|t| t.split(',')) {
+        cfg.taints
+            .push(rkube_simulator::node::parse_taint(taint).with_context(|| {
+                format!("--simulate-taints {taint:?}: expected KEY[=VALUE]:EFFECT")
+            })?);
+    }
     if let Some(d) = &args.simulate_termination_delay {
         cfg.termination_delay = rkube_simulator::pod::spec::parse_duration(d)
             .with_context(|| format!("--simulate-termination-delay {d:?}: expected e.g. 1s"))?;

@@ -19,6 +19,8 @@ use super::spec::{ContainerSpec, Exit, RestartPolicy, SimSpec};
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Exit code of a container stopped at pod deletion (killed).
 pub const KILLED_EXIT_CODE: i32 = 137;
+/// status.reason of a pod failed by spec.activeDeadlineSeconds.
+pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
 
 /// A finished run of a container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,8 +69,10 @@ pub struct PodRun {
     pub containers: Vec<ContainerRun>,
     /// When the last init container finished (app containers start then).
     pub initialized: Option<Timestamp>,
-    /// The pod was stopped for deletion.
+    /// The pod was stopped (deletion or deadline).
     pub stopped: bool,
+    /// Stopped because spec.activeDeadlineSeconds passed.
+    pub deadline_exceeded: bool,
 }
 
 /// Whole seconds: API times have no fractions, and a state rebuilt from
@@ -104,6 +108,7 @@ impl PodRun {
                 .collect(),
             initialized: None,
             stopped: false,
+            deadline_exceeded: false,
         }
     }
 
@@ -150,6 +155,10 @@ impl PodRun {
                     .unwrap_or(run.start),
             );
         }
+        if status.reason.as_deref() == Some(DEADLINE_EXCEEDED) {
+            run.stopped = true;
+            run.deadline_exceeded = true;
+        }
         run
     }
 
@@ -159,6 +168,23 @@ impl PodRun {
         if self.stopped {
             return None;
         }
+        let Some(deadline) = spec.active_deadline.map(|d| second(plus(self.start, d))) else {
+            return self.advance_containers(spec, now);
+        };
+        let next = self.advance_containers(spec, now.min(deadline));
+        let finished = matches!(super::status::phase(self), "Succeeded" | "Failed");
+        if finished {
+            return None;
+        }
+        if now >= deadline {
+            self.stop(deadline);
+            self.deadline_exceeded = true;
+            return None;
+        }
+        Some(next.map_or(deadline, |n| n.min(deadline)))
+    }
+
+    fn advance_containers(&mut self, spec: &SimSpec, now: Timestamp) -> Option<Timestamp> {
         let policy = spec.restart_policy;
         let mut next: Option<Timestamp> = None;
         let mut soonest = |t: Timestamp| next = Some(next.map_or(t, |n: Timestamp| n.min(t)));

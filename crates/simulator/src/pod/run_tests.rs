@@ -146,3 +146,42 @@ fn resume_from_written_status_gives_the_same_run() {
     let resumed = PodRun::resume(&s, &status, t(5));
     assert_eq!(resumed, r);
 }
+
+#[test]
+fn active_deadline_fails_a_running_pod_but_not_a_finished_one() {
+    let s = spec(json!({"activeDeadlineSeconds": 5,
+        "containers": [{"name": "a", "image": "nginx"}]}));
+    let mut r = PodRun::new(&s, t(0));
+    assert_eq!(r.advance(&s, t(1)), Some(t(5)));
+    assert_eq!(r.advance(&s, t(7)), None);
+    assert!(r.deadline_exceeded);
+    assert_eq!(
+        r.containers[0].state,
+        State::Terminated(Term {
+            code: KILLED_EXIT_CODE,
+            started: t(0),
+            finished: t(5)
+        })
+    );
+    let at = crate::pod::status::Placement {
+        namespace: "default",
+        name: "p",
+        uid: "u",
+        host_ip: "172.16.0.2",
+        pod_ip: None,
+    };
+    let st = crate::pod::status::build(&s, &r, &Default::default(), &at, t(7));
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    assert_eq!(st.reason.as_deref(), Some(DEADLINE_EXCEEDED));
+    assert_eq!(PodRun::resume(&s, &st, t(8)), r);
+
+    let s = spec(json!({"activeDeadlineSeconds": 5, "restartPolicy": "Never",
+        "containers": [{"name": "a", "image": "busybox", "command": ["sleep", "2"]}]}));
+    let mut r = PodRun::new(&s, t(0));
+    assert_eq!(r.advance(&s, t(9)), None);
+    assert!(!r.deadline_exceeded);
+    assert!(matches!(
+        r.containers[0].state,
+        State::Terminated(Term { code: 0, .. })
+    ));
+}

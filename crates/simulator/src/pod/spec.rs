@@ -72,6 +72,9 @@ pub struct SimSpec {
     pub host_network: bool,
     /// Condition types from spec.readinessGates.
     pub readiness_gates: Vec<String>,
+    /// spec.activeDeadlineSeconds: the pod is failed this long after it
+    /// started.
+    pub active_deadline: Option<Duration>,
 }
 
 impl SimSpec {
@@ -121,6 +124,9 @@ impl SimSpec {
                 .flatten()
                 .map(|g| g.condition_type.clone())
                 .collect(),
+            active_deadline: spec
+                .active_deadline_seconds
+                .map(|s| Duration::from_secs(s.max(0) as u64)),
         }
     }
 }

@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
-use super::run::{init_done, second, ContainerRun, PodRun, State, Term};
+use super::run::{init_done, second, ContainerRun, PodRun, State, Term, DEADLINE_EXCEEDED};
 use super::spec::{ContainerSpec, SimSpec};
 
 /// The runtime name in container IDs and the node's
@@ -164,7 +164,17 @@ pub fn build(
     );
 
     let pod_ip = at.pod_ip.map(str::to_string);
+    let (reason, message) = if run.deadline_exceeded {
+        (
+            Some(DEADLINE_EXCEEDED.to_string()),
+            Some("Pod was active on the node longer than the specified deadline".to_string()),
+        )
+    } else {
+        (None, None)
+    };
     PodStatus {
+        reason,
+        message,
         phase: Some(phase.into()),
         conditions: Some(conditions),
         host_ip: Some(at.host_ip.into()),
@@ -400,6 +410,7 @@ pub fn same(a: &PodStatus, b: &PodStatus) -> bool {
             .collect()
     }
     a.phase == b.phase
+        && a.reason == b.reason
         && a.pod_ip == b.pod_ip
         && a.host_ip == b.host_ip
         && a.qos_class == b.qos_class
