@@ -114,6 +114,44 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..6], ["agent", "3", "3", "3", "3", "3"], "{table}");
 
+    // A failed daemon pod is replaced.
+    let victim = jsonpath(
+        &server,
+        &["get", "pods", "-l", "app=agent"],
+        "{.items[0].metadata.name}",
+    );
+    server.ok(&[
+        "patch",
+        "pod",
+        &victim,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    let replaced = eventually(WAIT, || {
+        let names = jsonpath(
+            &server,
+            &["get", "pods", "-l", "app=agent"],
+            "{.items[*].metadata.name}",
+        );
+        !names.contains(&victim) && names.split_whitespace().count() == 3
+    });
+    assert!(replaced, "{}", server.ok(&["get", "pods", "-o", "wide"]));
+    wait_for(
+        &server,
+        &["get", "ds", "agent"],
+        "{.status.numberAvailable}",
+        "3",
+    );
+    let events = server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=agent",
+    ]);
+    assert!(events.contains("FailedDaemonPod"), "{events}");
+
     // A template change rolls out, with history and undo.
     server.ok(&["set", "image", "ds/agent", "main=busybox:1.37"]);
     let status = server.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
@@ -239,6 +277,29 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
     );
     let claims = jsonpath(&server, &["get", "pvc"], "{.items[*].metadata.name}");
     assert_eq!(claims, "www-web-0 www-web-1 www-web-2");
+
+    // A failed pod is recreated under the same name.
+    let uid = pod("web-1", "{.metadata.uid}");
+    server.ok(&[
+        "patch",
+        "pod",
+        "web-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    let recreated = eventually(WAIT, || {
+        let now = pod("web-1", "{.metadata.uid}");
+        !now.is_empty() && now != uid
+    });
+    assert!(recreated, "{}", server.ok(&["get", "pods", "-o", "wide"]));
+    wait_for(
+        &server,
+        &["get", "sts", "web"],
+        "{.status.readyReplicas}",
+        "3",
+    );
     let status = server.ok(&["rollout", "status", "sts/web", "--timeout=30s"]);
     assert!(
         status.contains("roll out complete") || status.contains("rolling update complete"),

@@ -15,7 +15,7 @@ pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -31,6 +31,9 @@ use serde_json::json;
 use crate::informers::Informers;
 use crate::replicaset::index::PodIndex;
 use common::{Backoff, Expectations};
+
+const FAILED_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 
 /// The component name upstream's events carry.
 const COMPONENT: &str = "daemonset-controller";
@@ -56,6 +59,9 @@ struct Ctx {
     revisions: Store<ControllerRevision>,
     expectations: Expectations,
     backoff: Backoff,
+    /// Per DaemonSet and node: until when a failed pod is left, and the
+    /// last delay.
+    failed_backoff: Mutex<HashMap<String, (Instant, Duration)>>,
     recorder: Recorder,
 }
 
@@ -82,6 +88,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         revisions,
         expectations: Expectations::default(),
         backoff: Backoff::default(),
+        failed_backoff: Mutex::new(HashMap::new()),
         recorder: common::recorder(&client, COMPONENT),
         client,
     });
@@ -194,8 +201,10 @@ async fn sync(ds: &DaemonSet, ctx: &Ctx) -> Result<Action, Error> {
         generation: ds.metadata.generation,
         now: jiff::Timestamp::now(),
     };
+    let mut retry_after = None;
     if settled && ds.metadata.deletion_timestamp.is_none() {
-        let todo = plan::reconcile(&snap);
+        let mut todo = plan::reconcile(&snap);
+        retry_after = hold_failed(ds, ctx, &mut todo).await;
         apply(ds, ctx, &pods_api, &owner_ref, &hash, &todo).await?;
     }
     let status = plan::status(&snap, ds.status.as_ref());
@@ -209,7 +218,50 @@ async fn sync(ds: &DaemonSet, ctx: &Ctx) -> Result<Action, Error> {
             .await
             .map_err(|e| Error::Status(key.clone(), e))?;
     }
-    Ok(requeue_for_availability(&snap))
+    Ok(match retry_after {
+        Some(after) => Action::requeue(after),
+        None => requeue_for_availability(&snap),
+    })
+}
+
+/// Failed daemon pods are replaced with a backoff per node, 1 s doubling
+/// to 15 min, so a pod that fails at once does not spin (upstream's
+/// `failedPodsBackoff`). Pods still in their backoff stay for now; the
+/// time to come back is returned.
+async fn hold_failed(ds: &DaemonSet, ctx: &Ctx, todo: &mut plan::Plan) -> Option<Duration> {
+    let uid = ds.metadata.uid.clone().unwrap_or_default();
+    let now = Instant::now();
+    let mut wait: Option<Duration> = None;
+    let mut held = Vec::new();
+    for (node, pod) in std::mem::take(&mut todo.failed) {
+        let key = format!("{uid}/{node}");
+        let in_backoff = {
+            let mut backoff = ctx.failed_backoff.lock().expect("failed pod backoff lock");
+            let entry = backoff.entry(key).or_insert((now, Duration::ZERO));
+            if entry.0 > now {
+                Some(entry.0 - now)
+            } else {
+                let next = (entry.1 * 2).clamp(FAILED_BACKOFF_MIN, FAILED_BACKOFF_MAX);
+                *entry = (now + next, next);
+                None
+            }
+        };
+        match in_backoff {
+            Some(left) => {
+                held.push(pod);
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            None => {
+                let msg = format!(
+                    "Found failed daemon pod {}/{pod} on node {node}, will try to kill it",
+                    ds.namespace().unwrap_or_default()
+                );
+                common::event(&ctx.recorder, ds, true, "FailedDaemonPod", msg).await;
+            }
+        }
+    }
+    todo.delete.retain(|p| !held.contains(p));
+    wait
 }
 
 /// With minReadySeconds, a ready pod becomes available later without any

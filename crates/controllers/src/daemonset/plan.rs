@@ -51,6 +51,8 @@ pub struct Plan {
     pub create: Vec<String>,
     /// Pods to delete, by name.
     pub delete: Vec<String>,
+    /// Failed pods among `delete`: (node, pod), for the failure backoff.
+    pub failed: Vec<(String, String)>,
 }
 
 fn hash_of(pod: &Pod) -> Option<&str> {
@@ -117,6 +119,8 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
         let (failed, mut live): (Vec<_>, Vec<_>) =
             pods.into_iter().partition(|p| phase(p) == "Failed");
         plan.delete.extend(failed.iter().map(|p| name(p)));
+        plan.failed
+            .extend(failed.iter().map(|p| (node.clone(), name(p))));
         if live.is_empty() {
             if fit.should_run {
                 plan.create.push(node.clone());
