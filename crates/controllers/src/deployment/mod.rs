@@ -28,13 +28,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
 
 use crate::informers::Informers;
 use crate::pods;
+use crate::replicaset::events::Recorder;
 use rollout::Run;
 
 /// Errors of one Deployment sync.
@@ -67,7 +67,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         deployments: deployments.clone(),
         replicasets: replicasets.clone(),
         pods: pod_store.clone(),
-        recorder: Recorder::new(client, Reporter::from("deployment-controller")),
+        recorder: Recorder::new(client, "deployment-controller"),
     });
     let _ = deployments.wait_until_ready().await;
     let _ = replicasets.wait_until_ready().await;
@@ -160,7 +160,7 @@ async fn sync(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     };
     if selector_empty(&run.d) {
         run.event(
-            EventType::Warning,
+            true,
             "SelectingAll",
             "This deployment is selecting all pods. A non-empty selector is required.".into(),
         )

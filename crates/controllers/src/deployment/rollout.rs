@@ -18,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::Resource;
 use serde_json::{json, Value};
 
@@ -82,22 +81,11 @@ impl Run<'_> {
         self.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false)
     }
 
-    pub async fn event(&self, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
-        if let Err(e) = self
-            .ctx
+    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+        self.ctx
             .recorder
-            .publish(&ev, &self.d.object_ref(&()))
-            .await
-        {
-            tracing::debug!(error = %e, "event not recorded");
-        }
+            .publish(&self.d.object_ref(&()), warning, reason, note)
+            .await;
     }
 
     /// (new, old) ReplicaSet indexes; creates the new one if asked and
@@ -215,7 +203,7 @@ impl Run<'_> {
             Ok(created) => {
                 if replicas > 0 {
                     self.event(
-                        EventType::Normal,
+                        false,
                         "ScalingReplicaSet",
                         format!("Scaled up replica set {rs_name} from 0 to {replicas}"),
                     )
@@ -229,8 +217,7 @@ impl Run<'_> {
             Err(e) => {
                 if status::progress_deadline(&self.d).is_some() {
                     let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
-                    self.event(EventType::Warning, FAILED_RS_CREATE, msg.clone())
-                        .await;
+                    self.event(true, FAILED_RS_CREATE, msg.clone()).await;
                     let mut st = self.d.status.clone().unwrap_or_default();
                     status::set_condition(
                         &mut st,
@@ -332,8 +319,7 @@ impl Run<'_> {
                 "Scaled {op} replica set {} from {from} to {to}",
                 name_of(&self.rss[i])
             );
-            self.event(EventType::Normal, "ScalingReplicaSet", msg)
-                .await;
+            self.event(false, "ScalingReplicaSet", msg).await;
         }
         Ok(from != to)
     }

@@ -13,6 +13,7 @@
 //! delete excess ones worst-first, and write the status. Expectations
 //! keep a sync from acting again before the cache shows its last writes.
 
+pub mod events;
 pub mod index;
 pub mod plan;
 pub mod workload;
@@ -26,7 +27,6 @@ use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
@@ -68,7 +68,7 @@ struct Ctx<K: Replicated> {
     owners: Store<K>,
     replicasets: Store<ReplicaSet>,
     index: Arc<PodIndex>,
-    recorder: Recorder,
+    recorder: events::Recorder,
 }
 
 async fn run<K: Replicated>(client: kube::Client, informers: Arc<Informers>) {
@@ -80,12 +80,22 @@ async fn run<K: Replicated>(client: kube::Client, informers: Arc<Informers>) {
         owners: owners.clone(),
         replicasets: informers.store::<ReplicaSet>(),
         index: index.clone(),
-        recorder: Recorder::new(client, Reporter::from(K::REPORTER)),
+        recorder: events::Recorder::new(client, K::REPORTER),
     });
     let _ = pod_store.wait_until_ready().await;
     let _ = owners.wait_until_ready().await;
     let mapper_owners = owners.clone();
-    Controller::for_stream(informers.stream::<K>(), owners)
+    // Owners that left the cache were deleted: drop their expectations
+    // (the controller never syncs a deleted owner to do it).
+    let (gone_store, gone_index) = (owners.clone(), index.clone());
+    let owner_changes = informers.stream::<K>().inspect(move |o| {
+        if let Ok(o) = o {
+            if gone_store.get(&ObjectRef::from_obj(o)).is_none() {
+                gone_index.forget(o.meta().uid.as_deref().unwrap_or(""));
+            }
+        }
+    });
+    Controller::for_stream(owner_changes, owners)
         .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
             owners_to_sync(&index, &mapper_owners, &pod)
         })
@@ -325,18 +335,10 @@ async fn patch_refs(
     }
 }
 
-async fn event<K: Replicated>(ctx: &Ctx<K>, obj: &K, type_: EventType, reason: &str, note: String) {
-    let reference = obj.object_ref(&());
-    let ev = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
-        tracing::debug!(error = %e, "event not recorded");
-    }
+async fn event<K: Replicated>(ctx: &Ctx<K>, obj: &K, warning: bool, reason: &str, note: String) {
+    ctx.recorder
+        .publish(&obj.object_ref(&()), warning, reason, note)
+        .await;
 }
 
 /// Create `n` pods in slow-start batches; stop at the first batch with a
@@ -368,7 +370,7 @@ async fn create_pods<K: Replicated>(
                     event(
                         ctx,
                         obj,
-                        EventType::Normal,
+                        false,
                         "SuccessfulCreate",
                         format!("Created pod: {}", created.name_any()),
                     )
@@ -383,7 +385,7 @@ async fn create_pods<K: Replicated>(
                         event(
                             ctx,
                             obj,
-                            EventType::Warning,
+                            true,
                             "FailedCreate",
                             format!("Error creating: {e}"),
                         )
@@ -420,7 +422,7 @@ async fn delete_pods<K: Replicated>(
                 event(
                     ctx,
                     obj,
-                    EventType::Normal,
+                    false,
                     "SuccessfulDelete",
                     format!("Deleted pod: {n}"),
                 )
@@ -432,7 +434,7 @@ async fn delete_pods<K: Replicated>(
                 event(
                     ctx,
                     obj,
-                    EventType::Warning,
+                    true,
                     "FailedDelete",
                     format!("Error deleting: {e}"),
                 )
