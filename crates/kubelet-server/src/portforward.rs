@@ -60,13 +60,27 @@ fn dial_in(netns: &Path, addr: SocketAddr) -> std::io::Result<std::net::TcpStrea
             // A sandbox whose loopback is still down (upstream's CNI
             // `loopback` plugin brings it up; the pod network may not have
             // yet). The child runs in this thread's namespace.
-            let status = std::process::Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()?;
-            if !status.success() {
-                return Err(e);
+            let out = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+                .iter()
+                .find(|p| Path::new(p).exists())
+                .map(|ip| {
+                    std::process::Command::new(ip)
+                        .args(["link", "set", "lo", "up"])
+                        .output()
+                });
+            match out {
+                Some(Ok(o)) if o.status.success() => connect(),
+                Some(Ok(o)) => {
+                    let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                    tracing::warn!(%msg, "bringing up the pod's loopback failed");
+                    Err(e)
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(%err, "bringing up the pod's loopback failed");
+                    Err(e)
+                }
+                None => Err(e),
             }
-            connect()
         }
         other => other,
     }
