@@ -336,6 +336,39 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         "busybox:1.36 busybox:1.36 busybox:1.36",
     );
 
+    // Claims of a set whose policy says so go with it.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &STATEFULSET
+            .replace("name: web", "name: db")
+            .replace("{app: web}", "{app: db}")
+            .replace(
+                "replicas: 3",
+                "replicas: 1\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete}",
+            ),
+    );
+    wait_for(
+        &server,
+        &["get", "sts", "db"],
+        "{.status.readyReplicas}",
+        "1",
+    );
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "pvc", "www-db-0"],
+            "{.metadata.ownerReferences[0].kind}"
+        ),
+        "StatefulSet"
+    );
+    server.ok(&["delete", "sts", "db"]);
+    wait_for(
+        &server,
+        &["get", "pvc", "-l", "app=db"],
+        "{.items[*].metadata.name}",
+        "",
+    );
+
     // Scale down: web-2 goes, then web-1; claims stay (Retain).
     server.ok(&["scale", "sts/web", "--replicas=1"]);
     wait_for(
@@ -394,6 +427,12 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
     server.ok_stdin(
         &["apply", "-f", "-"],
         &job("paused", "0").replace("backoffLimit: 1", "suspend: true"),
+    );
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &JOB.replace("NAME", "long")
+            .replace("sleep 1; exit CODE", "sleep 3600")
+            .replace("parallelism: 2", "parallelism: 1"),
     );
     // Never more than parallelism pods at once.
     let mut most = 0;
@@ -524,6 +563,32 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
             "{.status.conditions[?(@.type==\"Suspended\")].reason}"
         ),
         "JobResumed"
+    );
+
+    // An orphaned pod of a Job is adopted again.
+    let long = jsonpath(
+        &server,
+        &["get", "pods", "-l", "job-name=long"],
+        "{.items[0].metadata.name}",
+    );
+    assert!(!long.is_empty());
+    server.ok(&[
+        "patch",
+        "pod",
+        &long,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+    ]);
+    wait_for(
+        &server,
+        &["get", "pod", &long],
+        "{.metadata.ownerReferences[0].name}",
+        "long",
+    );
+    assert_eq!(
+        jsonpath(&server, &["get", "job", "long"], "{.status.active}"),
+        "1"
     );
 
     // Deleting a Job takes its pods along; the tracking finalizer does
