@@ -60,7 +60,11 @@ fn wait_live_pods(server: &Server, selector: &str, n: usize) -> Vec<String> {
 /// The ReplicaSets' spec.replicas, sorted (kubectl lists by name, and
 /// names are hashes).
 fn rs_sizes(server: &Server, selector: &str) -> String {
-    let out = jsonpath(server, &["get", "rs", "-l", selector], "{.items[*].spec.replicas}");
+    let out = jsonpath(
+        server,
+        &["get", "rs", "-l", selector],
+        "{.items[*].spec.replicas}",
+    );
     let mut sizes: Vec<&str> = out.split_whitespace().collect();
     sizes.sort();
     sizes.join(" ")
@@ -72,7 +76,10 @@ fn wait_rs_sizes(server: &Server, selector: &str, want: &str) {
         last = rs_sizes(server, selector);
         last == want
     });
-    assert!(ok, "replica sets of {selector}: want {want:?}, have {last:?}");
+    assert!(
+        ok,
+        "replica sets of {selector}: want {want:?}, have {last:?}"
+    );
 }
 
 fn rollout_status(server: &Server, what: &str) -> String {
@@ -193,6 +200,64 @@ fn deployment_rolls_out_scales_and_replaces_deleted_pods() {
     ]);
     assert!(events.contains("SuccessfulCreate"), "{events}");
     assert!(events.contains("SuccessfulDelete"), "{events}");
+
+    // A rolling update with maxSurge 1 and maxUnavailable 0 goes one pod
+    // at a time: the events name every step.
+    server.ok(&[
+        "create",
+        "deployment",
+        "surge",
+        "--image=busybox:1.36",
+        "--replicas=3",
+    ]);
+    server.ok(&[
+        "patch",
+        "deployment/surge",
+        "-p",
+        r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    rollout_status(&server, "deployment/surge");
+    let old = jsonpath(
+        &server,
+        &["get", "rs", "-l", "app=surge"],
+        "{.items[0].metadata.name}",
+    );
+    server.ok(&["set", "image", "deployment/surge", "busybox=busybox:1.37"]);
+    rollout_status(&server, "deployment/surge");
+    let new = jsonpath(
+        &server,
+        &["get", "rs", "-l", "app=surge"],
+        "{.items[?(@.spec.replicas==3)].metadata.name}",
+    );
+    assert_ne!(old, new);
+    let mut messages = String::new();
+    let all_steps = eventually(WAIT, || {
+        messages = jsonpath(
+            &server,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=surge",
+            ],
+            "{range .items[*]}{.message}\n{end}",
+        );
+        [
+            format!("Scaled up replica set {new} from 0 to 1"),
+            format!("Scaled down replica set {old} from 3 to 2"),
+            format!("Scaled up replica set {new} from 1 to 2"),
+            format!("Scaled down replica set {old} from 2 to 1"),
+            format!("Scaled up replica set {new} from 2 to 3"),
+            format!("Scaled down replica set {old} from 1 to 0"),
+        ]
+        .iter()
+        .all(|m| messages.lines().any(|l| l == m))
+    });
+    assert!(all_steps, "{messages}");
+    assert!(
+        !messages.contains("from 0 to 2") && !messages.contains("from 3 to 1"),
+        "{messages}"
+    );
 
     // Deleting the Deployment takes its ReplicaSet and pods along.
     server.ok(&["delete", "deployment", "web"]);
@@ -355,6 +420,39 @@ fn recreate_history_limit_and_progress_deadline() {
         "{.items[*].spec.containers[0].image}",
     );
     assert_eq!(images, "busybox:1.38 busybox:1.38");
+
+    // Scaling a rollout that is stuck halfway spreads the change over
+    // both ReplicaSets in proportion (4 old + 1 new, max 5, scaled to 8
+    // with surge 1: 9 allowed, 7.2 -> 7 old and 1.8 -> 2 new).
+    server.ok(&[
+        "create",
+        "deployment",
+        "prop",
+        "--image=busybox:1.36",
+        "--replicas=4",
+    ]);
+    server.ok(&[
+        "patch",
+        "deployment/prop",
+        "-p",
+        r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
+    ]);
+    rollout_status(&server, "deployment/prop");
+    server.ok(&[
+        "patch",
+        "deployment/prop",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"nodeSelector":{"nowhere":"true"}}}}}"#,
+    ]);
+    wait_rs_sizes(&server, "app=prop", "1 4");
+    server.ok(&["scale", "deployment/prop", "--replicas=8"]);
+    wait_rs_sizes(&server, "app=prop", "2 7");
+    wait_for(
+        &server,
+        &["get", "deploy", "prop"],
+        "{.status.replicas}/{.status.updatedReplicas}/{.status.availableReplicas}",
+        "9/2/7",
+    );
 
     // Pods that can never be scheduled: the deadline passes.
     server.ok_stdin(
