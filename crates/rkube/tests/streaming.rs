@@ -1,0 +1,589 @@
+//! Streaming through the API server to a real kubelet, as root, with real
+//! kubectl 1.33 (WebSockets: v5.channel.k8s.io, v2.portforward.k8s.io)
+//! and kubectl 1.27 (SPDY/3.1): logs with their flags, exec with and
+//! without a terminal, cp both ways, port-forward to busybox httpd,
+//! attach, and `kubectl top` from metrics.k8s.io.
+//!
+//! One cluster (server + agent with its own node name, data dir, kubelet
+//! port and cgroup parent) serves every check, to keep the run short.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
+use rkube_containers::image::RunConfig;
+use support::{eventually, free_port, Server};
+
+const IMAGE: &str = "example.com/test/busybox:1";
+const OLD_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+
+struct Cluster {
+    server: Server,
+    agent: Option<Child>,
+    node: String,
+    data: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Cluster {
+    fn start(node: &str) -> Cluster {
+        let server = Server::start();
+        let data = server.dir.path().join("agent-data");
+        let images = data.join("agent/images");
+        std::fs::create_dir_all(&images).unwrap();
+        ImageBuilder::new()
+            .layer(
+                // kubectl cp needs tar; the port-forward target is httpd.
+                LayerBuilder::busybox(Path::new("/bin/busybox"))
+                    .unwrap()
+                    .symlink("bin/tar", "busybox")
+                    .symlink("bin/httpd", "busybox")
+                    .symlink("bin/tty", "busybox"),
+            )
+            .config(RunConfig {
+                cmd: Some(vec!["sh".into()]),
+                env: Some(vec!["PATH=/bin".into()]),
+                ..Default::default()
+            })
+            .build()
+            .unwrap()
+            .write_oci_archive(IMAGE, &images.join("busybox.tar"))
+            .unwrap();
+        let dir_name = server
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let log = std::fs::File::create(server.dir.path().join("agent.log")).unwrap();
+        let agent = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&server.kubeconfig)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &free_port().to_string()])
+            .args(["--cgroup-parent", &format!("rkube-test/{dir_name}")])
+            .args(["--registries", "/nonexistent"])
+            .arg("--client-ca-file")
+            .arg(server.dir.path().join("server/tls/client-ca.crt"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start rkube agent");
+        let c = Cluster {
+            server,
+            agent: Some(agent),
+            node: node.to_string(),
+            data,
+            cgroup_parent: format!("rkube-test/{dir_name}"),
+        };
+        let ready = eventually(Duration::from_secs(60), || {
+            let out = c.server.kubectl(&[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            String::from_utf8_lossy(&out.stdout) == "True"
+        });
+        assert!(ready, "node not Ready:\n{}", c.agent_log());
+        c
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.server.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
+    }
+
+    fn kubectl(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+        let bin = if bin == "kubectl" {
+            "kubectl"
+        } else {
+            OLD_KUBECTL
+        };
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", &self.server.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl is installed");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// `kubectl` that must succeed; its stdout.
+    fn ok(&self, bin: &str, args: &[&str]) -> String {
+        let out = self.kubectl(bin, args, None);
+        assert!(
+            out.status.success(),
+            "{bin} {args:?} failed: {}\n{}\nagent:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.agent_log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_running(&self, pod: &str) {
+        let ok = eventually(Duration::from_secs(60), || {
+            let out = self
+                .server
+                .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
+            String::from_utf8_lossy(&out.stdout) == "Running"
+        });
+        assert!(
+            ok,
+            "pod {pod} not Running:\n{}\nagent:\n{}",
+            self.server.ok(&["get", "pod", pod, "-o", "yaml"]),
+            self.agent_log()
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        // Containers outlive the agent by design: remove them.
+        let ctr = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_rkube"))
+                .arg("ctr")
+                .arg("--root")
+                .arg(self.data.join("agent/containers"))
+                .arg("--images")
+                .arg(self.data.join("agent/images"))
+                .args([
+                    "--registries",
+                    "/nonexistent",
+                    "--cgroup-parent",
+                    &self.cgroup_parent,
+                ])
+                .args(args)
+                .output()
+        };
+        if let Ok(ps) = ctr(&["ps"]) {
+            for line in String::from_utf8_lossy(&ps.stdout).lines().skip(1) {
+                if let Some(id) = line.split_whitespace().next() {
+                    let _ = ctr(&["rm", "-f", id]);
+                }
+            }
+        }
+    }
+}
+
+fn pod(name: &str, containers: &[(&str, &str)], restart: &str) -> String {
+    let mut y = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  restartPolicy: {restart}\n  terminationGracePeriodSeconds: 1\n  containers:\n"
+    );
+    for (c, script) in containers {
+        y.push_str(&format!(
+            "  - name: {c}\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", {script:?}]\n"
+        ));
+    }
+    y
+}
+
+fn lines(s: &str) -> Vec<&str> {
+    s.lines().collect()
+}
+
+/// A child process whose stdout is read line by line on a thread.
+struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn spawn(mut cmd: Command) -> Streaming {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// Waits for a line containing `want`.
+    fn expect(&mut self, want: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(want) => return l,
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = self.child.kill();
+                    let mut err = String::new();
+                    if let Some(mut e) = self.child.stderr.take() {
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("no line with {want:?}; stderr: {err}");
+                }
+            }
+        }
+    }
+}
+
+impl Streaming {
+    /// Stops the process; what it wrote to stderr.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        err
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kubectl_cmd(c: &Cluster, bin: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(if bin == "kubectl" {
+        "kubectl"
+    } else {
+        OLD_KUBECTL
+    });
+    cmd.env("KUBECONFIG", &c.server.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .args(args);
+    cmd
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn logs_exec_cp_port_forward_attach_and_top() {
+    if !nix_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let c = Cluster::start("stream-node");
+    c.apply(&pod(
+        "printer",
+        &[
+            (
+                "a",
+                "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; sleep 3600",
+            ),
+            ("b", "echo bee; sleep 3600"),
+        ],
+        "Always",
+    ));
+    c.apply(&pod(
+        "web",
+        &[(
+            "httpd",
+            "mkdir -p /www && echo hello-pf > /www/index.html && exec httpd -f -p 8080 -h /www",
+        )],
+        "Always",
+    ));
+    c.apply(&pod(
+        "ticker",
+        &[(
+            "t",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+        )],
+        "Always",
+    ));
+    c.apply(&pod(
+        "crasher",
+        &[("c", "echo attempt; sleep 1; exit 1")],
+        "Always",
+    ));
+    // Never pulled: its container waits forever.
+    c.apply(&pod("stuck", &[("s", "true")], "Always").replace(IMAGE, "example.com/test/absent:1"));
+    for p in ["printer", "web", "ticker"] {
+        c.wait_running(p);
+    }
+
+    // logs: -c, default container notice, --tail, --timestamps.
+    for bin in ["kubectl", "old"] {
+        let out = c.ok(bin, &["logs", "printer", "-c", "a"]);
+        assert_eq!(lines(&out), ["one", "two", "three"], "{bin}");
+        assert_eq!(c.ok(bin, &["logs", "printer", "-c", "b"]), "bee\n");
+        assert_eq!(
+            c.ok(bin, &["logs", "printer", "-c", "a", "--tail", "1"]),
+            "three\n"
+        );
+        let stamped = c.ok(
+            bin,
+            &["logs", "printer", "-c", "a", "--timestamps", "--tail", "1"],
+        );
+        let (ts, rest) = stamped.split_once(' ').unwrap();
+        assert_eq!(rest, "three\n");
+        assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
+    }
+    let out = c.kubectl("kubectl", &["logs", "printer", "-c", "nope"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("container nope is not valid for pod printer"),
+        "{err}"
+    );
+
+    // The API server's own checks and the other log options.
+    let out = c.kubectl(
+        "kubectl",
+        &[
+            "get",
+            "--raw",
+            "/api/v1/namespaces/default/pods/printer/log",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("a container name must be specified for pod printer, choose one of: [a b]"),
+        "{err}"
+    );
+    assert_eq!(
+        c.ok(
+            "kubectl",
+            &["logs", "printer", "-c", "a", "--limit-bytes", "6"]
+        ),
+        "one\ntw"
+    );
+    assert_eq!(
+        lines(&c.ok("kubectl", &["logs", "printer", "-c", "a", "--since", "1h"])).len(),
+        3
+    );
+    let raw = "/api/v1/nodes/stream-node/proxy/healthz";
+    assert_eq!(c.ok("kubectl", &["get", "--raw", raw]), "ok");
+    let pods = c.ok(
+        "kubectl",
+        &["get", "--raw", "/api/v1/nodes/stream-node/proxy/pods"],
+    );
+    assert!(pods.contains("\"printer\""), "{pods}");
+
+    let waiting = eventually(Duration::from_secs(20), || {
+        let out = c.kubectl("kubectl", &["logs", "stuck"], None);
+        String::from_utf8_lossy(&out.stderr)
+            .contains("container \"s\" in pod \"stuck\" is waiting to start")
+    });
+    assert!(
+        waiting,
+        "{:?}",
+        c.kubectl("kubectl", &["logs", "stuck"], None)
+    );
+
+    // logs -f streams new lines.
+    let mut follow = Streaming::spawn(kubectl_cmd(
+        &c,
+        "kubectl",
+        &["logs", "-f", "ticker", "--tail", "1"],
+    ));
+    let first: u32 = follow.expect("tick", Duration::from_secs(20))[5..]
+        .parse()
+        .unwrap();
+    follow.expect(&format!("tick {}", first + 3), Duration::from_secs(20));
+    drop(follow);
+
+    // logs --previous once the crasher restarted.
+    let restarted = eventually(Duration::from_secs(60), || {
+        let out = c.server.kubectl(&[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .parse::<u32>()
+            .unwrap_or(0)
+            >= 1
+    });
+    assert!(restarted, "crasher never restarted:\n{}", c.agent_log());
+    assert_eq!(
+        c.ok("kubectl", &["logs", "crasher", "--previous"]),
+        "attempt\n"
+    );
+
+    // exec: exit codes, stdin, both protocols.
+    for bin in ["kubectl", "old"] {
+        let out = c.kubectl(
+            bin,
+            &[
+                "exec",
+                "printer",
+                "-c",
+                "a",
+                "--",
+                "sh",
+                "-c",
+                "echo hi; echo oops >&2; exit 3",
+            ],
+            None,
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{bin}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("oops"),
+            "{bin}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = c.kubectl(
+            bin,
+            &["exec", "-i", "printer", "-c", "a", "--", "tr", "a-z", "A-Z"],
+            Some("hello stdin\n"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "HELLO STDIN\n",
+            "{bin}"
+        );
+    }
+    // -it: a terminal on our side (script), one in the container.
+    let script = format!(
+        "KUBECONFIG={} kubectl exec -it printer -c a -- sh -c 'tty; echo done'",
+        c.server.kubeconfig.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &script, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("done"),
+        "{text}"
+    );
+
+    // cp both ways (tar over exec; to the pod needs stdin's end).
+    let local = c.server.dir.path().join("upload.txt");
+    std::fs::write(&local, "payload through tar\n").unwrap();
+    for bin in ["kubectl", "old"] {
+        let dest = format!("default/printer:/tmp/up-{}.txt", bin.len());
+        c.ok(bin, &["cp", "-c", "a", local.to_str().unwrap(), &dest]);
+        let inside = c.ok(
+            bin,
+            &[
+                "exec",
+                "printer",
+                "-c",
+                "a",
+                "--",
+                "cat",
+                &format!("/tmp/up-{}.txt", bin.len()),
+            ],
+        );
+        assert_eq!(inside, "payload through tar\n");
+        let back = c.server.dir.path().join(format!("down-{bin}.txt"));
+        c.ok(bin, &["cp", "-c", "a", &dest, back.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(&back).unwrap(),
+            "payload through tar\n"
+        );
+    }
+
+    // port-forward to httpd in the pod, both clients.
+    for bin in ["kubectl", "old"] {
+        let port = free_port();
+        let mut pf = Streaming::spawn(kubectl_cmd(
+            &c,
+            bin,
+            &["port-forward", "pod/web", &format!("{port}:8080")],
+        ));
+        pf.expect("Forwarding from", Duration::from_secs(20));
+        let mut body = None;
+        eventually(Duration::from_secs(10), || {
+            body = http_get(port).filter(|b| b.contains("hello-pf"));
+            body.is_some()
+        });
+        if body.is_none() {
+            panic!(
+                "{bin}: no answer through port-forward: {}\nagent:\n{}\nserver:\n{}",
+                pf.stop(),
+                c.agent_log(),
+                c.server.log()
+            );
+        }
+        // A second connection over the same forward.
+        assert!(
+            http_get(port).is_some_and(|b| b.contains("hello-pf")),
+            "{bin}"
+        );
+    }
+
+    // attach: output arrives as the container writes it.
+    for bin in ["kubectl", "old"] {
+        let mut at = Streaming::spawn(kubectl_cmd(&c, bin, &["attach", "ticker"]));
+        at.expect("tick", Duration::from_secs(20));
+    }
+
+    // top, from metrics.k8s.io.
+    let mut top = String::new();
+    let ok = eventually(Duration::from_secs(40), || {
+        let out = c.kubectl("kubectl", &["top", "pod", "printer", "--no-headers"], None);
+        top = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success() && top.contains("printer")
+    });
+    assert!(ok, "kubectl top pod: {top}");
+    let cols: Vec<&str> = top.split_whitespace().collect();
+    assert!(cols[1].ends_with('m') && cols[2].ends_with("Mi"), "{top}");
+    let node = c.ok("kubectl", &["top", "node", "--no-headers"]);
+    let cols: Vec<&str> = node.split_whitespace().collect();
+    assert_eq!(cols[0], c.node);
+    assert!(cols[1].ends_with('m') && cols[2].ends_with('%'), "{node}");
+}
+
+fn nix_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
