@@ -481,3 +481,58 @@ fn resource_rules_csr_approval_rbac_priority_and_storage() {
         "{err}"
     );
 }
+
+#[test]
+fn crds_are_established_for_kubectl_wait() {
+    let server = Server::start_with(&["--disable-controller-manager", "--disable-scheduler"]);
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wg]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#,
+    );
+    let out = server.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=10s",
+    ]);
+    assert_eq!(
+        out,
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com condition met\n"
+    );
+    let stored = server.ok(&[
+        "get",
+        "crd",
+        "widgets.example.com",
+        "-o",
+        "jsonpath={.status.storedVersions} {.status.acceptedNames.kind}",
+    ]);
+    assert_eq!(stored, r#"["v1"] Widget"#);
+    let err = server
+        .kubectl_stdin(
+            &["create", "-f", "-"],
+            r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+  "metadata": {"name": "gadgets.example.com"},
+  "spec": {"group": "example.com", "scope": "Namespaced",
+           "names": {"plural": "things", "kind": "Thing"},
+           "versions": [{"name": "v1", "served": true, "storage": true,
+                         "schema": {"openAPIV3Schema": {"type": "object"}}}]}}"#,
+        )
+        .stderr;
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains(r#"must be spec.names.plural+"."+spec.group"#),
+        "{err}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Small cluster-policy resources: PodDisruptionBudgets, PriorityClasses,
-//! Leases and HorizontalPodAutoscalers.
+//! Leases, HorizontalPodAutoscalers and RuntimeClasses.
 //!
 //! Upstream counterpart: `pkg/registry/{policy/poddisruptionbudget,
 //! scheduling/priorityclass, coordination/lease, autoscaling/
@@ -326,6 +326,33 @@ impl Strategy for HpaStrategy {
                     "must be greater than or equal to 1",
                 ));
             }
+        }
+        errs
+    }
+}
+
+/// RuntimeClasses (node.k8s.io/v1): the handler names a CRI runtime
+/// configuration and is fixed.
+pub struct RuntimeClassStrategy;
+
+impl Strategy for RuntimeClassStrategy {
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if str_at(obj, "/handler").is_empty() {
+            errs.push(FieldError::required(&FieldPath::new("handler"), ""));
+        }
+        errs
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        let handler = str_at(new, "/handler");
+        if handler != str_at(old, "/handler") {
+            errs.push(FieldError::invalid(
+                &FieldPath::new("handler"),
+                handler,
+                "field is immutable",
+            ));
         }
         errs
     }

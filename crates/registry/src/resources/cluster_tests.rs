@@ -87,3 +87,17 @@ fn leases_last_a_positive_time() {
         ["spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"]
     );
 }
+
+#[test]
+fn runtime_class_handlers_are_fixed() {
+    let rc = json!({"handler": "runc"});
+    let other = json!({"handler": "crun"});
+    assert_eq!(
+        messages(&RuntimeClassStrategy.validate_update(&other, &rc)),
+        [r#"handler: Invalid value: "crun": field is immutable"#]
+    );
+    assert_eq!(
+        messages(&RuntimeClassStrategy.validate(&json!({}))),
+        ["handler: Required value"]
+    );
+}

@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(test)]
 mod config_tests;
+pub mod crd;
 pub mod event;
 mod namespace;
 pub mod networking;
@@ -14,6 +15,7 @@ pub mod pod;
 pub mod quantity;
 pub mod rbac;
 pub mod service;
+pub mod slices;
 #[cfg(test)]
 mod store_tests;
 pub(crate) mod util;
@@ -53,6 +55,9 @@ pub fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
         ("certificates.k8s.io", "certificatesigningrequests") => {
             Arc::new(certificates::CsrStrategy)
         }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => Arc::new(crd::CrdStrategy),
+        ("discovery.k8s.io", "endpointslices") => Arc::new(slices::EndpointSliceStrategy),
+        ("node.k8s.io", "runtimeclasses") => Arc::new(cluster::RuntimeClassStrategy),
         (group, plural) if rbac::RbacKind::of(group, plural).is_some() => {
             let kind = rbac::RbacKind::of(group, plural).expect("checked");
             Arc::new(rbac::RbacStrategy { kind })
