@@ -203,6 +203,38 @@ fn endpoints_and_slices_list_ready_pods_and_drop_unready_ones() {
         ""
     );
 
+    // User-managed Endpoints of the selector-less Service are mirrored.
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: manual\nsubsets:\n- addresses:\n  \
+         - ip: 192.168.5.5\n  ports:\n  - port: 81\n",
+    );
+    let mirrored = [
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=manual",
+    ];
+    wait_for(
+        &server,
+        &mirrored,
+        "{.items[0].metadata.labels.endpointslice\\.kubernetes\\.io/managed-by} {.items[0].endpoints[0].addresses[0]}",
+        "endpointslicemirroring-controller.k8s.io 192.168.5.5",
+    );
+    let table = server.ok(&mirrored);
+    let cells: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(cells[0].starts_with("manual-"), "{table}");
+    assert_eq!(&cells[1..4], ["IPv4", "81", "192.168.5.5"]);
+    // The controller's own Endpoints are marked so they are not mirrored.
+    assert_eq!(
+        jsonpath(
+            &server,
+            &["get", "endpoints", "web"],
+            "{.metadata.labels.endpointslice\\.kubernetes\\.io/skip-mirror}"
+        ),
+        "true"
+    );
+
     // Deleting the Service takes its Endpoints and slices along.
     server.ok(&["delete", "service", "web"]);
     let ok = eventually(WAIT, || {

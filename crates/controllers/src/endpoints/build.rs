@@ -26,6 +26,7 @@ pub const MAX_CAPACITY: usize = 1000;
 pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 pub const LAST_CHANGE_TRIGGER_TIME: &str = "endpoints.kubernetes.io/last-change-trigger-time";
 pub const HEADLESS: &str = "service.kubernetes.io/headless";
+pub const SKIP_MIRROR: &str = "endpointslice.kubernetes.io/skip-mirror";
 
 /// Whether a pod belongs in a Service's endpoints at all: it has an IP,
 /// has not finished for good, and (unless terminating pods are wanted) is
@@ -286,6 +287,8 @@ fn truncate(subsets: &mut [EndpointSubset]) -> bool {
 pub fn desired_endpoints(svc: &Service, pods: &[Arc<Pod>], trigger: Option<Time>) -> Endpoints {
     let (subsets, truncated) = desired_subsets(svc, pods);
     let mut labels = svc.labels().clone();
+    // The slices of this Service come from its pods, not from a mirror.
+    labels.insert(SKIP_MIRROR.into(), "true".into());
     if is_headless(svc) {
         labels.insert(HEADLESS.into(), String::new());
     } else {

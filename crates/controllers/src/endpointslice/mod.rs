@@ -8,11 +8,15 @@
 //! IPv4 only for now. The service proxy reads these slices, so a sync
 //! writes only the slices whose content changes (see [`reconcile`]).
 //!
+//! User-managed Endpoints are mirrored into slices by [`mirroring`],
+//! which this controller starts.
+//!
 //! Like upstream's `EndpointSliceTracker`, the controller remembers what
 //! it wrote and waits for the informer cache to catch up before syncing a
 //! Service again: a sync over a cache that has not yet seen a slice it
 //! just created would create a second one.
 
+pub mod mirroring;
 pub mod reconcile;
 
 use std::collections::HashMap;
@@ -231,6 +235,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
             return;
         }
     }
+    tokio::spawn(mirroring::run(client.clone(), informers.clone()));
     let index = PodIndex::new(pods);
     let membership = Arc::new(Membership::default());
     let ctx = Arc::new(Ctx {

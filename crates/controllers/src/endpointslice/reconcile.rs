@@ -146,24 +146,60 @@ fn owner(svc: &Service) -> OwnerReference {
     }
 }
 
-/// A new slice for `svc` (`newEndpointSlice`).
-fn new_slice(
-    svc: &Service,
-    ports: Option<Vec<EndpointPort>>,
-    endpoints: Vec<Endpoint>,
-) -> EndpointSlice {
-    EndpointSlice {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", svc.name_any())),
+/// What every slice of one owner looks like (`newEndpointSlice`).
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub namespace: Option<String>,
+    pub generate_name: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner: OwnerReference,
+    /// Whether an owner without endpoints keeps one empty slice.
+    pub placeholder: bool,
+}
+
+impl Template {
+    /// The template of a Service's slices.
+    pub fn for_service(svc: &Service) -> Template {
+        Template {
             namespace: svc.namespace(),
-            labels: Some(slice_labels(svc)),
-            owner_references: Some(vec![owner(svc)]),
-            ..ObjectMeta::default()
-        },
-        address_type: ADDRESS_TYPE.into(),
-        endpoints,
-        ports,
+            generate_name: format!("{}-", svc.name_any()),
+            labels: slice_labels(svc),
+            owner: owner(svc),
+            placeholder: true,
+        }
     }
+
+    fn new_slice(
+        &self,
+        ports: Option<Vec<EndpointPort>>,
+        endpoints: Vec<Endpoint>,
+    ) -> EndpointSlice {
+        EndpointSlice {
+            metadata: ObjectMeta {
+                generate_name: Some(self.generate_name.clone()),
+                namespace: self.namespace.clone(),
+                labels: Some(self.labels.clone()),
+                owner_references: Some(vec![self.owner.clone()]),
+                ..ObjectMeta::default()
+            },
+            address_type: ADDRESS_TYPE.into(),
+            endpoints,
+            ports,
+        }
+    }
+}
+
+/// Wanted endpoints by port set: key -> (ports, endpoint key -> endpoint).
+pub type Groups = BTreeMap<String, (Vec<EndpointPort>, BTreeMap<String, Endpoint>)>;
+
+/// Add `ep` with `ports` to `groups`.
+pub fn add_to_groups(groups: &mut Groups, mut ports: Vec<EndpointPort>, ep: Endpoint) {
+    ports.sort_by(|a, b| (&a.name, a.port).cmp(&(&b.name, b.port)));
+    groups
+        .entry(ports_key(&ports))
+        .or_insert_with(|| (ports, BTreeMap::new()))
+        .1
+        .insert(endpoint_key(&ep), ep);
 }
 
 /// The inputs of one sync.
@@ -188,10 +224,7 @@ struct Rewrite {
 
 pub fn reconcile(snap: &Snapshot) -> Plan {
     let svc = snap.service;
-    let max = snap.max_per_slice.max(1);
-    // Desired endpoints, grouped by port set.
-    let mut desired: BTreeMap<String, (Vec<EndpointPort>, BTreeMap<String, Endpoint>)> =
-        BTreeMap::new();
+    let mut desired = Groups::new();
     for pod in snap.pods {
         if !should_pod_be_in_endpoints(pod, true) {
             continue;
@@ -205,16 +238,30 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             .and_then(|s| s.node_name.as_deref())
             .and_then(|n| (snap.zone_of)(n));
         let ep = pod_to_endpoint(pod, svc, ip, zone);
-        let ports = pod_ports(pod, svc);
-        desired
-            .entry(ports_key(&ports))
-            .or_insert_with(|| (ports, BTreeMap::new()))
-            .1
-            .insert(endpoint_key(&ep), ep);
+        add_to_groups(&mut desired, pod_ports(pod, svc), ep);
     }
-    let labels = slice_labels(svc);
+    place(
+        desired,
+        snap.slices,
+        &Template::for_service(svc),
+        snap.trigger.as_ref(),
+        snap.max_per_slice,
+    )
+}
+
+/// The writes that turn `slices` into slices holding `desired`, touching
+/// as few slices as it can.
+pub fn place(
+    desired: Groups,
+    slices: &[Arc<EndpointSlice>],
+    tmpl: &Template,
+    trigger: Option<&Time>,
+    max_per_slice: usize,
+) -> Plan {
+    let max = max_per_slice.max(1);
+    let labels = tmpl.labels.clone();
     let mut existing: BTreeMap<String, Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-    for s in snap.slices {
+    for s in slices {
         existing
             .entry(slice_ports_key(s))
             .or_default()
@@ -279,8 +326,10 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
     }
     // Slices of port sets no longer wanted.
     deletes.extend(existing.into_values().flatten());
-    let need_placeholder =
-        rewrites.is_empty() && creates.is_empty() && snap.slices.len() == deletes.len();
+    let need_placeholder = tmpl.placeholder
+        && rewrites.is_empty()
+        && creates.is_empty()
+        && slices.len() == deletes.len();
     let mut plan = Plan::default();
     if need_placeholder {
         // Keep one existing placeholder, or make one.
@@ -305,23 +354,22 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
         match deletes.pop() {
             // Rewriting a slice that would go costs one write, not two.
             Some(old) => {
-                let mut s = stamp(new_slice(svc, ports, endpoints), snap.trigger.as_ref());
+                let mut s = stamp(tmpl.new_slice(ports, endpoints), trigger);
                 s.metadata.name = old.metadata.name.clone();
                 s.metadata.generate_name = None;
                 s.metadata.resource_version = old.metadata.resource_version.clone();
                 plan.update.push(s);
             }
-            None => plan.create.push(stamp(
-                new_slice(svc, ports, endpoints),
-                snap.trigger.as_ref(),
-            )),
+            None => plan
+                .create
+                .push(stamp(tmpl.new_slice(ports, endpoints), trigger)),
         }
     }
     for rw in rewrites {
         let mut s = (*rw.base).clone();
         s.endpoints = rw.endpoints;
         s.metadata.labels = Some(labels.clone());
-        plan.update.push(stamp(s, snap.trigger.as_ref()));
+        plan.update.push(stamp(s, trigger));
     }
     let mut seen = HashSet::new();
     plan.delete = deletes
