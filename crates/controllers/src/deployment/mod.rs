@@ -163,8 +163,7 @@ async fn sync(d: Arc<Deployment>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             true,
             "SelectingAll",
             "This deployment is selecting all pods. A non-empty selector is required.".into(),
-        )
-        .await;
+        );
         let observed = run.d.status.as_ref().and_then(|s| s.observed_generation);
         if observed < run.d.metadata.generation {
             let mut st = run.d.status.clone().unwrap_or_default();

@@ -81,11 +81,10 @@ impl Run<'_> {
         self.d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false)
     }
 
-    pub async fn event(&self, warning: bool, reason: &str, note: String) {
+    pub fn event(&self, warning: bool, reason: &str, note: String) {
         self.ctx
             .recorder
-            .publish(&self.d.object_ref(&()), warning, reason, note)
-            .await;
+            .publish(&self.d.object_ref(&()), warning, reason, note);
     }
 
     /// (new, old) ReplicaSet indexes; creates the new one if asked and
@@ -206,8 +205,7 @@ impl Run<'_> {
                         false,
                         "ScalingReplicaSet",
                         format!("Scaled up replica set {rs_name} from 0 to {replicas}"),
-                    )
-                    .await;
+                    );
                 }
                 created
             }
@@ -217,7 +215,7 @@ impl Run<'_> {
             Err(e) => {
                 if status::progress_deadline(&self.d).is_some() {
                     let msg = format!("Failed to create new replica set \"{rs_name}\": {e}");
-                    self.event(true, FAILED_RS_CREATE, msg.clone()).await;
+                    self.event(true, FAILED_RS_CREATE, msg.clone());
                     let mut st = self.d.status.clone().unwrap_or_default();
                     status::set_condition(
                         &mut st,
@@ -319,7 +317,7 @@ impl Run<'_> {
                 "Scaled {op} replica set {} from {from} to {to}",
                 name_of(&self.rss[i])
             );
-            self.event(false, "ScalingReplicaSet", msg).await;
+            self.event(false, "ScalingReplicaSet", msg);
         }
         Ok(from != to)
     }

@@ -6,11 +6,17 @@
 //! kube-rs' `Recorder` folds every event with the same reason into one
 //! series whatever the message, so "Created pod: a" and "Created pod: b"
 //! would show as one; this recorder keys on the message too.
+//!
+//! Like upstream's broadcaster, publishing never waits for the API: events
+//! go to a bounded queue written by a background task and are dropped when
+//! it is full, so a burst of pod creations is not slowed by as many event
+//! writes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -23,6 +29,13 @@ const SERIES_WINDOW: Duration = Duration::from_secs(600);
 
 /// Entries kept before the oldest are dropped.
 const CACHE_LIMIT: usize = 4096;
+
+/// Events waiting to be written before new ones are dropped (upstream's
+/// broadcaster queue length).
+const QUEUE: usize = 1000;
+
+/// Events written at once.
+const WRITERS: usize = 8;
 
 #[derive(Clone, Hash, PartialEq, Eq)]
 struct Key {
@@ -38,28 +51,71 @@ struct Seen {
     at: Instant,
 }
 
+/// One event waiting to be written.
+struct Pending {
+    regarding: ObjectReference,
+    warning: bool,
+    reason: String,
+    note: String,
+}
+
 /// Publishes events for one controller.
 pub struct Recorder {
+    queue: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl Recorder {
+    /// A recorder and its writer task (call within the runtime).
+    pub fn new(client: kube::Client, controller: &str) -> Recorder {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let writer = std::sync::Arc::new(Writer {
+            client,
+            controller: controller.into(),
+            instance: format!("{controller}-{}", host.trim()),
+            seen: Mutex::new(HashMap::new()),
+        });
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<Pending>(QUEUE);
+        tokio::spawn(async move {
+            futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                .for_each_concurrent(WRITERS, |p| {
+                    let writer = writer.clone();
+                    async move {
+                        writer
+                            .publish(&p.regarding, p.warning, &p.reason, p.note)
+                            .await
+                    }
+                })
+                .await;
+        });
+        Recorder { queue }
+    }
+
+    /// Record `reason`/`note` about `regarding`, without waiting; dropped
+    /// when the queue is full. Failures are logged only, as upstream (an
+    /// event is never worth failing a sync for).
+    pub fn publish(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
+        let pending = Pending {
+            regarding: regarding.clone(),
+            warning,
+            reason: reason.into(),
+            note,
+        };
+        if self.queue.try_send(pending).is_err() {
+            tracing::debug!(reason, "event queue full; event dropped");
+        }
+    }
+}
+
+/// Writes events and remembers recent ones to count repeats.
+struct Writer {
     client: kube::Client,
     controller: String,
     instance: String,
     seen: Mutex<HashMap<Key, Seen>>,
 }
 
-impl Recorder {
-    pub fn new(client: kube::Client, controller: &str) -> Recorder {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        Recorder {
-            client,
-            controller: controller.into(),
-            instance: format!("{controller}-{}", host.trim()),
-            seen: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Record `reason`/`note` about `regarding`; failures are logged only,
-    /// as upstream (an event is never worth failing a sync for).
-    pub async fn publish(
+impl Writer {
+    async fn publish(
         &self,
         regarding: &ObjectReference,
         warning: bool,

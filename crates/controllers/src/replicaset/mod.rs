@@ -335,10 +335,9 @@ async fn patch_refs(
     }
 }
 
-async fn event<K: Replicated>(ctx: &Ctx<K>, obj: &K, warning: bool, reason: &str, note: String) {
+fn event<K: Replicated>(ctx: &Ctx<K>, obj: &K, warning: bool, reason: &str, note: String) {
     ctx.recorder
-        .publish(&obj.object_ref(&()), warning, reason, note)
-        .await;
+        .publish(&obj.object_ref(&()), warning, reason, note);
 }
 
 /// Create `n` pods in slow-start batches; stop at the first batch with a
@@ -373,8 +372,7 @@ async fn create_pods<K: Replicated>(
                         false,
                         "SuccessfulCreate",
                         format!("Created pod: {}", created.name_any()),
-                    )
-                    .await;
+                    );
                 }
                 Err(e) => {
                     ctx.index.creation_observed(&uid);
@@ -388,8 +386,7 @@ async fn create_pods<K: Replicated>(
                             true,
                             "FailedCreate",
                             format!("Error creating: {e}"),
-                        )
-                        .await;
+                        );
                         first_err.get_or_insert(e);
                     }
                 }
@@ -425,8 +422,7 @@ async fn delete_pods<K: Replicated>(
                     false,
                     "SuccessfulDelete",
                     format!("Deleted pod: {n}"),
-                )
-                .await;
+                );
             }
             Err(kube::Error::Api(s)) if s.code == 404 => ctx.index.deletion_observed(&uid, n),
             Err(e) => {
@@ -437,8 +433,7 @@ async fn delete_pods<K: Replicated>(
                     true,
                     "FailedDelete",
                     format!("Error deleting: {e}"),
-                )
-                .await;
+                );
                 first_err.get_or_insert(Error::Delete(n.clone(), e));
             }
         }
