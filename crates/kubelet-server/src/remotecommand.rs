@@ -21,6 +21,10 @@ use crate::spdy::{self, Event};
 
 pub const V4: &str = "v4.channel.k8s.io";
 pub const V5: &str = "v5.channel.k8s.io";
+/// The first channel protocol (upstream's conformance test still speaks
+/// it): same framing, but the error channel carries plain text and only
+/// on failure.
+pub const V1: &str = "channel.k8s.io";
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -113,6 +117,7 @@ pub fn error_status(message: &str) -> Value {
 pub fn websocket(pipes: crate::transport::Pipes, protocol: &str, opts: &Options) -> Session {
     let (mut inbound, outbound) = pipes;
     let v5 = protocol == V5;
+    let v1 = protocol == V1;
     let (stdin_tx, stdin_rx) = mpsc::channel::<Bytes>(16);
     let (resize_tx, resize) = mpsc::channel(4);
     let (out, mut out_rx) = mpsc::channel::<Out>(16);
@@ -168,9 +173,17 @@ pub fn websocket(pipes: crate::transport::Pipes, protocol: &str, opts: &Options)
             };
             let _ = outbound.send(frame(c, &b)).await;
         }
-        if let Some(status) = status {
-            let body = serde_json::to_vec(&status).unwrap_or_default();
-            let _ = outbound.send(frame(ERROR, &body)).await;
+        match status {
+            Some(s) if v1 && s["status"] == "Success" => {}
+            Some(s) if v1 => {
+                let text = s["message"].as_str().unwrap_or("error").to_string();
+                let _ = outbound.send(frame(ERROR, text.as_bytes())).await;
+            }
+            Some(s) => {
+                let body = serde_json::to_vec(&s).unwrap_or_default();
+                let _ = outbound.send(frame(ERROR, &body)).await;
+            }
+            None => {}
         }
     });
     Session {

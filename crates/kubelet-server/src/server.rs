@@ -386,7 +386,7 @@ async fn remote_command(
     }
     let (how, resp) = match negotiate(
         &req,
-        &[remotecommand::V5, remotecommand::V4],
+        &[remotecommand::V5, remotecommand::V4, remotecommand::V1],
         &[remotecommand::V4],
     ) {
         Ok(x) => x,

@@ -435,8 +435,35 @@ async fn exec_websocket_v4_success_and_refusals() {
         )
         .await;
     assert_eq!(resp.status(), 400);
+    // The first channel protocol: the error channel is text, on failure.
+    let mut v1 = ws_headers;
+    v1[4] = ("sec-websocket-protocol", "channel.k8s.io");
+    let io = h
+        .upgrade(
+            "GET",
+            "/exec/default/web/app?command=sh&command=-c&command=echo+v1%3B+exit+4&stdout=1",
+            &v1,
+        )
+        .await;
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut reader = ws::Reader::new(io);
+    while let Some(m) = reader.next().await.unwrap() {
+        if m.opcode == ws::OP_CLOSE {
+            break;
+        }
+        match m.data.split_first() {
+            Some((1, d)) => out.push_str(std::str::from_utf8(d).unwrap()),
+            Some((3, d)) => err.push_str(std::str::from_utf8(d).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(out, "v1\n");
+    assert!(
+        err.starts_with("command terminated with non-zero exit code"),
+        "{err}"
+    );
     let mut old = ws_headers;
-    old[4] = ("sec-websocket-protocol", "channel.k8s.io");
+    old[4] = ("sec-websocket-protocol", "base64.channel.k8s.io");
     let resp = h
         .request(
             true,
