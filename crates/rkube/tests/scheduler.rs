@@ -355,3 +355,54 @@ fn other_schedulers_pods_are_left_alone() {
     ]);
     assert!(!holder.trim().is_empty());
 }
+
+#[test]
+fn deployment_replicas_spread_over_simulated_nodes() {
+    // The controller manager runs here: the simulated nodes renew their
+    // Leases, so the node lifecycle controller leaves them untainted.
+    let s = Server::start();
+    let _agent = support::agent::Agent::simulate(&s, 3, "spread", &[]);
+    assert!(eventually(Duration::from_secs(30), || s
+        .kubectl(&["get", "node", "spread-2"])
+        .status
+        .success()));
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: spread}
+spec:
+  replicas: 6
+  selector: {matchLabels: {app: spread}}
+  template:
+    metadata: {labels: {app: spread}}
+    spec:
+      nodeSelector: {rkube.io/simulated: "true"}
+      containers: [{name: c, image: busybox, command: [sleep, "3600"]}]
+"#,
+    );
+    // No spreading rule in the pod: the default constraints (per owner,
+    // by hostname) put two on each node.
+    let mut placed = String::new();
+    let ok = eventually(Duration::from_secs(60), || {
+        placed = s.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=spread",
+            "--field-selector",
+            "status.phase=Running",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName}{\"\\n\"}{end}",
+        ]);
+        placed.lines().count() == 6
+    });
+    assert!(ok, "six Running replicas: {placed:?}");
+    let mut per_node = std::collections::BTreeMap::<&str, usize>::new();
+    for n in placed.lines() {
+        *per_node.entry(n).or_default() += 1;
+    }
+    assert_eq!(per_node.len(), 3, "{per_node:?}");
+    assert!(per_node.values().all(|c| *c == 2), "{per_node:?}");
+}
