@@ -94,17 +94,18 @@ pub async fn run(client: kube::Client, cfg: Arc<Config>, nodes: Arc<Nodes>) {
     for slot in (0..SLOTS).cycle() {
         tick.tick().await;
         let due = (slot as usize..nodes.list.len()).step_by(SLOTS as usize);
-        futures::stream::iter(due)
+        let failed = futures::stream::iter(due)
             .map(|i| {
                 let (api, cfg, nodes) = (api.clone(), cfg.clone(), nodes.clone());
                 async move { renew(&api, &cfg, &nodes.list[i]).await }
             })
             .buffer_unordered(cfg.max_in_flight.max(1))
-            .for_each(|r| async {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "node lease");
-                }
-            })
+            .filter_map(|r| async move { r.err() })
+            .collect::<Vec<Error>>()
             .await;
+        // One line per slot, not one per node, while the server is away.
+        if let Some(first) = failed.first() {
+            tracing::warn!(failed = failed.len(), error = %first, "renewing node leases");
+        }
     }
 }

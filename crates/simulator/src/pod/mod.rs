@@ -53,6 +53,8 @@ struct Record {
     deleted: bool,
     /// The earliest timer pending for this pod.
     wake: Option<Timestamp>,
+    /// Failed syncs in a row (the retry backs off).
+    failures: u32,
 }
 
 /// What a sync does.
@@ -211,6 +213,7 @@ fn ingest(shared: &Shared, st: &mut State, pod: Pod) -> Option<Key> {
                 pod_ip: None,
                 deleted: false,
                 wake: None,
+                failures: 0,
             };
             st.records.insert(key.clone(), rec);
         }
@@ -379,7 +382,7 @@ async fn worker(client: kube::Client, shared: Arc<Shared>) {
                 (action, next, target)
             })
         };
-        let mut retry = false;
+        let mut retry = None;
         let mut next_at = None;
         if let Some((action, next, (ns, name, uid))) = planned {
             next_at = next;
@@ -388,6 +391,7 @@ async fn worker(client: kube::Client, shared: Arc<Shared>) {
                 Ok(Some(written)) => {
                     let mut st = shared.state.lock().unwrap();
                     if let Some(rec) = st.records.get_mut(&key).filter(|r| r.uid == uid) {
+                        rec.failures = 0;
                         match written {
                             Written::Status(s) => rec.observed = *s,
                             Written::Deleted => rec.deleted = true,
@@ -396,15 +400,23 @@ async fn worker(client: kube::Client, shared: Arc<Shared>) {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(pod = %key, error = %e, "syncing simulated pod");
-                    retry = true;
+                    let mut st = shared.state.lock().unwrap();
+                    if let Some(rec) = st.records.get_mut(&key) {
+                        rec.failures = rec.failures.saturating_add(1);
+                        retry = Some(retry_delay(rec.failures));
+                        // The first failure and then every tenth: a server
+                        // that is away must not flood the log.
+                        if rec.failures % 10 == 1 {
+                            tracing::warn!(pod = %key, error = %e, failures = rec.failures, "syncing simulated pod");
+                        }
+                    }
                 }
             }
         }
         let mut st = shared.state.lock().unwrap();
         st.busy.remove(&key);
-        if retry {
-            let at = Timestamp::now() + SignedDuration::from_secs(1);
+        if let Some(delay) = retry {
+            let at = Timestamp::now() + delay;
             shared.wake_at(&mut st, at, key.clone());
         } else if let Some(at) = next_at {
             shared.wake_at(&mut st, at, key.clone());
@@ -414,6 +426,12 @@ async fn worker(client: kube::Client, shared: Arc<Shared>) {
             shared.work.notify_one();
         }
     }
+}
+
+/// 1 s after the first failure, doubling up to a minute.
+fn retry_delay(failures: u32) -> SignedDuration {
+    SignedDuration::from_secs(1i64 << failures.saturating_sub(1).min(6))
+        .min(SignedDuration::from_secs(60))
 }
 
 enum Written {

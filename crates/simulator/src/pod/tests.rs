@@ -30,6 +30,7 @@ fn record(pod: serde_json::Value, cfg: &Config) -> Record {
         pod_ip: None,
         deleted: false,
         wake: None,
+        failures: 0,
     }
 }
 
@@ -118,4 +119,13 @@ fn host_network_pods_use_the_node_address() {
         Cidr::parse("10.64.1.0/24").unwrap(),
         *nodes.list[1].cidr.lock().unwrap()
     );
+}
+
+#[test]
+fn retries_back_off_to_a_minute() {
+    assert_eq!(retry_delay(1), SignedDuration::from_secs(1));
+    assert_eq!(retry_delay(2), SignedDuration::from_secs(2));
+    assert_eq!(retry_delay(6), SignedDuration::from_secs(32));
+    assert_eq!(retry_delay(7), SignedDuration::from_secs(60));
+    assert_eq!(retry_delay(u32::MAX), SignedDuration::from_secs(60));
 }
