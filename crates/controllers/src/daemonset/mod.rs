@@ -47,6 +47,8 @@ pub enum Error {
     DeletePod(String, #[source] kube::Error),
     #[error("writing controller revision {0}: {1}")]
     Revision(String, #[source] kube::Error),
+    #[error("controller revision {0} exists with another template (hash collision)")]
+    HashCollision(String),
     #[error("updating status of daemon set {0}: {1}")]
     Status(String, #[source] kube::Error),
 }
@@ -318,8 +320,44 @@ async fn record_history(ds: &DaemonSet, ctx: &Ctx, owned: &[Arc<Pod>]) -> Result
         spec.revision_history_limit.unwrap_or(10),
         &live,
     );
-    write_history(&ctx.client, &ns, &plan).await?;
+    if let Err(e) = write_history(&ctx.client, &ns, &plan).await {
+        if matches!(e, Error::HashCollision(_)) {
+            let count = ds
+                .status
+                .as_ref()
+                .and_then(|s| s.collision_count)
+                .unwrap_or(0)
+                + 1;
+            bump_collision_count::<DaemonSet>(&ctx.client, &ns, &ds.name_any(), count).await?;
+        }
+        return Err(e);
+    }
     Ok(plan.hash)
+}
+
+/// Record one more hash collision in the owner's status, so the next
+/// sync hashes its template differently.
+pub(crate) async fn bump_collision_count<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    count: i32,
+) -> Result<(), Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns)
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"collisionCount": count}})),
+        )
+        .await
+        .map_err(|e| Error::Status(format!("{ns}/{name}"), e))?;
+    Ok(())
 }
 
 /// Carry out a history plan (shared with the StatefulSet controller).
@@ -332,8 +370,18 @@ pub(crate) async fn write_history(
     if let Some(rev) = &plan.create {
         match api.create(&PostParams::default(), rev).await {
             Ok(_) => {}
-            // Created by an earlier sync the cache has not shown yet.
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            // Created by an earlier sync the cache has not shown yet — or
+            // another template with the same hash: then the owner's
+            // collisionCount must change the hash (upstream does the same).
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let existing = api
+                    .get_opt(&plan.current)
+                    .await
+                    .map_err(|e| Error::Revision(plan.current.clone(), e))?;
+                if existing.is_some_and(|e| e.data != rev.data) {
+                    return Err(Error::HashCollision(plan.current.clone()));
+                }
+            }
             Err(e) => return Err(Error::Revision(plan.current.clone(), e)),
         }
     }

@@ -163,7 +163,14 @@ async fn sync(set: &StatefulSet, ctx: &Ctx) -> Result<Action, Error> {
         })
         .unwrap_or_else(|| hist.current.clone());
     hist.delete.retain(|d| *d != current_name);
-    crate::daemonset::write_history(&ctx.client, &ns, &hist).await?;
+    if let Err(e) = crate::daemonset::write_history(&ctx.client, &ns, &hist).await {
+        if matches!(e, crate::daemonset::Error::HashCollision(_)) {
+            let count = collision_count.unwrap_or(0) + 1;
+            crate::daemonset::bump_collision_count::<StatefulSet>(&ctx.client, &ns, &name, count)
+                .await?;
+        }
+        return Err(e.into());
+    }
     let current_template = revisions
         .iter()
         .find(|r| r.metadata.name.as_ref() == Some(&current_name))
