@@ -116,6 +116,16 @@ impl Cache {
         }
     }
 
+    /// The pod as counted, if it is.
+    pub fn pod(&self, uid: &str) -> Option<&Arc<PodInfo>> {
+        let state = self.pods.get(uid)?;
+        let node = match self.index.get(&state.node) {
+            Some(i) => &self.nodes[*i],
+            None => self.placeholders.get(&state.node)?,
+        };
+        node.pods.iter().find(|p| p.uid == uid)
+    }
+
     /// The node a pod is counted on, and whether only assumed there.
     pub fn placement(&self, uid: &str) -> Option<(&str, bool)> {
         self.pods.get(uid).map(|s| (s.node.as_str(), s.assumed))
@@ -254,6 +264,8 @@ mod tests {
         assert_eq!(c.node("a").unwrap().pods.len(), 1);
         c.add_pod(pod("p1", "a"));
         assert_eq!(c.placement("p1"), Some(("a", false)));
+        assert_eq!(c.pod("p1").unwrap().node_name, "a");
+        assert!(c.pod("nope").is_none());
         c.forget("p1");
         assert_eq!(c.node("a").unwrap().pods.len(), 1, "confirmed pods stay");
         c.assume(&pod("p2", ""), "b");

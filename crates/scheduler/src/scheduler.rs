@@ -148,9 +148,14 @@ impl<A: ClusterApi> Scheduler<A> {
         if !pod.node_name.is_empty() {
             self.pending.remove(&pod.uid);
             self.queue.delete(&pod.uid);
-            let known = self.cache.placement(&pod.uid).is_some();
+            // A new pod, or new labels on a placed one, can change what pod
+            // affinity and spreading see.
+            let relabelled = match self.cache.pod(&pod.uid) {
+                None => true,
+                Some(old) => old.labels != pod.labels,
+            };
             self.cache.add_pod(pod);
-            if !known {
+            if relabelled {
                 self.queue.move_on_event(Some(POD_ADDED_HELPS), now);
             }
             return;
