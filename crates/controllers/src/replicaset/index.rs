@@ -277,3 +277,97 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    fn pod(name: &str, owner: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                uid: Some(format!("uid-{name}")),
+                owner_references: owner.map(|o| {
+                    vec![OwnerReference {
+                        uid: o.into(),
+                        name: format!("name-{o}"),
+                        controller: Some(true),
+                        ..OwnerReference::default()
+                    }]
+                }),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    fn setup() -> (Writer<Pod>, PodIndex) {
+        let writer = Writer::<Pod>::default();
+        let index = PodIndex::new(writer.as_reader());
+        (writer, index)
+    }
+
+    #[test]
+    fn creations_are_observed_when_pods_first_appear() {
+        let (mut w, index) = setup();
+        index.expect_creations("rs", 2);
+        assert!(!index.satisfied("rs"));
+        let a = pod("a", Some("rs"));
+        w.apply_watcher_event(&Event::Apply(a.clone()));
+        let touched = index.observe(&a);
+        assert_eq!(touched.owners, [("rs".to_string(), "name-rs".to_string())]);
+        // Seeing the same pod again (an update) is no second creation.
+        index.observe(&a);
+        assert!(!index.satisfied("rs"));
+        let b = pod("b", Some("rs"));
+        w.apply_watcher_event(&Event::Apply(b.clone()));
+        index.observe(&b);
+        assert!(index.satisfied("rs"));
+        let mut names: Vec<_> = index
+            .owned("rs")
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn deletions_are_observed_at_the_deletion_timestamp_or_removal() {
+        let (mut w, index) = setup();
+        let a = pod("a", Some("rs"));
+        let b = pod("b", Some("rs"));
+        for p in [&a, &b] {
+            w.apply_watcher_event(&Event::Apply(p.clone()));
+            index.observe(p);
+        }
+        index.expect_deletions("rs", &["a".into(), "b".into()]);
+        let mut deleting = a.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        w.apply_watcher_event(&Event::Apply(deleting.clone()));
+        index.observe(&deleting);
+        assert!(!index.satisfied("rs"));
+        w.apply_watcher_event(&Event::Delete(b.clone()));
+        index.observe(&b);
+        assert!(index.satisfied("rs"));
+        assert_eq!(index.owned("rs").len(), 1);
+    }
+
+    #[test]
+    fn orphans_are_indexed_by_namespace_and_move_when_adopted() {
+        let (mut w, index) = setup();
+        let o = pod("o", None);
+        w.apply_watcher_event(&Event::Apply(o.clone()));
+        assert!(index.observe(&o).orphan);
+        assert_eq!(index.orphans("ns").len(), 1);
+        let adopted = pod("o", Some("rs"));
+        w.apply_watcher_event(&Event::Apply(adopted.clone()));
+        index.observe(&adopted);
+        assert!(index.orphans("ns").is_empty());
+        assert_eq!(index.owned("rs").len(), 1);
+    }
+}
