@@ -316,7 +316,64 @@ pub async fn handle(
         .expect("the catalog serves nodes");
     let node = nodes.get(None, &node_name, None).await?;
     let (ip, port) = kubelet_address(&node, &node_name)?;
+    if sub == "log" && crate::websocket::is_upgrade(req.headers()) {
+        return log_over_websocket(&client, ip, port, &path, req).await;
+    }
     forward(&client, ip, port, path, req).await
+}
+
+/// `pods/log` to a WebSocket client (upstream's `wsstream` reader): each
+/// chunk one message, base64 text for `base64.binary.k8s.io`.
+async fn log_over_websocket(
+    client: &KubeletClient,
+    ip: IpAddr,
+    port: u16,
+    path: &str,
+    req: Request<Body>,
+) -> Result<Response<Body>> {
+    let mut send = client.connect(ip, port).await?;
+    let get = Request::get(path)
+        .header(header::HOST, ip.to_string())
+        .body(Body::empty())
+        .map_err(StatusError::internal_error)?;
+    let resp = send
+        .send_request(get)
+        .await
+        .map_err(|e| StatusError::internal_error(format!("error talking to the kubelet: {e}")))?;
+    let code = resp.status();
+    let mut body = resp.into_body();
+    if !code.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(kubelet_error(code, &bytes));
+    }
+    let base64 = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim() == "base64.binary.k8s.io");
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let msg = if base64 {
+                use base64::Engine;
+                bytes::Bytes::from(base64::engine::general_purpose::STANDARD.encode(&data))
+            } else {
+                data
+            };
+            if tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    crate::websocket::serve(req, rx)
 }
 
 fn with_query(path: &str, query: Option<&str>) -> String {
