@@ -396,6 +396,9 @@ fn logs_exec_cp_port_forward_attach_and_top() {
         lines(&c.ok("kubectl", &["logs", "printer", "-c", "a", "--since", "1h"])).len(),
         3
     );
+    let path = "/api/v1/namespaces/default/pods/printer/log?container=b";
+    assert_eq!(ws_log(&c, path, "binary.k8s.io"), "bee\n");
+    assert_eq!(ws_log(&c, path, "base64.binary.k8s.io"), "bee\n");
     let raw = "/api/v1/nodes/stream-node/proxy/healthz";
     assert_eq!(c.ok("kubectl", &["get", "--raw", raw]), "ok");
     let pods = c.ok(
@@ -577,6 +580,80 @@ fn logs_exec_cp_port_forward_attach_and_top() {
     let cols: Vec<&str> = node.split_whitespace().collect();
     assert_eq!(cols[0], c.node);
     assert!(cols[1].ends_with('m') && cols[2].ends_with('%'), "{node}");
+}
+
+/// `pods/log` over a WebSocket (what upstream's "logs from websockets"
+/// conformance test does): every message's payload, decoded from base64
+/// for `base64.binary.k8s.io`.
+fn ws_log(c: &Cluster, path: &str, protocol: &str) -> String {
+    use http_body_util::Empty;
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncReadExt;
+    let tls_dir = c.server.dir.path().join("server/tls");
+    let read = |f: &str| std::fs::read_to_string(tls_dir.join(f)).unwrap();
+    let client = rkube_pki::CertKey {
+        cert_pem: read("client-admin.crt"),
+        key_pem: read("client-admin.key"),
+    };
+    let mut cfg = rkube_pki::tls::client_config(&read("server-ca.crt"), Some(&client)).unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", c.server.port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(conn.with_upgrades());
+        let req = http::Request::get(path)
+            .header("host", "127.0.0.1")
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-protocol", protocol)
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 101);
+        let mut io = TokioIo::new(hyper::upgrade::on(resp).await.unwrap());
+        let mut text = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            if io.read_exact(&mut head).await.is_err() {
+                break;
+            }
+            let len = match head[1] & 0x7F {
+                126 => u64::from(io.read_u16().await.unwrap()),
+                127 => io.read_u64().await.unwrap(),
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; len as usize];
+            io.read_exact(&mut payload).await.unwrap();
+            match head[0] & 0x0F {
+                0x8 => break,
+                0x1 | 0x2 if protocol.starts_with("base64") => {
+                    use base64::Engine;
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(&payload)
+                        .unwrap();
+                    text.extend_from_slice(&raw);
+                }
+                0x1 | 0x2 => text.extend_from_slice(&payload),
+                _ => {}
+            }
+        }
+        String::from_utf8(text).unwrap()
+    })
 }
 
 fn nix_root() -> bool {
