@@ -364,6 +364,14 @@ fn a_node_that_stops_renewing_its_lease_goes_not_ready_and_its_pods_are_evicted(
         .is_empty(),
         "stays tolerates the taint for 300 s"
     );
+    // Both controllers said what they did, as upstream's do.
+    let ok = eventually(WAIT, || {
+        let events = server.ok(&["get", "events"]);
+        events.contains("TaintManagerEviction")
+            && events.contains("Marking for deletion Pod default/quick")
+            && events.contains("Node lc-0 status is now: NodeNotReady")
+    });
+    assert!(ok, "events:\n{}", server.ok(&["get", "events"]));
 
     // With the node gone, pod GC force-deletes what was bound to it.
     server.ok(&["delete", "node", "lc-0"]);

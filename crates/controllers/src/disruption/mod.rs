@@ -27,9 +27,10 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
-use crate::endpoints::index::{label_selector_selects, PodIndex};
+use crate::endpoints::index::{label_selector_selects, publish_event, recorder, PodIndex};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
+use kube::runtime::events::Recorder;
 use status::{desired_status, Finder, Scale};
 
 /// Errors of the disruption controller.
@@ -101,6 +102,7 @@ struct Ctx {
     pods: Arc<PodIndex>,
     stores: Stores,
     backoff: Backoff,
+    recorder: Recorder,
 }
 
 /// Status equality that ignores how an empty map or list is spelled.
@@ -148,6 +150,35 @@ async fn sync(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Er
     if same_status(&current, &want) {
         return Ok(action);
     }
+    // Said when the status changes, not on every sync.
+    if pods.is_empty() {
+        publish_event(
+            &ctx.recorder,
+            &*pdb,
+            false,
+            "NoPods",
+            "No matching pods found".into(),
+        )
+        .await;
+    }
+    if let Some(failed) = want
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.reason == "SyncFailed")
+    {
+        publish_event(
+            &ctx.recorder,
+            &*pdb,
+            true,
+            "CalculateExpectedPodCountFailed",
+            format!(
+                "Failed to calculate the number of expected pods: {}",
+                failed.message
+            ),
+        )
+        .await;
+    }
     let mut updated = (*pdb).clone();
     updated.status = Some(want);
     let api: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &ns);
@@ -185,6 +216,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     }
     let index = PodIndex::new(pods);
     let ctx = Arc::new(Ctx {
+        recorder: recorder(&client, "controllermanager"),
         client,
         pods: index.clone(),
         stores,

@@ -1,5 +1,6 @@
 //! Pods by namespace or by node, and the pod and selector predicates that
-//! the service, node, disruption and quota controllers share.
+//! the service, node, disruption and quota controllers share, and their
+//! event helper.
 //!
 //! Upstream counterpart: the namespace index of client-go's pod informer
 //! (`cache.NamespaceIndex`) that `podLister.Pods(ns).List(selector)` reads,
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
@@ -181,6 +183,45 @@ pub(crate) fn phase(pod: &Pod) -> &str {
 /// Whether the pod has finished for good: Succeeded or Failed.
 pub(crate) fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// A recorder for events through the events API, reporting as
+/// `controller` (upstream's component name for the controller).
+pub(crate) fn recorder(client: &kube::Client, controller: &str) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: controller.into(),
+            instance: None,
+        },
+    )
+}
+
+/// Publish an event about `obj`. A failure is only logged: upstream's
+/// recorder drops events it cannot write too.
+pub(crate) async fn publish_event<K>(
+    recorder: &Recorder,
+    obj: &K,
+    warning: bool,
+    reason: &str,
+    note: String,
+) where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, reason, "event not recorded");
+    }
 }
 
 /// The object reference to a pod that endpoints carry as `targetRef`.

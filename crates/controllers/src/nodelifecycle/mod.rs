@@ -42,11 +42,12 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::endpoints::index::PodIndex;
+use crate::endpoints::index::{publish_event, recorder, PodIndex};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
 use eviction::{decide, tolerations_of, Decision};
 use health::{desired_taints, ready_status, unknown_conditions, Health};
+use kube::runtime::events::Recorder;
 
 /// Where node Leases live.
 const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -120,14 +121,15 @@ struct Monitor {
     pods: Arc<PodIndex>,
     settings: Settings,
     health: HashMap<String, Health>,
+    recorder: Recorder,
 }
 
 impl Monitor {
     async fn pass(&mut self) {
         let now = Instant::now();
         let nodes = self.nodes.state();
-        self.health
-            .retain(|name, _| nodes.iter().any(|n| &n.name_any() == name));
+        let names: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+        self.health.retain(|name, _| names.contains(name));
         for node in nodes {
             if let Err(e) = self.check(&node, now).await {
                 tracing::warn!(error = %e, "node health check failed");
@@ -152,6 +154,14 @@ impl Monitor {
         if expired {
             if let Some(conditions) = unknown_conditions(&node, &now_time()) {
                 tracing::info!(node = %name, "node stopped posting status; Ready is Unknown");
+                publish_event(
+                    &self.recorder,
+                    &node,
+                    false,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                )
+                .await;
                 let patch = json!({
                     "metadata": {"resourceVersion": node.metadata.resource_version},
                     "status": {"conditions": conditions},
@@ -207,7 +217,16 @@ impl Monitor {
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
             {
-                Ok(_) => {}
+                Ok(_) => {
+                    publish_event(
+                        &self.recorder,
+                        &*pod,
+                        true,
+                        "NodeNotReady",
+                        "Node is not ready".into(),
+                    )
+                    .await
+                }
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(e) => return Err(Error::PodStatus(format!("{ns}/{name}"), e)),
             }
@@ -220,6 +239,7 @@ struct EvictCtx {
     client: kube::Client,
     nodes: Store<Node>,
     backoff: Backoff,
+    recorder: Recorder,
 }
 
 /// Evict `pod` if its node's NoExecute taints call for it now; otherwise
@@ -245,6 +265,14 @@ async fn evict(pod: Arc<Pod>, ctx: Arc<EvictCtx>) -> Result<Action, Error> {
         Decision::EvictNow => {
             let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
             tracing::info!(pod = %format!("{ns}/{name}"), node = %node_name, "taint eviction");
+            publish_event(
+                &ctx.recorder,
+                &*pod,
+                false,
+                "TaintManagerEviction",
+                format!("Marking for deletion Pod {ns}/{name}"),
+            )
+            .await;
             let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
             let condition = json!({"status": {"conditions": [{
                 "type": "DisruptionTarget", "status": "True",
@@ -296,6 +324,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         pods: by_node.clone(),
         settings,
         health: HashMap::new(),
+        recorder: recorder(&client, "node-controller"),
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(monitor.settings.period);
@@ -306,6 +335,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         }
     });
     let ctx = Arc::new(EvictCtx {
+        recorder: recorder(&client, "taint-eviction-controller"),
         client,
         nodes,
         backoff: Backoff::default(),
