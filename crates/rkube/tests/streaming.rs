@@ -504,30 +504,27 @@ fn logs_exec_cp_port_forward_attach_and_top() {
         "{text}"
     );
 
-    // cp both ways (tar over exec; to the pod needs stdin's end).
-    let local = c.server.dir.path().join("upload.txt");
-    std::fs::write(&local, "payload through tar\n").unwrap();
+    // cp both ways (tar over exec; to the pod needs stdin's end), with
+    // a few MiB so many frames and full windows are crossed.
+    let local = c.server.dir.path().join("upload.bin");
+    let payload: Vec<u8> = (0..4u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&local, &payload).unwrap();
     for bin in ["kubectl", "old"] {
-        let dest = format!("default/printer:/tmp/up-{}.txt", bin.len());
+        let inside = format!("/tmp/up-{}.bin", bin.len());
+        let dest = format!("default/printer:{inside}");
         c.ok(bin, &["cp", "-c", "a", local.to_str().unwrap(), &dest]);
-        let inside = c.ok(
+        let size = c.ok(
             bin,
-            &[
-                "exec",
-                "printer",
-                "-c",
-                "a",
-                "--",
-                "cat",
-                &format!("/tmp/up-{}.txt", bin.len()),
-            ],
+            &["exec", "printer", "-c", "a", "--", "wc", "-c", &inside],
         );
-        assert_eq!(inside, "payload through tar\n");
-        let back = c.server.dir.path().join(format!("down-{bin}.txt"));
+        assert_eq!(size.split_whitespace().next(), Some("4194304"), "{bin}");
+        let back = c.server.dir.path().join(format!("down-{bin}.bin"));
         c.ok(bin, &["cp", "-c", "a", &dest, back.to_str().unwrap()]);
-        assert_eq!(
-            std::fs::read_to_string(&back).unwrap(),
-            "payload through tar\n"
+        assert!(
+            std::fs::read(&back).unwrap() == payload,
+            "{bin}: cp back differs"
         );
     }
 
