@@ -1,0 +1,76 @@
+//! rkube's pod network, as flannel (with the bridge and host-local CNI
+//! plugins it drives) builds it: a bridge per node whose address is the
+//! first of the node's podCIDR, a veth pair per pod, addresses handed out
+//! from the podCIDR and persisted on disk, and routes to the other nodes'
+//! podCIDRs over VXLAN or plain routes (host-gw).
+//!
+//! Upstream counterparts: flannel (`pkg/backend/vxlan`, `hostgw`,
+//! `pkg/ip`), the CNI `bridge` and `host-local` plugins.
+//!
+//! The kubelet sees only the narrow [`PodNetwork`] trait; every side
+//! effect on the machine goes through the [`cmd::Ip`] trait so that the
+//! logic is testable with a recording fake.
+
+pub mod bridge;
+pub mod cmd;
+pub mod ipam;
+pub mod node;
+pub mod routes;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+pub use bridge::BridgeNetwork;
+
+/// The pod a network attachment is for.
+#[derive(Debug, Clone)]
+pub struct PodRef<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// The addresses a pod got (status.podIPs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodIps {
+    pub ips: Vec<IpAddr>,
+}
+
+/// What the kubelet calls to give a pod sandbox its network (upstream's
+/// CNI ADD/DEL as the kubelet's network plugin issues them). Both calls
+/// are idempotent: a retried attach returns the address already given,
+/// a detach of an unknown pod succeeds.
+pub trait PodNetwork: Send + Sync + std::fmt::Debug {
+    fn attach(&self, pod: &PodRef<'_>, netns: &Path) -> Result<PodIps, Error>;
+    fn detach(&self, pod: &PodRef<'_>) -> Result<(), Error>;
+}
+
+/// Errors of the pod network.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the node has no podCIDR yet")]
+    NoPodCidr,
+    #[error(transparent)]
+    Ipam(#[from] ipam::Error),
+    #[error(transparent)]
+    Cmd(#[from] cmd::Error),
+}
+
+/// Starts the node's pod network: the bridge once the node has a
+/// podCIDR, the routes to other nodes in the background; returns what
+/// the kubelet attaches pods through.
+pub fn start(
+    client: kube::Client,
+    cfg: node::NodeConfig,
+    ipam_dir: &Path,
+) -> std::sync::Arc<dyn PodNetwork> {
+    let ip: std::sync::Arc<dyn cmd::Ip> = std::sync::Arc::new(cmd::System);
+    let net = std::sync::Arc::new(BridgeNetwork::new(ip.clone(), ipam_dir, cfg.backend.mtu()));
+    let n = net.clone();
+    tokio::spawn(async move {
+        if let Err(e) = node::run(client, cfg, n, ip).await {
+            tracing::error!(error = %e, "pod network stopped");
+        }
+    });
+    net
+}
