@@ -247,6 +247,44 @@ mod tests {
             .collect()
     }
 
+    fn pod(name: &str, node: Option<&str>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": []}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_index_follows_binding_and_deletion_through_the_cache() {
+        use kube::runtime::watcher::Event;
+        let mut writer = kube::runtime::reflector::store::Writer::<Pod>::default();
+        let index = PodIndex::by_node(writer.as_reader());
+        let names =
+            |node: &str| -> Vec<String> { index.pods(node).iter().map(|p| p.name_any()).collect() };
+        // Unbound: not indexed. Bound: under its node.
+        let unbound = pod("a", None);
+        writer.apply_watcher_event(&Event::Apply(unbound.clone()));
+        index.observe(&unbound);
+        assert!(names("n1").is_empty());
+        let bound = pod("a", Some("n1"));
+        writer.apply_watcher_event(&Event::Apply(bound.clone()));
+        index.observe(&bound);
+        assert_eq!(names("n1"), ["a"]);
+        // A change the cache already shows is what counts, not the event.
+        let moved = pod("a", Some("n2"));
+        writer.apply_watcher_event(&Event::Apply(moved));
+        index.observe(&bound);
+        assert!(names("n1").is_empty());
+        assert_eq!(names("n2"), ["a"]);
+        writer.apply_watcher_event(&Event::Delete(bound.clone()));
+        index.observe(&bound);
+        assert!(names("n2").is_empty());
+        let by_ns = PodIndex::new(writer.as_reader());
+        by_ns.observe(&bound);
+        assert!(by_ns.pods("default").is_empty());
+    }
+
     #[test]
     fn map_selectors_need_every_pair_and_select_nothing_when_empty() {
         let sel = labels(&[("app", "web")]);
