@@ -2,8 +2,6 @@
 //! (rkube-simulator; kwok upstream). Flags in, a client and a
 //! [`rkube_simulator::Config`] out.
 
-use std::time::Duration;
-
 use anyhow::Context;
 
 use super::AgentArgs;
@@ -38,7 +36,6 @@ pub async fn run(args: AgentArgs, nodes: u32) -> anyhow::Result<()> {
             .with_context(|| format!("--simulate-termination-delay {d:?}: expected e.g. 1s"))?;
     }
     cfg.max_in_flight = args.simulate_max_in_flight;
-    cfg.renew_interval = Duration::from_secs(10);
     tokio::select! {
         r = rkube_simulator::run(client, cfg) => Ok(r?),
         _ = tokio::signal::ctrl_c() => Ok(()),
