@@ -269,89 +269,60 @@ fn log_age(t: Timestamp, now: Timestamp) -> i64 {
     }
 }
 
-/// Upstream's time comparison on scale-down: newer first, with ages
-/// bucketed by powers of two so near-equal pods are picked at random (by
-/// uid) instead of always the youngest.
-fn newer_first(
-    a: Option<Timestamp>,
-    b: Option<Timestamp>,
-    pa: &Pod,
-    pb: &Pod,
-    now: Timestamp,
-) -> Option<Ordering> {
-    if a == b {
-        return None;
+/// A timestamp's place on scale-down: missing first, then by age in
+/// powers of two, youngest first (upstream's LogarithmicScaleDown), so
+/// pods of about the same age count as equal instead of always taking
+/// the very youngest.
+fn age_bucket(t: Option<Timestamp>, now: Timestamp) -> (bool, i64) {
+    match t {
+        None => (false, 0),
+        Some(t) => (true, log_age(t, now)),
     }
-    let (Some(ta), Some(tb)) = (a, b) else {
-        // Empty time first.
-        return Some(if a.is_none() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        });
-    };
-    let diff = log_age(ta, now) - log_age(tb, now);
-    Some(if diff == 0 {
-        uid(pa).cmp(uid(pb))
-    } else {
-        diff.cmp(&0)
-    })
 }
 
 /// Scale-down order (upstream `ActivePodsWithRanks.Less`): the pod that
 /// compares Less is deleted first. `rank` is the number of related pods on
 /// the pod's node.
+///
+/// Upstream's comparison is not a total order (pods in the same age
+/// bucket are told apart by uid, pods with equal times fall through to the
+/// next rule), which Go's sort tolerates and Rust's refuses. Here every
+/// rule is a key of one lexicographic tuple: unassigned, phase, readiness,
+/// deletion cost, pods on the node, ready age bucket, restarts, creation
+/// age bucket, then uid.
 pub fn compare_for_deletion(a: (&Pod, usize), b: (&Pod, usize), now: Timestamp) -> Ordering {
-    let (pa, ra) = a;
-    let (pb, rb) = b;
-    // 1. Unassigned before assigned.
-    let (na, nb) = (node_name(pa), node_name(pb));
-    if na != nb && (na.is_none() || nb.is_none()) {
-        return if na.is_none() {
-            Ordering::Less
+    deletion_key(a.0, a.1, now).cmp(&deletion_key(b.0, b.1, now))
+}
+
+type DeletionKey<'a> = (
+    bool,
+    u8,
+    bool,
+    i32,
+    std::cmp::Reverse<usize>,
+    (bool, i64),
+    std::cmp::Reverse<i32>,
+    (bool, i64),
+    &'a str,
+);
+
+fn deletion_key(p: &Pod, rank: usize, now: Timestamp) -> DeletionKey<'_> {
+    let ready = is_ready(p);
+    (
+        node_name(p).is_some(),
+        phase_ordinal(p),
+        ready,
+        deletion_cost(p),
+        std::cmp::Reverse(rank),
+        if ready {
+            age_bucket(ready_since(p), now)
         } else {
-            Ordering::Greater
-        };
-    }
-    // 2. Pending < Unknown < Running.
-    let o = phase_ordinal(pa).cmp(&phase_ordinal(pb));
-    if o != Ordering::Equal {
-        return o;
-    }
-    // 3. Not ready before ready.
-    let (ya, yb) = (is_ready(pa), is_ready(pb));
-    if ya != yb {
-        return if ya {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-    }
-    // 4. Lower deletion cost first.
-    let o = deletion_cost(pa).cmp(&deletion_cost(pb));
-    if o != Ordering::Equal {
-        return o;
-    }
-    // 5. Doubled up (more related pods on the node) first.
-    let o = rb.cmp(&ra);
-    if o != Ordering::Equal {
-        return o;
-    }
-    // 6. Ready for less time first.
-    if ya && yb {
-        if let Some(o) = newer_first(ready_since(pa), ready_since(pb), pa, pb, now) {
-            return o;
-        }
-    }
-    // 7. More restarts first.
-    let o = max_restarts(pb).cmp(&max_restarts(pa));
-    if o != Ordering::Equal {
-        return o;
-    }
-    // 8. Newer pods first.
-    let ca = pa.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let cb = pb.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    newer_first(ca, cb, pa, pb, now).unwrap_or(Ordering::Equal)
+            (false, 0)
+        },
+        std::cmp::Reverse(max_restarts(p)),
+        age_bucket(p.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
+        uid(p),
+    )
 }
 
 /// The `n` pods to delete first when scaling down, by upstream's ranking.
@@ -365,8 +336,8 @@ pub fn pods_to_delete<'a>(
         return pods.to_vec();
     }
     let ranks = ranks_by_node(pods, related);
-    let mut ranked: Vec<(&Pod, usize)> = pods.iter().copied().zip(ranks).collect();
-    ranked.sort_by(|a, b| compare_for_deletion(*a, *b, now));
+    let mut ranked: Vec<(&'a Pod, usize)> = pods.iter().copied().zip(ranks).collect();
+    ranked.sort_by_cached_key(|(p, rank)| deletion_key(p, *rank, now));
     ranked.into_iter().take(n).map(|(p, _)| p).collect()
 }
 
@@ -545,6 +516,30 @@ mod tests {
                 .as_deref(),
             Some("crashy")
         );
+    }
+
+    #[test]
+    fn ranking_is_a_total_order_over_many_pods() {
+        // Upstream's comparison is not transitive; a sort over it panics
+        // in Rust. Ages spread over many buckets with a mix of everything.
+        let pods: Vec<Pod> = (0..2000)
+            .map(|i| {
+                let mut p = pod(
+                    &format!("p{i}"),
+                    ["", "n1", "n2", "n3"][i % 4],
+                    ["Pending", "Running", "Unknown"][i % 3],
+                    (i % 5 != 0).then_some((i as i64 * 7919) % 100_000),
+                );
+                p.metadata.creation_timestamp = Some(ago((i as i64 * 104_729) % 1_000_000));
+                p
+            })
+            .collect();
+        let refs: Vec<&Pod> = pods.iter().collect();
+        let mut ranked: Vec<(&Pod, usize)> = refs.iter().map(|p| (*p, 0)).collect();
+        ranked.sort_by(|a, b| compare_for_deletion(*a, *b, now()));
+        let picked = pods_to_delete(&refs, &refs, 100, now());
+        assert_eq!(picked.len(), 100);
+        assert!(picked.iter().all(|p| node_name(p).is_none()));
     }
 
     #[test]
