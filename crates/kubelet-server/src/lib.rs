@@ -3,8 +3,16 @@
 //! endpoints the API server proxies `pods/log`, `pods/exec`,
 //! `pods/attach` and `pods/portforward` to: `/containerLogs`, `/exec`,
 //! `/attach` and `/portForward`, over WebSocket (`v5.channel.k8s.io`,
-//! `v4.channel.k8s.io`, and SPDY tunnelled as `v2.portforward.k8s.io`)
-//! and SPDY/3.1 (`v4.channel.k8s.io`, `portforward.k8s.io`).
+//! `v4.channel.k8s.io`, `channel.k8s.io`; for port-forward SPDY tunnelled
+//! as `SPDY/3.1+portforward.k8s.io` and the `v4.channel.k8s.io` channel
+//! pairs) and SPDY/3.1 (`v4.channel.k8s.io`, `portforward.k8s.io`).
+//!
+//! Not here yet: authorization beyond a client certificate from the
+//! cluster's client CA (upstream asks the API server with a
+//! SubjectAccessReview), stdin for attach (the built-in runtime gives
+//! containers none), terminal resizes (read and dropped: the runtime
+//! keeps the pty master inside `Runtime::exec`), and the base64 channel
+//! protocols.
 //!
 //! Upstream counterpart: `pkg/kubelet/server` and
 //! `pkg/kubelet/cri/streaming`, with the wire formats of

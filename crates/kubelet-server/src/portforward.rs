@@ -27,6 +27,101 @@ pub const SPDY_PROTOCOL: &str = "portforward.k8s.io";
 /// first (client-go's `portforward.v2`); the second is its older name.
 pub const WS_TUNNEL_PROTOCOLS: &[&str] = &["SPDY/3.1+portforward.k8s.io", "v2.portforward.k8s.io"];
 
+/// The channel protocol over WebSocket (the Python client's, and
+/// upstream kubelet's `websocket.go`): ports from `?ports=`, channels
+/// 2i (data) and 2i+1 (error) for the i-th port, each opened by the
+/// server with the port number (two bytes, little endian).
+pub const WS_CHANNEL_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// `?ports=80,443` (or repeated `ports=`); upstream's messages.
+pub fn ports_from_query(query: Option<&str>) -> Result<Vec<u16>, String> {
+    let mut ports = Vec::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k != "ports" && k != "port" {
+            continue;
+        }
+        for p in v.split(',').filter(|p| !p.is_empty()) {
+            match p.trim().parse::<u16>() {
+                Ok(n) if n > 0 => ports.push(n),
+                _ => return Err(format!("unable to parse \"{p}\" as a port: invalid port")),
+            }
+        }
+    }
+    if ports.is_empty() {
+        return Err("query parameter \"port\" is required".into());
+    }
+    Ok(ports)
+}
+
+/// Serves the channel protocol: one connection to each port for the
+/// WebSocket's lifetime.
+pub async fn serve_channels(
+    rt: Arc<dyn PodRuntime>,
+    namespace: String,
+    pod: String,
+    uid: String,
+    ports: Vec<u16>,
+    pipes: crate::transport::Pipes,
+) {
+    let (mut inbound, outbound) = pipes;
+    let message = |channel: usize, data: &[u8]| {
+        let mut m = Vec::with_capacity(data.len() + 1);
+        m.push(channel as u8);
+        m.extend_from_slice(data);
+        Bytes::from(m)
+    };
+    for (i, p) in ports.iter().enumerate() {
+        for c in [2 * i, 2 * i + 1] {
+            if outbound.send(message(c, &p.to_le_bytes())).await.is_err() {
+                return;
+            }
+        }
+    }
+    let network = rt.network(&namespace, &pod).await;
+    let mut writers = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let conn = match &network {
+            Ok(n) => dial(n, *port).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match conn {
+            Ok(tcp) => {
+                let (mut r, w) = tcp.into_split();
+                writers.push(Some(w));
+                let out = outbound.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    while let Ok(n) = r.read(&mut buf).await {
+                        if n == 0 || out.send(message(2 * i, &buf[..n])).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                writers.push(None);
+                let msg = format!("error forwarding port {port} to pod {pod}, uid {uid}: {e}");
+                let _ = outbound.send(message(2 * i + 1, msg.as_bytes())).await;
+            }
+        }
+    }
+    drop(outbound);
+    while let Some(msg) = inbound.recv().await {
+        let Some((&channel, data)) = msg.split_first() else {
+            continue;
+        };
+        let channel = channel as usize;
+        if !channel.is_multiple_of(2) || data.is_empty() {
+            continue;
+        }
+        if let Some(Some(w)) = writers.get_mut(channel / 2) {
+            if w.write_all(data).await.is_err() {
+                writers[channel / 2] = None;
+            }
+        }
+    }
+}
+
 /// Connects to `port` on the pod's loopback. A namespace dial happens on
 /// a thread of its own that exits afterwards, so no pooled thread is
 /// left in the pod's namespace; the socket stays in it.

@@ -432,13 +432,20 @@ async fn port_forward(
         return text(StatusCode::NOT_FOUND, format!("pod {ns}/{pod} not found"));
     };
     let uid = p.metadata.uid.clone().unwrap_or_default();
-    let (how, resp) = match negotiate(
-        &req,
-        portforward::WS_TUNNEL_PROTOCOLS,
-        &[portforward::SPDY_PROTOCOL],
-    ) {
+    let mut ws_protocols = portforward::WS_TUNNEL_PROTOCOLS.to_vec();
+    ws_protocols.push(portforward::WS_CHANNEL_PROTOCOL);
+    let (how, resp) = match negotiate(&req, &ws_protocols, &[portforward::SPDY_PROTOCOL]) {
         Ok(x) => x,
         Err((code, msg)) => return text(code, msg),
+    };
+    let channel_ports = match &how {
+        Upgrade::WebSocket(p) if p == portforward::WS_CHANNEL_PROTOCOL => {
+            match portforward::ports_from_query(req.uri().query()) {
+                Ok(ports) => Some(ports),
+                Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+            }
+        }
+        _ => None,
     };
     let rt = state.rt.clone();
     tokio::spawn(async move {
@@ -449,7 +456,10 @@ async fn port_forward(
             Upgrade::WebSocket(_) => transport::websocket(io),
             Upgrade::Spdy => transport::raw(io),
         };
-        portforward::serve(rt, ns, pod, uid, spdy::serve(rx, tx)).await;
+        match channel_ports {
+            Some(ports) => portforward::serve_channels(rt, ns, pod, uid, ports, (rx, tx)).await,
+            None => portforward::serve(rt, ns, pod, uid, spdy::serve(rx, tx)).await,
+        }
     });
     resp
 }

@@ -863,3 +863,83 @@ async fn attach_follows_new_output() {
     assert!(err.starts_with("tock\n"), "{err}");
     assert_eq!(status["status"], "Success");
 }
+
+#[tokio::test]
+async fn port_forward_over_websocket_channels() {
+    let h = start().await;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        s.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf.to_ascii_uppercase()).await.unwrap();
+    });
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    let io = h
+        .upgrade(
+            "GET",
+            &format!("/portForward/default/web?ports={port},{dead}"),
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-protocol", "v4.channel.k8s.io"),
+            ],
+        )
+        .await;
+    let (r, mut w) = tokio::io::split(io);
+    let mut reader = ws::Reader::new(r);
+    let mut by_channel: std::collections::HashMap<u8, Vec<u8>> = Default::default();
+    let mut sent = false;
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .expect("message in time")
+            .unwrap()
+            .expect("messages until the test has all it wants");
+        let Some((&ch, data)) = m.data.split_first() else {
+            continue;
+        };
+        by_channel.entry(ch).or_default().extend_from_slice(data);
+        let data0 = &by_channel.get(&0).cloned().unwrap_or_default();
+        if !sent && data0.ends_with(b"hi") {
+            w.write_all(&ws::encode(ws::OP_BINARY, b"\0hello", MASK))
+                .await
+                .unwrap();
+            sent = true;
+        }
+        let err = by_channel.get(&3).cloned().unwrap_or_default();
+        if data0.ends_with(b"HELLO") && err.len() > 2 {
+            // Each channel opens with its port, little endian.
+            assert_eq!(&data0[..2], &port.to_le_bytes());
+            assert_eq!(&by_channel[&1][..2], &port.to_le_bytes());
+            assert_eq!(&err[..2], &dead.to_le_bytes());
+            let msg = String::from_utf8_lossy(&err[2..]);
+            assert!(
+                msg.starts_with(&format!("error forwarding port {dead} to pod web")),
+                "{msg}"
+            );
+            break;
+        }
+    }
+    let resp = h
+        .request(
+            true,
+            "GET",
+            "/portForward/default/web",
+            &[
+                ("connection", "Upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-protocol", "v4.channel.k8s.io"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400, "ports are required");
+}
