@@ -20,6 +20,7 @@ pub mod informers;
 pub mod job;
 pub mod leader_election;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
@@ -90,6 +91,9 @@ pub const CONTROLLERS: &[(&str, &str, Start)] = &[
     ("endpointslice-controller", "endpointslice", |c, _, i| {
         Box::pin(endpointslice::run(c, i.clone()))
     }),
+    ("node-ipam-controller", "nodeipam", |c, o, i| {
+        Box::pin(nodeipam::run(c, o.cluster_cidr.clone(), i.clone()))
+    }),
     ("node-lifecycle-controller", "nodelifecycle", |c, _, i| {
         Box::pin(nodelifecycle::run(c, i.clone()))
     }),
@@ -133,6 +137,8 @@ pub struct Options {
     pub identity: String,
     /// PEM of the cluster CA, published as `kube-root-ca.crt`.
     pub root_ca_pem: String,
+    /// `--cluster-cidr`: the range nodes' podCIDRs are cut from.
+    pub cluster_cidr: String,
 }
 
 impl Default for Options {
@@ -142,6 +148,7 @@ impl Default for Options {
             leader_elect: true,
             identity: "rkube".into(),
             root_ca_pem: String::new(),
+            cluster_cidr: "10.42.0.0/16".into(),
         }
     }
 }

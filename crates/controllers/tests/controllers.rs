@@ -30,6 +30,7 @@ async fn cluster(controllers: &[&str], leader_elect: bool) -> (Server, kube::Cli
         leader_elect,
         identity: "test-manager".into(),
         root_ca_pem: CA.into(),
+        cluster_cidr: "10.42.0.0/16".into(),
     };
     let c = client.clone();
     tokio::spawn(async move {

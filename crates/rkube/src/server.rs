@@ -77,6 +77,15 @@ pub struct ServerArgs {
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cluster_ip_range: String,
 
+    /// The range nodes' podCIDRs (a /24 each) are cut from.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
+    /// The pod network between nodes: vxlan, host-gw, or none (pods get
+    /// loopback only). Passed to the embedded agent.
+    #[arg(long, default_value = "none")]
+    pub network_backend: String,
+
     /// Ports NodePort Services get theirs from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
@@ -250,6 +259,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 std::process::id()
             ),
             root_ca_pem: pki.server_ca().cert_pem().to_string(),
+            cluster_cidr: args.cluster_cidr.clone(),
         };
         // It returns only on failure, e.g. lost leadership: stand for
         // election again rather than leave the cluster without controllers.
@@ -303,6 +313,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "--client-ca-file".to_string(),
             pki.dir().join("client-ca.crt").display().to_string(),
         ];
+        flags.extend([
+            format!("--network-backend={}", args.network_backend),
+            format!("--cluster-cidr={}", args.cluster_cidr),
+            format!("--service-cidr={}", args.service_cluster_ip_range),
+        ]);
         if let Some(ip) = args.node_ip {
             flags.extend(["--node-ip".to_string(), ip.to_string()]);
         }

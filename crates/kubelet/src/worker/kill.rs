@@ -149,6 +149,7 @@ impl Worker {
             .flat_map(|(_, v)| v)
             .map(|a| a.id)
             .collect();
+        super::net::detach_network(&self.shared, &self.uid).await;
         let sandbox = self.sandbox.take().map(|s| s.id);
         let rt = self.shared.runtime.clone();
         let pod_dir = self.pod_dir.clone();
@@ -208,6 +209,7 @@ pub(crate) async fn cleanup_orphan(shared: Arc<crate::Shared>, uid: String) {
     let pod_dir = shared.config.pods_dir().join(&uid);
     let sandbox = std::fs::read_to_string(pod_dir.join("sandbox")).ok();
     let rt = shared.runtime.clone();
+    super::net::detach_network(&shared, &uid).await;
     let logs = shared.config.logs_dir();
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(sb) = sandbox.map(|s| s.trim().to_string()) {

@@ -9,6 +9,7 @@
 
 mod kill;
 pub(crate) use kill::cleanup_orphan;
+mod net;
 mod start;
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ struct Sandbox {
     id: String,
     netns: Option<PathBuf>,
 }
+    /// The address the pod network gave it (none until attached).
+    ip: Option<String>,
 
 /// One runtime container made for a spec container.
 #[derive(Debug, Clone)]
@@ -201,6 +204,7 @@ impl Worker {
             id: sb.id,
             netns: sb.netns,
         });
+            ip: None,
     }
 
     fn latest(&self, name: &str) -> Option<&Attempt> {
@@ -330,7 +334,11 @@ impl Worker {
                     if let Err(e) = std::fs::write(self.sandbox_file(), &id) {
                         tracing::warn!(error = %e, "cannot record sandbox id");
                     }
-                    self.sandbox = Some(Sandbox { id, netns });
+                    self.sandbox = Some(Sandbox {
+                        id,
+                        netns,
+                        ip: None,
+                    });
                 }
                 Err(e) => {
                     self.event(
@@ -345,6 +353,10 @@ impl Worker {
             }
         }
         let spec = pod.spec.clone().unwrap_or_default();
+        if let Some(retry) = self.attach_network(pod).await {
+            return Some(retry);
+        }
+        let pod_ip = self.pod_ip(pod);
         let policy = Self::restart_policy(pod);
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
@@ -525,7 +537,8 @@ impl Worker {
         if spec::host_network(pod) {
             self.shared.config.node_ip.to_string()
         } else {
-            String::new()
+            let ip = self.sandbox.as_ref().and_then(|s| s.ip.clone());
+            ip.unwrap_or_default()
         }
     }
 

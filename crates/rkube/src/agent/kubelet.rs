@@ -98,6 +98,23 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.kubelet_port = args.kubelet_port;
     config.cluster_dns = args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     config.cluster_domain = args.cluster_domain.clone();
+    if args.network_backend != rkube_network::node::Backend::None {
+        let std::net::IpAddr::V4(ipv4) = node_ip else {
+            anyhow::bail!("the pod network needs an IPv4 --node-ip, not {node_ip}");
+        };
+        let cfg = rkube_network::node::NodeConfig {
+            node_name: node_name.clone(),
+            node_ip: ipv4,
+            backend: args.network_backend,
+            cluster_cidr: args.cluster_cidr,
+            service_cidr: args.service_cidr,
+        };
+        config.network = Some(rkube_network::start(
+            client.clone(),
+            cfg,
+            &config.root.join("ipam"),
+        ));
+    }
     let serving = match (&args.joined, &args.client_ca_file) {
         (Some((serving, client_ca_pem)), _) => Some(rkube_kubelet::ApiServing {
             serving: serving.clone(),

@@ -64,6 +64,20 @@ pub struct AgentArgs {
     #[arg(long)]
     pub client_ca_file: Option<std::path::PathBuf>,
 
+    /// The pod network: vxlan (VNI 1, port 8472), host-gw, or none
+    /// (pods get loopback only).
+    #[arg(long, default_value = "none")]
+    pub network_backend: rkube_network::node::Backend,
+
+    /// The cluster's pod range (unreachable outside nodes' podCIDRs;
+    /// traffic leaving it is masqueraded).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+
+    /// The Service range (unreachable from the node's routing table).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cidr: ipnet::Ipv4Net,
+
     /// Set after joining: the kubelet API's serving certificate and the
     /// client CA, from the server.
     #[arg(skip)]

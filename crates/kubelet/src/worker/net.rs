@@ -1,0 +1,84 @@
+//! The pod's network through the [`rkube_network::PodNetwork`] the agent
+//! configured: attached once the sandbox (and its network namespace)
+//! exists, detached before the sandbox goes.
+//!
+//! Upstream counterpart: `kuberuntime_sandbox.go` asking the CRI to run
+//! the sandbox, whose network plugin (CNI ADD/DEL) gives the pod its IP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::Worker;
+use crate::events::Kind;
+use crate::spec;
+
+impl Worker {
+    /// Gives the sandbox its address if it has none yet; `Some(retry)` on
+    /// failure.
+    pub(super) async fn attach_network(&mut self, pod: &Arc<Pod>) -> Option<Duration> {
+        let net = self.shared.config.network.clone()?;
+        if spec::host_network(pod) {
+            return None;
+        }
+        let sb = self.sandbox.as_ref()?;
+        if sb.ip.is_some() {
+            return None;
+        }
+        let netns = sb.netns.clone()?;
+        let (ns, name) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let uid = self.uid.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let pod = rkube_network::PodRef {
+                namespace: &ns,
+                name: &name,
+                uid: &uid,
+            };
+            net.attach(&pod, &netns).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        match r {
+            Ok(ips) => {
+                if let (Some(sb), Some(ip)) = (self.sandbox.as_mut(), ips.ips.first()) {
+                    sb.ip = Some(ip.to_string());
+                }
+                None
+            }
+            Err(e) => {
+                self.event(
+                    pod,
+                    None,
+                    Kind::Warning,
+                    "FailedCreatePodSandBox",
+                    format!("Failed to set up the pod network: {e}"),
+                );
+                Some(Duration::from_secs(2))
+            }
+        }
+    }
+}
+
+/// Releases the pod's address and interfaces (idempotent).
+pub(crate) async fn detach_network(shared: &crate::Shared, uid: &str) {
+    let Some(net) = shared.config.network.clone() else {
+        return;
+    };
+    let uid = uid.to_string();
+    let r = tokio::task::spawn_blocking(move || {
+        net.detach(&rkube_network::PodRef {
+            namespace: "",
+            name: "",
+            uid: &uid,
+        })
+    })
+    .await;
+    if let Ok(Err(e)) = r {
+        tracing::warn!(error = %e, "tear down the pod network");
+    }
+}
