@@ -197,6 +197,37 @@ impl ApiServer {
             }
             Err(e) => return Err(e),
         }
+        // The cluster DNS Service tools look for (k3s's coredns manifest):
+        // the range's tenth address, served by rkube-dns on every node.
+        let dns_ip = self.kubernetes_service_ip.as_deref().and_then(|ip| {
+            let ip: std::net::Ipv4Addr = ip.parse().ok()?;
+            Some(std::net::Ipv4Addr::from(u32::from(ip) + 9).to_string())
+        });
+        let dns = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                         "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS",
+                                    "kubernetes.io/cluster-service": "true"}},
+            "spec": {"type": "ClusterIP", "clusterIP": dns_ip,
+                     "selector": {"k8s-app": "kube-dns"},
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                               {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153}]},
+        });
+        match services.get(Some("kube-system"), "kube-dns", None).await {
+            Ok(_) => {}
+            Err(e) if e.reason() == "NotFound" => {
+                match services.create(Some("kube-system"), dns, false).await {
+                    Ok(_) => tracing::info!("created the kube-dns service"),
+                    // The address may be taken by a user's Service: keep going.
+                    Err(e) => {
+                        tracing::warn!(error = %e.status().message, "cannot create the kube-dns service")
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 }
