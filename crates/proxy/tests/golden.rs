@@ -1,0 +1,125 @@
+//! Rule generation against golden nft scripts: a full table and the
+//! incremental script of one endpoint change. `UPDATE_GOLDEN=1` rewrites
+//! the files (review the diff!).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{cfg, service, slice};
+use rkube_proxy::nft::Recorder;
+use rkube_proxy::{service_ports, Proxier};
+
+fn golden(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        got,
+        want,
+        "{} differs (UPDATE_GOLDEN=1 to rewrite)",
+        path.display()
+    );
+}
+
+fn world(web_eps: &[(&str, bool, &str)]) -> Vec<rkube_proxy::ServicePort> {
+    let services = vec![
+        service(
+            "web",
+            serde_json::json!({"clusterIP": "10.43.0.20", "clusterIPs": ["10.43.0.20"],
+            "type": "NodePort", "externalIPs": ["192.0.2.10"],
+            "ports": [{"name": "http", "port": 80, "nodePort": 30080, "protocol": "TCP"}]}),
+        ),
+        service(
+            "empty",
+            serde_json::json!({"clusterIP": "10.43.0.21",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        ),
+        service(
+            "sticky",
+            serde_json::json!({"clusterIP": "10.43.0.22", "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        ),
+        service(
+            "local",
+            serde_json::json!({"clusterIP": "10.43.0.23", "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "ports": [{"name": "http", "port": 80, "nodePort": 30081, "protocol": "TCP"}]}),
+        ),
+        service(
+            "headless",
+            serde_json::json!({"clusterIP": "None",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        ),
+        service(
+            "ext",
+            serde_json::json!({"type": "ExternalName", "externalName": "example.org"}),
+        ),
+    ];
+    let slices = vec![
+        slice("web", web_eps, "http", 8080),
+        slice("sticky", &[("10.42.0.5", true, "n1")], "http", 8080),
+        slice(
+            "local",
+            &[("10.42.0.6", true, "n1"), ("10.42.1.6", true, "n2")],
+            "http",
+            8080,
+        ),
+        slice("headless", &[("10.42.0.7", true, "n1")], "http", 8080),
+    ];
+    service_ports(&services, &slices, "n1")
+}
+
+#[test]
+fn full_table() {
+    let ports = world(&[
+        ("10.42.0.3", true, "n1"),
+        ("10.42.1.4", true, "n2"),
+        ("10.42.1.9", false, "n2"),
+    ]);
+    // Headless and ExternalName Services get no rules.
+    assert_eq!(ports.len(), 4);
+    let script = rkube_proxy::rules::full(&cfg(), &rkube_proxy::rules::fragments(&cfg(), &ports));
+    // Not-ready endpoints take no traffic.
+    assert!(!script.contains("10.42.1.9"));
+    golden("full.nft", &script);
+}
+
+#[test]
+fn endpoint_change_touches_only_its_service() {
+    let rec = Arc::new(Recorder::default());
+    let mut p = Proxier::new(cfg(), rec.clone());
+    p.sync(&world(&[
+        ("10.42.0.3", true, "n1"),
+        ("10.42.1.4", true, "n2"),
+    ]))
+    .unwrap();
+    // Nothing changed: nothing applied.
+    assert_eq!(
+        p.sync(&world(&[
+            ("10.42.0.3", true, "n1"),
+            ("10.42.1.4", true, "n2")
+        ]))
+        .unwrap(),
+        ""
+    );
+    let script = p.sync(&world(&[("10.42.0.3", true, "n1")])).unwrap();
+    assert!(
+        !script.contains("sticky") && !script.contains("local"),
+        "{script}"
+    );
+    golden("endpoint-removed.nft", &script);
+    // All endpoints gone: the service rejects instead.
+    let script = p.sync(&world(&[])).unwrap();
+    assert!(script.contains("add element ip rkube-proxy no-endpoint-services { 10.43.0.20 . tcp . 80 : goto reject-chain }"), "{script}");
+    assert!(
+        script.contains("delete element ip rkube-proxy service-ips { 10.43.0.20 . tcp . 80 }"),
+        "{script}"
+    );
+    assert_eq!(rec.scripts.lock().unwrap().len(), 3);
+}
