@@ -120,6 +120,40 @@ impl Workloads<'_> {
                 Some(quantile_ms(&mut base_times, 0.5)),
             ));
         }
+        // Selected lists: a field selector lets the server skip stored
+        // objects without the value undecoded (the kubelet's
+        // spec.nodeName list, kubectl wait's metadata.name list); a
+        // label selector decodes every object.
+        let one_name = pod_name(n / 3);
+        for (query, label, want) in [
+            (
+                format!("fieldSelector=metadata.name%3D{one_name}"),
+                "fieldSelector metadata.name, 1 match",
+                1,
+            ),
+            (
+                "fieldSelector=spec.nodeName%3Dnode-7".to_string(),
+                "fieldSelector spec.nodeName, 0 matches",
+                0,
+            ),
+            (
+                "labelSelector=shard%3D3".to_string(),
+                "labelSelector, 1/16 match",
+                (0..n).filter(|i| i % 16 == 3).count(),
+            ),
+        ] {
+            eprintln!("LIST pods, {label}");
+            let mut times = Vec::new();
+            for _ in 0..self.sizes.list_runs {
+                times.push(self.list_selected(conn, &query, want).await?);
+            }
+            rows.push(row(
+                &format!("LIST {n} pods ({label}), median ms"),
+                quantile_ms(&mut times, 0.5),
+                None,
+                None,
+            ));
+        }
         let after_lists = self.server.rss()? as f64 / MIB;
         rows.push(row(
             &format!("server RSS with {n} pods, MiB"),
@@ -165,6 +199,29 @@ impl Workloads<'_> {
             task.await??;
         }
         Ok(n as f64 / started.elapsed().as_secs_f64())
+    }
+
+    /// One LIST of pods in all namespaces with a selector (`query`); the
+    /// time spent waiting for the response.
+    async fn list_selected(
+        &self,
+        conn: &Conn,
+        query: &str,
+        want: usize,
+    ) -> anyhow::Result<Duration> {
+        let path = format!("/api/v1/pods?{query}");
+        let started = Instant::now();
+        let body = conn.get_ok(&path).await?;
+        let spent = started.elapsed();
+        let list: ListShape =
+            serde_json::from_slice(&body).context("the pod list is not a list")?;
+        if list.items.len() != want {
+            bail!(
+                "LIST ?{query} returned {} pods, not {want}",
+                list.items.len()
+            );
+        }
+        Ok(spent)
     }
 
     /// One whole LIST of pods in all namespaces; the time spent waiting
