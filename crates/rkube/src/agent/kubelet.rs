@@ -98,6 +98,8 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.kubelet_port = args.kubelet_port;
     config.cluster_dns = args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     config.cluster_domain = args.cluster_domain.clone();
+    config.eviction = rkube_kubelet::node::Thresholds::parse(&args.eviction_hard)
+        .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     if args.network_backend != rkube_network::node::Backend::None {
         let std::net::IpAddr::V4(ipv4) = node_ip else {
             anyhow::bail!("the pod network needs an IPv4 --node-ip, not {node_ip}");
@@ -114,6 +116,9 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
             cfg,
             &config.root.join("ipam"),
         ));
+        // Services and cluster DNS ride on the pod network: no pods, no
+        // rules in the node's tables.
+        start_services(&client, &args, &node_name, ipv4).await;
     }
     let serving = match (&args.joined, &args.client_ca_file) {
         (Some((serving, client_ca_pem)), _) => Some(rkube_kubelet::ApiServing {
@@ -145,6 +150,54 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     .await
     .context("kubelet")?;
     Ok(())
+}
+
+/// kube-proxy's and the cluster DNS's jobs on this node: the DNS server
+/// listens on the node IP, and the proxy sends the cluster DNS Service's
+/// port 53 there.
+async fn start_services(
+    client: &kube::Client,
+    args: &AgentArgs,
+    node_name: &str,
+    node_ip: std::net::Ipv4Addr,
+) {
+    let cluster_dns = args.cluster_dns.iter().find_map(|ip| match ip {
+        std::net::IpAddr::V4(v) => Some(*v),
+        _ => None,
+    });
+    let own: Vec<std::net::IpAddr> = args.cluster_dns.clone();
+    let upstreams =
+        rkube_dns::upstreams_from_resolv_conf("/etc/resolv.conf", &own).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "dns: no upstream resolvers");
+            Vec::new()
+        });
+    let resolver = rkube_dns::Resolver::new(
+        rkube_dns::Zone::build(&args.cluster_domain, &[], &[]),
+        upstreams,
+    );
+    let addr = std::net::SocketAddr::new(node_ip.into(), 53);
+    match rkube_dns::serve(resolver.clone(), addr).await {
+        Ok(_) => {
+            tokio::spawn(rkube_dns::watch::run(
+                client.clone(),
+                args.cluster_domain.clone(),
+                resolver,
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "dns: not serving"),
+    }
+    let node = rkube_proxy::watch::NodeProxy {
+        node_name: node_name.to_string(),
+        rules: rkube_proxy::Config {
+            cluster_cidr: args.cluster_cidr.to_string(),
+        },
+        local_dns: cluster_dns.map(|dns| (dns, node_ip)),
+    };
+    tokio::spawn(rkube_proxy::watch::run(
+        client.clone(),
+        node,
+        Arc::new(rkube_proxy::System::default()),
+    ));
 }
 
 async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
