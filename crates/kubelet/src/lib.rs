@@ -81,6 +81,9 @@ pub struct Config {
     pub lease_duration_seconds: i32,
     pub lease_renew_interval: Duration,
     pub node_status_interval: Duration,
+    /// Hard eviction thresholds behind MemoryPressure/DiskPressure and
+    /// allocatable.
+    pub eviction: node::Thresholds,
     /// The pod network (issue 7); `None` leaves pods with loopback only.
     pub network: Option<Arc<dyn rkube_network::PodNetwork>>,
 }
@@ -100,6 +103,7 @@ impl Config {
             lease_duration_seconds: 40,
             lease_renew_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(60),
+            eviction: node::Thresholds::default(),
             network: None,
         }
     }

@@ -27,11 +27,56 @@ use crate::images::Images;
 use crate::sysinfo::{Host, Machine};
 use crate::{Config, Error, KUBELET_VERSION};
 
-/// Memory the node keeps back for itself (upstream's default hard
-/// eviction threshold memory.available<100Mi).
-const EVICTION_MEMORY: u64 = 100 << 20;
-/// nodefs.available<10%.
-const EVICTION_DISK_PERCENT: u64 = 10;
+/// Hard eviction thresholds: memory.available and nodefs.available (as
+/// a percentage of the filesystem), upstream's `--eviction-hard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    pub memory: u64,
+    pub disk_percent: u64,
+}
+
+impl Default for Thresholds {
+    /// Upstream's defaults: memory.available<100Mi, nodefs.available<10%.
+    fn default() -> Thresholds {
+        Thresholds {
+            memory: 100 << 20,
+            disk_percent: 10,
+        }
+    }
+}
+
+impl Thresholds {
+    /// Parses `memory.available<100Mi,nodefs.available<10%`; signals not
+    /// given keep their defaults.
+    pub fn parse(s: &str) -> Result<Thresholds, String> {
+        let mut t = Thresholds::default();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (signal, value) = item
+                .split_once('<')
+                .ok_or_else(|| format!("eviction threshold {item:?}: expected SIGNAL<VALUE"))?;
+            match signal.trim() {
+                "memory.available" => {
+                    t.memory = crate::quantity::bytes(value)
+                        .filter(|v| *v >= 0)
+                        .ok_or_else(|| format!("invalid quantity {value:?}"))?
+                        as u64
+                }
+                "nodefs.available" => {
+                    t.disk_percent = value
+                        .trim()
+                        .strip_suffix('%')
+                        .and_then(|v| v.parse().ok())
+                        .filter(|v| *v <= 100)
+                        .ok_or_else(|| {
+                            format!("nodefs.available wants a percentage, got {value:?}")
+                        })?
+                }
+                other => return Err(format!("unsupported eviction signal {other:?}")),
+            }
+        }
+        Ok(t)
+    }
+}
 
 #[derive(Clone)]
 pub struct Reporter {
@@ -41,14 +86,17 @@ pub struct Reporter {
     images: Arc<dyn Images>,
 }
 
-fn quantities(m: &Machine, max_pods: u32, allocatable: bool) -> BTreeMap<String, Quantity> {
-    let mem = if allocatable {
-        m.memory_bytes.saturating_sub(EVICTION_MEMORY)
-    } else {
-        m.memory_bytes
+fn quantities(
+    m: &Machine,
+    max_pods: u32,
+    allocatable: Option<Thresholds>,
+) -> BTreeMap<String, Quantity> {
+    let mem = match allocatable {
+        Some(t) => m.memory_bytes.saturating_sub(t.memory),
+        None => m.memory_bytes,
     };
-    let disk = if allocatable {
-        m.disk_bytes - m.disk_bytes * EVICTION_DISK_PERCENT / 100
+    let disk = if let Some(t) = allocatable {
+        m.disk_bytes - m.disk_bytes * t.disk_percent / 100
     } else {
         m.disk_bytes
     };
@@ -67,10 +115,14 @@ fn quantities(m: &Machine, max_pods: u32, allocatable: bool) -> BTreeMap<String,
 
 /// The four conditions from the machine's state; `prev` keeps
 /// lastTransitionTime when a status did not change.
-pub fn conditions(m: &Machine, prev: &[NodeCondition], now: &Time) -> Vec<NodeCondition> {
-    let mem_pressure = m.memory_available > 0 && m.memory_available < EVICTION_MEMORY;
-    let disk_pressure =
-        m.disk_bytes > 0 && m.disk_available * 100 < m.disk_bytes * EVICTION_DISK_PERCENT;
+pub fn conditions(
+    m: &Machine,
+    t: Thresholds,
+    prev: &[NodeCondition],
+    now: &Time,
+) -> Vec<NodeCondition> {
+    let mem_pressure = m.memory_available > 0 && m.memory_available < t.memory;
+    let disk_pressure = m.disk_bytes > 0 && m.disk_available * 100 < m.disk_bytes * t.disk_percent;
     let mk =
         |ty: &str, on: bool, reason_on: &str, reason_off: &str, msg_on: &str, msg_off: &str| {
             let status = if on { "True" } else { "False" };
@@ -149,8 +201,8 @@ impl Reporter {
         images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
         images.truncate(50);
         NodeStatus {
-            capacity: Some(quantities(m, c.max_pods, false)),
-            allocatable: Some(quantities(m, c.max_pods, true)),
+            capacity: Some(quantities(m, c.max_pods, None)),
+            allocatable: Some(quantities(m, c.max_pods, Some(c.eviction))),
             addresses: Some(vec![
                 NodeAddress {
                     type_: "InternalIP".into(),
@@ -161,7 +213,7 @@ impl Reporter {
                     address: c.hostname.clone(),
                 },
             ]),
-            conditions: Some(conditions(m, prev, &now)),
+            conditions: Some(conditions(m, c.eviction, prev, &now)),
             daemon_endpoints: Some(NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint {
                     port: c.kubelet_port as i32,
@@ -190,8 +242,9 @@ impl Reporter {
             host_ip: self.config.node_ip.to_string(),
             pod_ip: String::new(),
             allocatable_milli_cpu: m.cpus as i64 * 1000,
-            allocatable_memory: m.memory_bytes.saturating_sub(EVICTION_MEMORY) as i64,
-            allocatable_ephemeral: (m.disk_bytes - m.disk_bytes * EVICTION_DISK_PERCENT / 100)
+            allocatable_memory: m.memory_bytes.saturating_sub(self.config.eviction.memory) as i64,
+            allocatable_ephemeral: (m.disk_bytes
+                - m.disk_bytes * self.config.eviction.disk_percent / 100)
                 as i64,
         }
     }
@@ -349,13 +402,14 @@ mod tests {
             ..Default::default()
         };
         let t0 = Time(Timestamp::from_second(1000).unwrap());
-        let first = conditions(&m, &[], &t0);
+        let th = Thresholds::default();
+        let first = conditions(&m, th, &[], &t0);
         assert_eq!(first.len(), 4);
         assert!(first
             .iter()
             .all(|c| c.status == if c.type_ == "Ready" { "True" } else { "False" }));
         let t1 = Time(Timestamp::from_second(2000).unwrap());
-        let again = conditions(&m, &first, &t1);
+        let again = conditions(&m, th, &first, &t1);
         assert!(again
             .iter()
             .all(|c| c.last_transition_time == Some(t0.clone())
@@ -364,12 +418,32 @@ mod tests {
             disk_available: 5,
             ..m
         };
-        let pressured = conditions(&full, &again, &t1);
+        let pressured = conditions(&full, th, &again, &t1);
         let disk = pressured
             .iter()
             .find(|c| c.type_ == "DiskPressure")
             .unwrap();
         assert_eq!(disk.status, "True");
-        assert_eq!(disk.last_transition_time, Some(t1));
+        assert_eq!(disk.last_transition_time, Some(t1.clone()));
+        let lax = Thresholds::parse("nodefs.available<1%").unwrap();
+        assert_eq!(lax.memory, 100 << 20);
+        let relaxed = conditions(&full, lax, &pressured, &t1);
+        let disk = relaxed.iter().find(|c| c.type_ == "DiskPressure").unwrap();
+        assert_eq!(disk.status, "False");
+    }
+
+    #[test]
+    fn eviction_thresholds_parse() {
+        let t = Thresholds::parse("memory.available<1Gi, nodefs.available<5%").unwrap();
+        assert_eq!(
+            t,
+            Thresholds {
+                memory: 1 << 30,
+                disk_percent: 5
+            }
+        );
+        assert!(Thresholds::parse("nodefs.available<5Gi").is_err());
+        assert!(Thresholds::parse("pid.available<5").is_err());
+        assert!(Thresholds::parse("memory.available").is_err());
     }
 }

@@ -87,6 +87,9 @@ impl Cluster {
             .args(["--kubelet-port", &self.port.to_string()])
             .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--registries", "/nonexistent"])
+            // These shared machines run with little free disk; DiskPressure
+            // would taint the node and keep the scheduler away.
+            .args(["--eviction-hard", "nodefs.available<1%"])
             .arg("--client-ca-file")
             .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
             .stdout(Stdio::null())
@@ -525,6 +528,39 @@ fn probes_restarts_and_oom() {
 "#,
     ));
 
+    // hostPath, subPath, readOnly, tmpfs emptyDir with sizeLimit and the
+    // projected service account token.
+    let host_dir = c.server.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("f"), "from-host").unwrap();
+    c.ok(&[
+        "create",
+        "configmap",
+        "cfg2",
+        "--from-literal",
+        "color=green",
+    ]);
+    c.apply(&pod_yaml(
+        "vols",
+        &c.node,
+        &format!(
+            r#"  containers:
+  - name: c
+    image: {IMAGE}
+    command: ["sh", "-c", "echo hp=$(cat /hp/f); echo sub=$(cat /one); echo mem=$(df -k /mem | tail -1 | awk '{{print $2}}'); touch /cfg/x 2>/dev/null && echo ro=no || echo ro=yes; echo made > /hp/new; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token=yes; echo ns=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); sleep 3600"]
+    volumeMounts:
+    - {{name: hp, mountPath: /hp}}
+    - {{name: cfg, mountPath: /one, subPath: color}}
+    - {{name: cfg, mountPath: /cfg}}
+    - {{name: mem, mountPath: /mem}}
+  volumes:
+  - {{name: hp, hostPath: {{path: {}, type: Directory}}}}
+  - {{name: cfg, configMap: {{name: cfg2}}}}
+  - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}
+"#,
+            host_dir.display()
+        ),
+    ));
     // Readiness gates Ready until the file exists.
     c.wait_running("ready");
     std::thread::sleep(Duration::from_secs(2));
@@ -577,6 +613,26 @@ fn probes_restarts_and_oom() {
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         Duration::from_secs(20),
         |s| s == "True",
+    );
+
+    c.wait_running("vols");
+    let want = [
+        "hp=from-host",
+        "sub=green",
+        "mem=8192",
+        "ro=yes",
+        "token=yes",
+        "ns=default",
+    ];
+    let mut lines = Vec::new();
+    let ok = eventually(Duration::from_secs(10), || {
+        lines = c.log_lines("vols", "c", 0);
+        want.iter().all(|w| lines.contains(&w.to_string()))
+    });
+    assert!(ok, "{lines:?}");
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("new")).unwrap(),
+        "made\n"
     );
 
     // The OOM kill and a failed run-to-completion pod.

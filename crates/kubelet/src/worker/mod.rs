@@ -37,8 +37,9 @@ use crate::Shared;
 const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
-/// How often running containers are checked for exits.
-const POLL: Duration = Duration::from_millis(500);
+/// How often running containers are checked for exits (upstream's PLEG
+/// relists every second).
+const POLL: Duration = Duration::from_secs(1);
 /// How often kubelet-written volume content is refreshed.
 const VOLUME_REFRESH: Duration = Duration::from_secs(10);
 
@@ -48,9 +49,9 @@ pub(crate) type PodRx = watch::Receiver<Option<Arc<Pod>>>;
 struct Sandbox {
     id: String,
     netns: Option<PathBuf>,
-}
     /// The address the pod network gave it (none until attached).
     ip: Option<String>,
+}
 
 /// One runtime container made for a spec container.
 #[derive(Debug, Clone)]
@@ -203,8 +204,8 @@ impl Worker {
         self.sandbox = Some(Sandbox {
             id: sb.id,
             netns: sb.netns,
-        });
             ip: None,
+        });
     }
 
     fn latest(&self, name: &str) -> Option<&Attempt> {
@@ -352,11 +353,11 @@ impl Worker {
                 }
             }
         }
-        let spec = pod.spec.clone().unwrap_or_default();
         if let Some(retry) = self.attach_network(pod).await {
             return Some(retry);
         }
         let pod_ip = self.pod_ip(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
         let policy = Self::restart_policy(pod);
         let mut next: Option<Duration> = None;
         let mut soonest = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));

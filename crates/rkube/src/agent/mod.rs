@@ -78,6 +78,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: ipnet::Ipv4Net,
 
+    /// Hard eviction thresholds behind MemoryPressure/DiskPressure, e.g.
+    /// `memory.available<100Mi,nodefs.available<10%` (the defaults).
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    pub eviction_hard: String,
+
     /// Set after joining: the kubelet API's serving certificate and the
     /// client CA, from the server.
     #[arg(skip)]
