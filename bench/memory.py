@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Server memory benchmark (issues 3 and 5): RSS of `rkube server` with
+10,000 pods stored, component by component.
+
+Upstream counterpart: the memory figures of Kubernetes' scalability tests
+(clusterloader2's resource-usage gatherer), cut down to one process.
+
+For each configuration it starts the release binary on a fresh data dir
+(loopback only), reads VmRSS idle, creates the pods with 16 keep-alive
+HTTPS clients, waits until the RSS stops moving (the controllers and the
+scheduler have caught up), and prints idle and loaded RSS. The first
+configuration is the API server alone (the baseline), then the controller
+manager, then the scheduler are added; the agent stays off (10,000 pods on
+a real kubelet is a different benchmark). Pods are left unscheduled: no
+node exists, so the scheduler keeps them all queued, its worst case.
+
+    python3 bench/memory.py                  # all configurations, 10,000 pods
+    PODS=1000 python3 bench/memory.py        # quick run
+    RKUBE_BIN=/tmp/rkube CONFIGS=api,cm python3 bench/memory.py
+
+Only the Python standard library is needed. Results: docs/PERF.md, "Memory".
+"""
+import base64
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.environ.get("RKUBE_BIN", os.path.join(ROOT, "target/release/rkube"))
+PODS = int(os.environ.get("PODS", "10000"))
+CLIENTS = 16
+NS = "bench"
+MIB = 1024 * 1024
+
+# name -> server flags; each adds one component to the previous.
+ALL_CONFIGS = {
+    "api": ["--disable-controller-manager", "--disable-scheduler", "--disable-agent"],
+    "cm": ["--disable-scheduler", "--disable-agent"],
+    "sched": ["--disable-agent"],
+}
+
+
+def pod(i):
+    """The pod of crates/rkube/benches/api/workloads.rs (a Deployment's pod)."""
+    env = [{"name": k, "value": v} for k, v in [
+        ("LOG_LEVEL", "info"), ("LOG_FORMAT", "json"), ("HTTP_PORT", "8080"),
+        ("METRICS_PORT", "9102"), ("CACHE_SIZE_MB", "64"),
+        ("UPSTREAM_URL", "http://backend.bench.svc.cluster.local:8080"),
+        ("FEATURE_FLAGS", "new-checkout,fast-search,dark-mode"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.observability:4317"),
+    ]] + [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+
+    def probe(path):
+        return {"httpGet": {"path": path, "port": 8080, "scheme": "HTTP"},
+                "initialDelaySeconds": 5, "periodSeconds": 10, "timeoutSeconds": 1,
+                "successThreshold": 1, "failureThreshold": 3}
+
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "bench-pod-%05d" % i, "namespace": NS,
+            "labels": {"app.kubernetes.io/name": "web", "app.kubernetes.io/instance": "web-bench",
+                       "app.kubernetes.io/version": "1.27.3", "tier": "frontend",
+                       "pod-template-hash": "5d8f7c9b4", "shard": str(i % 16)},
+            "annotations": {"kubectl.kubernetes.io/default-container": "web",
+                            "prometheus.io/scrape": "true", "prometheus.io/port": "9102"},
+        },
+        "spec": {
+            "containers": [{
+                "name": "web", "image": "registry.example.com/team/web:1.27.3",
+                "imagePullPolicy": "IfNotPresent", "command": ["/app/server"],
+                "args": ["--port=8080", "--metrics-port=9102", "--config=/etc/web/config.yaml"],
+                "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": 9102, "protocol": "TCP"}],
+                "env": env,
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "500m", "memory": "256Mi"}},
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/web", "readOnly": True}],
+                "readinessProbe": probe("/readyz"), "livenessProbe": probe("/healthz"),
+            }],
+            "volumes": [{"name": "config", "configMap": {"name": "web-config", "defaultMode": 420}}],
+            "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+            "dnsPolicy": "ClusterFirst", "nodeSelector": {"kubernetes.io/os": "linux"},
+        },
+    }
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+class Server:
+    def __init__(self, flags):
+        self.dir = tempfile.mkdtemp(prefix="rkube-mem-")
+        self.port = free_port()
+        kubeconfig = os.path.join(self.dir, "kubeconfig.yaml")
+        self.log = open(os.path.join(self.dir, "server.log"), "w")
+        self.proc = subprocess.Popen(
+            [BIN, "server", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
+             "--https-listen-port", str(self.port), "--write-kubeconfig", kubeconfig] + flags,
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + float(os.environ.get("READY_TIMEOUT", "60"))
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("server exited: see %s/server.log" % self.dir)
+            if time.time() > deadline:
+                raise RuntimeError("server not ready: see %s/server.log" % self.dir)
+            if os.path.exists(kubeconfig):
+                try:
+                    self.ctx = self._tls(kubeconfig)
+                    if self.request("GET", "/readyz")[0] == 200:
+                        break
+                except (OSError, ValueError, http.client.HTTPException):
+                    pass
+            time.sleep(0.2)
+
+    def _tls(self, kubeconfig):
+        text = open(kubeconfig).read()
+
+        def field(name):
+            m = re.search(r"%s:\s*(\S+)" % name, text)
+            if not m:
+                raise ValueError("kubeconfig has no " + name)
+            path = os.path.join(self.dir, name + ".pem")
+            with open(path, "wb") as f:
+                f.write(base64.b64decode(m.group(1)))
+            return path
+
+        ctx = ssl.create_default_context(cafile=field("certificate-authority-data"))
+        ctx.check_hostname = False
+        ctx.load_cert_chain(field("client-certificate-data"), field("client-key-data"))
+        return ctx
+
+    def conn(self):
+        return http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=60)
+
+    def request(self, method, path, body=None, conn=None):
+        c = conn or self.conn()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        if conn is None:
+            c.close()
+        return r.status, data
+
+    def rss(self):
+        return rss_mib(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def create_pods(server, n):
+    errors = []
+
+    def worker(k):
+        c = server.conn()
+        try:
+            for i in range(k, n, CLIENTS):
+                status, data = server.request(
+                    "POST", "/api/v1/namespaces/%s/pods" % NS, json.dumps(pod(i)), conn=c)
+                if status != 201:
+                    errors.append("pod %d: %d %s" % (i, status, data[:200]))
+                    return
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(CLIENTS)]
+    started = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return n / (time.time() - started)
+
+
+def settle(server, quiet=5.0, limit=120.0):
+    """Poll RSS once a second until it moved < 1 MiB for `quiet` seconds."""
+    started = time.time()
+    last, since = server.rss(), time.time()
+    while time.time() - started < limit:
+        time.sleep(1)
+        now = server.rss()
+        if abs(now - last) >= 1.0:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet:
+            break
+    return server.rss()
+
+
+def measure(name, flags):
+    server = Server(flags)
+    try:
+        idle = settle(server, quiet=3.0, limit=30.0)
+        status, data = server.request("POST", "/api/v1/namespaces", json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+        if status != 201:
+            raise RuntimeError("namespace: %d %s" % (status, data[:200]))
+        rate = create_pods(server, PODS)
+        after = server.rss()
+        loaded = settle(server)
+        status, data = server.request("GET", "/api/v1/namespaces/%s/pods/bench-pod-%05d" % (NS, PODS // 2))
+        if status != 200:
+            raise RuntimeError("get: %d" % status)
+        row = {"config": name, "idle": idle, "after_creates": after, "settled": loaded,
+               "creates_per_s": rate, "pod_bytes": len(data)}
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        return row
+    finally:
+        server.stop()
+
+
+def main():
+    names = os.environ.get("CONFIGS", ",".join(ALL_CONFIGS)).split(",")
+    rows = [measure(n, ALL_CONFIGS[n]) for n in names]
+    base = rows[0]["settled"]
+    print("| server | RSS idle, MiB | RSS with %d pods, MiB | added by the component, MiB | pod creates/s |" % PODS)
+    print("| --- | ---: | ---: | ---: | ---: |")
+    prev = None
+    for r in rows:
+        added = "-" if prev is None else "%.0f" % (r["settled"] - prev)
+        print("| %s | %.0f | %.0f | %s | %.0f |" % (
+            {"api": "API server alone", "cm": "+ controller manager", "sched": "+ scheduler"}[r["config"]],
+            r["idle"], r["settled"], added, r["creates_per_s"]))
+        prev = r["settled"]
+    print("\nratio to the API server alone: " + ", ".join(
+        "%s %.2f" % (r["config"], r["settled"] / base) for r in rows))
+
+
+if __name__ == "__main__":
+    main()
