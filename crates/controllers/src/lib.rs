@@ -28,6 +28,7 @@ pub mod replicaset;
 pub mod resourcequota;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttlafterfinished;
 
@@ -110,6 +111,9 @@ pub const CONTROLLERS: &[(&str, &str, Start)] = &[
     ),
     ("pod-garbage-collector-controller", "podgc", |c, _, i| {
         Box::pin(podgc::run(c, i.clone()))
+    }),
+    ("service-lb-controller", "servicelb", |c, _, i| {
+        Box::pin(servicelb::run(c, i.clone()))
     }),
 ];
 
