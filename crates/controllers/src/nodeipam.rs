@@ -6,7 +6,7 @@
 //! `RangeAllocator` (`cidrset.go`: the next free subnet after the last one
 //! handed out; `CIDRNotAvailable` when the cluster CIDR is full).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -97,6 +97,10 @@ pub async fn run(client: kube::Client, cluster_cidr: String, informers: Arc<Info
             set.occupy(c);
         }
     }
+    // Ranges this controller gave, by node uid: the informer may still
+    // show a node without its podCIDR after the patch went through, and a
+    // node must never get a second range.
+    let mut given: HashMap<String, Ipv4Net> = HashMap::new();
     let mut full_logged = false;
     while let Some(ev) = stream.next().await {
         let Ok(node) = ev else { continue };
@@ -108,14 +112,19 @@ pub async fn run(client: kube::Client, cluster_cidr: String, informers: Arc<Info
         let live = store
             .get(&kube::runtime::reflector::ObjectRef::from_obj(&node))
             .is_some_and(|n| n.metadata.uid == node.metadata.uid);
+        let uid = node.metadata.uid.clone().unwrap_or_default();
         if !live {
-            if let Some(c) = pod_cidr(&node) {
+            if let Some(c) = pod_cidr(&node).or_else(|| given.get(&uid).copied()) {
                 set.release(c);
             }
+            given.remove(&uid);
             continue;
         }
         if let Some(c) = pod_cidr(&node) {
             set.occupy(c);
+            continue;
+        }
+        if given.contains_key(&uid) {
             continue;
         }
         let Some(cidr) = set.allocate() else {
@@ -130,7 +139,10 @@ pub async fn run(client: kube::Client, cluster_cidr: String, informers: Arc<Info
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => tracing::info!(node = %name, pod_cidr = %cidr, "podCIDR assigned"),
+            Ok(_) => {
+                given.insert(uid, cidr);
+                tracing::info!(node = %name, pod_cidr = %cidr, "podCIDR assigned");
+            }
             Err(e) => {
                 set.release(cidr);
                 tracing::warn!(node = %name, error = %e, "assign podCIDR");
