@@ -142,7 +142,8 @@ impl Cluster {
 
     pub fn wait_ready(&self, i: usize) {
         let name = &self.nodes[i].name;
-        let ok = eventually(Duration::from_secs(60), || {
+        // Generous: agents start while other tests load the machine.
+        let ok = eventually(Duration::from_secs(120), || {
             let out = self.server.kubectl(&[
                 "get",
                 "node",
