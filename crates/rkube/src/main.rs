@@ -2,6 +2,7 @@
 //! component lives in its own crate (see shared/DESIGN.md).
 
 mod agent;
+mod cluster;
 mod ctr;
 mod server;
 
@@ -22,6 +23,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run and inspect containers with the built-in runtime.
     Ctr(ctr::CtrArgs),
+    /// A local multi-node cluster in network namespaces (up/down).
+    Cluster(cluster::ClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +42,6 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Ctr(args) => runtime.block_on(ctr::run(args)),
+        Command::Cluster(args) => cluster::run(args),
     }
 }
