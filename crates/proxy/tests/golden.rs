@@ -123,3 +123,29 @@ fn endpoint_change_touches_only_its_service() {
     );
     assert_eq!(rec.scripts.lock().unwrap().len(), 3);
 }
+
+#[test]
+fn cluster_dns_port_53_goes_to_the_node_server() {
+    let services = vec![service(
+        "kube-dns",
+        serde_json::json!({"clusterIP": "10.43.0.10",
+        "ports": [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "metrics", "port": 9153, "protocol": "TCP"}]}),
+    )];
+    let ports = rkube_proxy::watch::with_local_dns(
+        service_ports(&services, &[], "n1"),
+        Some((
+            "10.43.0.10".parse().unwrap(),
+            "192.168.1.5".parse().unwrap(),
+        )),
+    );
+    let dns = ports.iter().find(|p| p.port == 53).unwrap();
+    assert_eq!(dns.endpoints.len(), 1);
+    assert_eq!(dns.endpoints[0].ip.to_string(), "192.168.1.5");
+    // Other ports keep their (absent) endpoints and reject.
+    assert!(ports
+        .iter()
+        .find(|p| p.port == 9153)
+        .unwrap()
+        .endpoints
+        .is_empty());
+}
