@@ -12,6 +12,7 @@ packages=(
   busybox-static                       # the rootfs of test images
   nftables iproute2                    # service proxy and pod network tests
   openssl procps                       # etcd TLS test certificates, kill -STOP
+  curl util-linux                      # service proxy tests (busybox wget crashes here); nsenter, mount
 )
 
 missing=()
