@@ -92,11 +92,16 @@ pub async fn run(client: kube::Client) {
                         }
                         let writer: Writer<Meta> = Writer::new(s.ar.clone());
                         let store = writer.as_reader();
-                        // Metadata-only: the graph needs nothing else.
+                        // Metadata-only responses (kube asks for them for
+                        // `Api<PartialObjectMeta>`), kept without
+                        // managedFields: no owner logic reads them, and
+                        // they were most of each cached entry.
                         let api: Api<Meta> = Api::all_with(client.clone(), &s.ar);
                         let stream = reflector::reflector(
                             writer,
-                            watcher(api, watcher::Config::default()).default_backoff(),
+                            watcher(api, watcher::Config::default())
+                                .default_backoff()
+                                .modify(|m: &mut Meta| m.metadata.managed_fields = None),
                         )
                         .map({
                             let key = key.clone();
