@@ -128,21 +128,32 @@ impl Resolver {
 /// Binds UDP and TCP on `addr` and serves until the task is dropped.
 /// Returns the bound address (useful with port 0).
 pub async fn serve(resolver: Arc<Resolver>, addr: SocketAddr) -> Result<SocketAddr, Error> {
-    let udp = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, source })?;
-    let bound = udp
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
-    let tcp = TcpListener::bind(bound)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: bound,
-            source,
-        })?;
-    tokio::spawn(serve_udp(Arc::new(udp), resolver.clone()));
-    tokio::spawn(serve_tcp(tcp, resolver));
-    Ok(bound)
+    // With port 0 the kernel picks a free UDP port, which TCP may still
+    // hold elsewhere: pick again rather than fail.
+    let attempts = if addr.port() == 0 { 16 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let bound = udp
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => {
+                tokio::spawn(serve_udp(Arc::new(udp), resolver.clone()));
+                tokio::spawn(serve_tcp(tcp, resolver));
+                return Ok(bound);
+            }
+            Err(source) => {
+                last = Some(Error::Bind {
+                    addr: bound,
+                    source,
+                })
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
 }
 
 async fn serve_udp(sock: Arc<UdpSocket>, resolver: Arc<Resolver>) {
