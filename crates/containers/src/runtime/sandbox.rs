@@ -132,7 +132,10 @@ fn pin_namespaces(
             })();
             match result {
                 Ok(pid) => {
-                    let _ = sys::write_all(w.as_raw_fd(), &pid.to_ne_bytes());
+                    // A tag byte first: a bare PID's low byte can be 'E'.
+                    let mut out = vec![b'O'];
+                    out.extend_from_slice(&pid.to_ne_bytes());
+                    let _ = sys::write_all(w.as_raw_fd(), &out);
                     sys::exit_now(0)
                 }
                 Err(msg) => {
@@ -145,10 +148,10 @@ fn pin_namespaces(
             drop(w);
             let msg = sys::read_to_end(r.as_raw_fd()).unwrap_or_default();
             let status = sys::waitpid(pid).map_err(|e| format!("wait: {e}"))?;
-            if msg.first() == Some(&b'E') || msg.len() != 4 || sys::exit_code(status) != 0 {
+            if msg.first() != Some(&b'O') || msg.len() != 5 || sys::exit_code(status) != 0 {
                 return Err(String::from_utf8_lossy(msg.get(1..).unwrap_or(&[])).into_owned());
             }
-            let pid = i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+            let pid = i32::from_ne_bytes([msg[1], msg[2], msg[3], msg[4]]);
             Ok((pid > 0).then_some(pid))
         }
     }
