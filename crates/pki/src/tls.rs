@@ -108,6 +108,65 @@ pub fn client_config(server_ca_pem: &str, client: Option<&CertKey>) -> Result<Cl
     })
 }
 
+/// A server-certificate verifier that accepts any certificate while still
+/// checking the handshake's signatures. Only for peers whose identity is
+/// established another way: the API server calling kubelets (as upstream
+/// does without --kubelet-certificate-authority), and an agent's first
+/// contact, whose CA the join token's hash then checks.
+#[derive(Debug)]
+pub struct UnverifiedServer(Arc<CryptoProvider>);
+
+impl UnverifiedServer {
+    pub fn new() -> Arc<UnverifiedServer> {
+        Arc::new(UnverifiedServer(provider()))
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for UnverifiedServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 /// The identity in a verified peer chain (as returned by rustls'
 /// `peer_certificates()` after the handshake), or `None` when the client
 /// presented no certificate. Only call this with chains the config above
