@@ -22,7 +22,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
@@ -31,7 +30,7 @@ use super::reconcile::{
     add_to_groups, place, Groups, Plan, Template, MANAGED_BY_LABEL, MAX_ENDPOINTS_PER_SLICE,
     SERVICE_NAME_LABEL,
 };
-use super::{resource_version, Error, Expectations, Seen};
+use super::{apply_plan, Error, Expectations};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
 
@@ -176,39 +175,7 @@ async fn sync(ep: Arc<Endpoints>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let svc = ctx.services.get(&ObjectRef::new(&name).within(&ns));
     let slices = mirrored_slices(&ctx.slices, &ns, &name);
     let plan = reconcile(&ep, svc.as_deref(), &slices);
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
-    for slice in plan.create {
-        match api.create(&PostParams::default(), &slice).await {
-            Ok(made) => ctx.expectations.expect(
-                &key,
-                made.name_any(),
-                Seen::AtLeast(resource_version(&made)),
-            ),
-            Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Action::await_change()),
-            Err(e) => return Err(Error::Create(key, e)),
-        }
-    }
-    for slice in plan.update {
-        let slice_name = slice.name_any();
-        match api
-            .replace(&slice_name, &PostParams::default(), &slice)
-            .await
-        {
-            Ok(done) => {
-                ctx.expectations
-                    .expect(&key, slice_name, Seen::AtLeast(resource_version(&done)))
-            }
-            Err(e) => return Err(Error::Update(format!("{ns}/{slice_name}"), e)),
-        }
-    }
-    for slice_name in plan.delete {
-        match api.delete(&slice_name, &DeleteParams::default()).await {
-            Ok(_) => ctx.expectations.expect(&key, slice_name, Seen::Gone),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(Error::Delete(format!("{ns}/{slice_name}"), e)),
-        }
-    }
-    Ok(Action::await_change())
+    apply_plan(&ctx.client, &ctx.expectations, &ns, &key, plan).await
 }
 
 /// Run until the informers stop.

@@ -183,17 +183,28 @@ async fn sync(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         trigger,
         max_per_slice: MAX_ENDPOINTS_PER_SLICE,
     });
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &ns);
+    apply_plan(&ctx.client, &ctx.expectations, &ns, &key, plan).await
+}
+
+/// Write a plan's slices, expecting each write in the cache before the
+/// key is synced again. Shared by the EndpointSlice controller and the
+/// mirroring controller.
+async fn apply_plan(
+    client: &kube::Client,
+    expectations: &Expectations,
+    ns: &str,
+    key: &str,
+    plan: reconcile::Plan,
+) -> Result<Action, Error> {
+    let api: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
     for slice in plan.create {
         match api.create(&PostParams::default(), &slice).await {
-            Ok(made) => ctx.expectations.expect(
-                &key,
-                made.name_any(),
-                Seen::AtLeast(resource_version(&made)),
-            ),
+            Ok(made) => {
+                expectations.expect(key, made.name_any(), Seen::AtLeast(resource_version(&made)))
+            }
             // Terminating namespace: the slices go with it.
             Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Action::await_change()),
-            Err(e) => return Err(Error::Create(key, e)),
+            Err(e) => return Err(Error::Create(key.to_string(), e)),
         }
     }
     for slice in plan.update {
@@ -203,15 +214,14 @@ async fn sync(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
             .await
         {
             Ok(done) => {
-                ctx.expectations
-                    .expect(&key, slice_name, Seen::AtLeast(resource_version(&done)))
+                expectations.expect(key, slice_name, Seen::AtLeast(resource_version(&done)))
             }
             Err(e) => return Err(Error::Update(format!("{ns}/{slice_name}"), e)),
         }
     }
     for slice_name in plan.delete {
         match api.delete(&slice_name, &DeleteParams::default()).await {
-            Ok(_) => ctx.expectations.expect(&key, slice_name, Seen::Gone),
+            Ok(_) => expectations.expect(key, slice_name, Seen::Gone),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(Error::Delete(format!("{ns}/{slice_name}"), e)),
         }
