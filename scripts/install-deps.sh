@@ -13,6 +13,7 @@ packages=(
   nftables iproute2                    # service proxy and pod network tests
   openssl procps                       # etcd TLS test certificates, kill -STOP
   curl util-linux                      # service proxy tests (busybox wget crashes here); nsenter, mount
+  containernetworking-plugins          # real CNI plugins (/usr/lib/cni) for the CNI mode's tests
 )
 
 missing=()
