@@ -55,7 +55,7 @@ fn base(cfg: &Config) -> String {
         "\tmap no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }\n",
     );
     s.push_str("\tmap no-endpoint-nodeports { type inet_proto . inet_service : verdict; }\n");
-    let chains: [(&str, &str, &[&str]); 15] = [
+    let chains: [(&str, &str, &[&str]); 16] = [
         ("filter-input", "type filter hook input priority -110; policy accept;",
          &["ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"]),
         ("filter-forward", "type filter hook forward priority -110; policy accept;",
@@ -65,6 +65,12 @@ fn base(cfg: &Config) -> String {
         // After DNAT: whatever still goes to a cluster IP hit no port.
         ("filter-output-post-dnat", "type filter hook output priority -90; policy accept;",
          &["ct state new jump cluster-ips-check"]),
+        // Traffic from pods, after DNAT: what still goes to a Service
+        // without endpoints, or to a cluster IP on no port, is refused
+        // here, before routing would answer "no route to host" from the
+        // service range's unreachable route (forward never sees it).
+        ("filter-prerouting-post-dnat", "type filter hook prerouting priority -90; policy accept;",
+         &["ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"]),
         ("nat-prerouting", "type nat hook prerouting priority -100; policy accept;", &["jump services"]),
         ("nat-output", "type nat hook output priority -100; policy accept;", &["jump services"]),
         ("nat-postrouting", "type nat hook postrouting priority 100; policy accept;", &["jump masquerading"]),
