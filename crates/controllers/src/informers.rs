@@ -87,9 +87,21 @@ impl Informers {
     /// Every `K` in the cache, then every `K` that is added, modified or
     /// deleted from now on (deleted ones in their last state). A
     /// subscriber that falls too far behind is sent the whole cache again.
+    ///
+    /// Each item is a deep copy made for this subscriber; prefer
+    /// [`Informers::shared_stream`] (kube-rs `Controller::for_shared_stream`,
+    /// `owns_shared_stream`, `watches_shared_stream`), which hands out the
+    /// cache's own copy.
     pub fn stream<K: Kind>(
         &self,
     ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        self.shared_stream::<K>()
+            .map(|obj| Ok(Arc::unwrap_or_clone(obj)))
+    }
+
+    /// [`Informers::stream`] without the copies: every subscriber gets the
+    /// `Arc` the cache holds (or, for a deletion, the last state).
+    pub fn shared_stream<K: Kind>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let shared = self.shared::<K>();
         // Subscribe before taking the snapshot so nothing falls between.
         let rx = shared.changes.subscribe();
@@ -100,10 +112,10 @@ impl Informers {
             |(mut rx, mut pending, store)| async move {
                 loop {
                     if let Some(obj) = pending.pop_front() {
-                        return Some((Ok((*obj).clone()), (rx, pending, store)));
+                        return Some((obj, (rx, pending, store)));
                     }
                     match rx.recv().await {
-                        Ok(obj) => return Some((Ok((*obj).clone()), (rx, pending, store))),
+                        Ok(obj) => return Some((obj, (rx, pending, store))),
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             pending = store.state().into();
                         }
@@ -148,6 +160,7 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
     futures::pin_mut!(events);
     // Objects cached before a relist began, to find the ones it dropped.
     let mut before: HashMap<ObjectRef<K>, Arc<K>> = HashMap::new();
+    let cache = writer.as_reader();
     while let Some(event) = events.next().await {
         let event = match event {
             Ok(event) => event,
@@ -158,12 +171,18 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
         };
         writer.apply_watcher_event(&event);
         match event {
-            Event::Apply(obj) | Event::Delete(obj) => {
+            Event::Apply(obj) => {
+                // Send the cache's own copy: a second copy per change would
+                // sit in the ring until every subscriber has read it.
+                let key = ObjectRef::from_obj(&obj);
+                let cached = cache.get(&key);
+                let _ = changes.send(cached.unwrap_or_else(|| Arc::new(obj)));
+            }
+            Event::Delete(obj) => {
                 let _ = changes.send(Arc::new(obj));
             }
             Event::Init => {
-                before = writer
-                    .as_reader()
+                before = cache
                     .state()
                     .into_iter()
                     .map(|o| (ObjectRef::from_obj(&*o), o))
@@ -171,7 +190,7 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
             }
             Event::InitApply(_) => {}
             Event::InitDone => {
-                let now = writer.as_reader().state();
+                let now = cache.state();
                 for obj in &now {
                     before.remove(&ObjectRef::from_obj(&**obj));
                     let _ = changes.send(obj.clone());
