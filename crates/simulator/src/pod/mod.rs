@@ -159,7 +159,14 @@ fn plan(
         host_ip: &host_ip,
         pod_ip: rec.pod_ip.as_deref(),
     };
-    let desired = status::build(&rec.spec, run, &rec.observed, &at, now);
+    let mut desired = status::build(&rec.spec, run, &rec.observed, &at, now);
+    if terminal(&rec.observed) && !terminal(&desired) {
+        // Someone else wrote a terminal phase. A kubelet never moves a pod
+        // out of one (its status manager refuses); it stops the containers.
+        run.stop(now);
+        desired = status::build(&rec.spec, run, &rec.observed, &at, now);
+        desired.phase.clone_from(&rec.observed.phase);
+    }
     let changed = !status::same(&desired, &rec.observed);
     let action = match (rec.stop_at.is_some(), changed) {
         (true, true) if !terminal(&rec.observed) => Action::Delete(Some(desired)),

@@ -87,6 +87,30 @@ fn deletion_waits_then_writes_the_end_and_deletes() {
 }
 
 #[test]
+fn a_phase_failed_written_by_someone_else_is_kept_and_the_run_stops() {
+    let (cfg, nodes, mut pools) = setup();
+    let mut rec = record(
+        json!({"metadata": {"name": "web"}, "spec": {"nodeName": "sim-1",
+            "containers": [{"name": "a", "image": "nginx"}]}}),
+        &cfg,
+    );
+    let Action::Status(mut st) = plan(&mut rec, &mut pools, &nodes, t(0)).0 else {
+        panic!("no status")
+    };
+    st.phase = Some("Failed".into());
+    rec.observed = st;
+    let action = plan(&mut rec, &mut pools, &nodes, t(5)).0;
+    let Action::Status(st) = action else {
+        panic!("{action:?}")
+    };
+    assert_eq!(st.phase.as_deref(), Some("Failed"));
+    let state = st.container_statuses.as_ref().unwrap()[0].state.clone();
+    assert!(state.unwrap().terminated.is_some(), "{st:?}");
+    rec.observed = st;
+    assert_eq!(plan(&mut rec, &mut pools, &nodes, t(30)).0, Action::Nothing);
+}
+
+#[test]
 fn a_finished_pod_is_deleted_without_a_status_write() {
     let (cfg, nodes, mut pools) = setup();
     let mut rec = record(
