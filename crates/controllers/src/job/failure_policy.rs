@@ -15,6 +15,8 @@ pub enum Verdict {
     FailJob(String),
     /// Do not count the failure against backoffLimit.
     Ignore,
+    /// Fail the pod's completion index at once (backoffLimitPerIndex).
+    FailIndex,
     /// Count it (also what happens when no rule matches).
     Count,
 }
@@ -42,6 +44,7 @@ pub fn evaluate(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Verdict {
                 ),
             }),
             "Ignore" => Verdict::Ignore,
+            "FailIndex" => Verdict::FailIndex,
             _ => Verdict::Count,
         };
     }

@@ -10,6 +10,7 @@
 
 pub mod failure_policy;
 pub mod indexes;
+pub mod per_index;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -276,7 +277,10 @@ async fn sync(job: &Job, ctx: &Ctx) -> Result<Action, Error> {
     }
     for index in &todo.create {
         match pods_api
-            .create(&PostParams::default(), &new_pod(job, *index, &owner_ref))
+            .create(
+                &PostParams::default(),
+                &new_pod(job, *index, &todo.index_failures, &owner_ref),
+            )
             .await
         {
             Ok(pod) => {
@@ -325,6 +329,7 @@ async fn write_status(api: &Api<Job>, job: &Job, status: JobStatus) -> Result<Jo
 fn new_pod(
     job: &Job,
     index: Option<i32>,
+    index_failures: &std::collections::BTreeMap<i32, i32>,
     owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
 ) -> Pod {
     let template = job
@@ -342,6 +347,9 @@ fn new_pod(
     if let Some(i) = index {
         labels.insert(indexes::INDEX_KEY.into(), i.to_string());
         annotations.insert(indexes::INDEX_KEY.into(), i.to_string());
+        if let Some(n) = index_failures.get(&i) {
+            annotations.insert(per_index::FAILURE_COUNT_KEY.into(), n.to_string());
+        }
         generate_name = format!("{}-{i}-", job.name_any());
         spec.hostname = Some(format!("{}-{i}", job.name_any()));
         // The kubelet fills it from the annotation, as upstream.

@@ -11,7 +11,7 @@
 //! `SuccessCriteriaMet` or `FailureTarget`, and `Complete` or `Failed`
 //! only when no pod is left terminating.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::failure_policy::{evaluate, Verdict};
 use super::indexes;
+use super::per_index;
 use crate::daemonset::common::{is_pod_ready, phase};
 
 pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -52,6 +53,9 @@ pub struct Plan {
     pub status: JobStatus,
     /// Pods to create: their completion index, None when NonIndexed.
     pub create: Vec<Option<i32>>,
+    /// With backoffLimitPerIndex: the failure count each created index's
+    /// pod carries ([`per_index::FAILURE_COUNT_KEY`]).
+    pub index_failures: BTreeMap<i32, i32>,
     /// Active pods to delete, by name.
     pub delete: Vec<String>,
     /// Come back after this long (backoff or deadline), if set.
@@ -148,6 +152,12 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
         status.completed_indexes.as_deref().unwrap_or_default(),
         spec.completions.unwrap_or(0),
     );
+    // backoffLimitPerIndex only means something for Indexed Jobs.
+    let per_index_limit = spec.backoff_limit_per_index.filter(|_| indexed);
+    let mut failed_indexes = indexes::parse(
+        status.failed_indexes.as_deref().unwrap_or_default(),
+        spec.completions.unwrap_or(0),
+    );
 
     let mut active: Vec<&Arc<Pod>> = Vec::new();
     let mut terminating = 0;
@@ -184,6 +194,7 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             ignored.push((name(pod), uid(pod)));
             continue;
         }
+        let mut fail_index = false;
         match evaluate(spec.pod_failure_policy.as_ref(), pod) {
             Verdict::Ignore => {
                 ignored.push((name(pod), uid(pod)));
@@ -192,7 +203,16 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             Verdict::FailJob(msg) => {
                 fail_job.get_or_insert(msg);
             }
+            Verdict::FailIndex => fail_index = true,
             Verdict::Count => {}
+        }
+        if let (Some(limit), Some(i)) = (per_index_limit, indexes::of_pod(pod)) {
+            if i < spec.completions.unwrap_or(0)
+                && !done_indexes.contains(&i)
+                && per_index::fails_index(pod, fail_index, limit)
+            {
+                failed_indexes.insert(i);
+            }
         }
         counted_failed.insert(id.clone());
         uncounted.failed.get_or_insert_with(Vec::new).push(id);
@@ -234,8 +254,18 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             let start = status.start_time.as_ref()?.0;
             Some(start + jiff::SignedDuration::from_secs(s))
         });
+        let by_index = per_index_limit.and_then(|_| {
+            per_index::failure(
+                &failed_indexes,
+                &done_indexes,
+                spec.max_failed_indexes,
+                spec.completions.unwrap_or(0),
+            )
+        });
         let failure = if let Some(msg) = fail_job {
             Some(("PodFailurePolicy", msg))
+        } else if let Some((reason, msg)) = by_index {
+            Some((reason, msg))
         } else if failed > spec.backoff_limit.unwrap_or(6) {
             Some((
                 "BackoffLimitExceeded",
@@ -257,8 +287,24 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             (false, Some(c)) => succeeded >= c,
             (_, None) => succeeded > 0 && active.is_empty(),
         };
+        let by_policy = indexed
+            .then(|| {
+                per_index::success(
+                    spec.success_policy.as_ref(),
+                    &done_indexes,
+                    spec.completions.unwrap_or(0),
+                )
+            })
+            .flatten();
         target = match failure {
             Some((reason, msg)) => Some(new_condition("FailureTarget", "True", reason, &msg, now)),
+            None if by_policy.is_some() && !complete => Some(new_condition(
+                "SuccessCriteriaMet",
+                "True",
+                "SuccessPolicy",
+                by_policy.as_deref().unwrap_or_default(),
+                now,
+            )),
             None if complete => Some(new_condition(
                 "SuccessCriteriaMet",
                 "True",
@@ -284,6 +330,7 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
             parallelism,
             succeeded,
             &done_indexes,
+            &failed_indexes,
             &active,
             terminating,
             only_failed,
@@ -299,6 +346,9 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
     status.failed = status.failed.or(Some(0));
     if indexed {
         status.completed_indexes = Some(indexes::format(&done_indexes));
+    }
+    if per_index_limit.is_some() {
+        status.failed_indexes = Some(indexes::format(&failed_indexes));
     }
     status.uncounted_terminated_pods = Some(uncounted);
     if newly {
@@ -328,6 +378,7 @@ fn plan_pods(
     parallelism: i32,
     succeeded: i32,
     done_indexes: &BTreeSet<i32>,
+    failed_indexes: &BTreeSet<i32>,
     active: &[&Arc<Pod>],
     terminating: i32,
     only_failed: bool,
@@ -341,7 +392,12 @@ fn plan_pods(
         let mut keep = 0;
         for pod in active {
             match indexes::of_pod(pod) {
-                Some(i) if i < completions && !done_indexes.contains(&i) && seen.insert(i) => {
+                Some(i)
+                    if i < completions
+                        && !done_indexes.contains(&i)
+                        && !failed_indexes.contains(&i)
+                        && seen.insert(i) =>
+                {
                     keep += 1
                 }
                 _ => plan.delete.push(name(pod)),
@@ -349,10 +405,16 @@ fn plan_pods(
         }
         let room = (parallelism - keep - if only_failed { terminating } else { 0 }).max(0) as usize;
         to_create = (0..completions)
-            .filter(|i| !done_indexes.contains(i) && !seen.contains(i))
+            .filter(|i| {
+                !done_indexes.contains(i) && !failed_indexes.contains(i) && !seen.contains(i)
+            })
             .take(room)
             .map(Some)
             .collect();
+        if spec.backoff_limit_per_index.is_some() {
+            per_index_create(snap, spec, to_create, plan);
+            return;
+        }
     } else {
         let want = match spec.completions {
             Some(c) => parallelism.min((c - succeeded).max(0)),
@@ -381,7 +443,7 @@ fn plan_pods(
     if to_create.is_empty() {
         return;
     }
-    match retry_delay(snap) {
+    match retry_delay(snap, |_| true) {
         Some(wait) if !wait.is_zero() => {
             plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
         }
@@ -392,17 +454,19 @@ fn plan_pods(
 /// How long new pods must still wait after recent failures: 10 s doubled
 /// per failure since the last success, capped at 10 min, counted from the
 /// last failure (upstream `getRemainingTimeForPodCreation`).
-fn retry_delay(snap: &Snapshot) -> Option<Duration> {
+fn retry_delay(snap: &Snapshot, of: impl Fn(&Pod) -> bool) -> Option<Duration> {
     let when = |p: &Pod| snap.finish_times.get(&uid(p)).copied();
     let last_success = snap
         .pods
         .iter()
+        .filter(|p| of(p))
         .filter(|p| phase(p) == "Succeeded")
         .filter_map(|p| when(p))
         .max();
     let failures: Vec<jiff::Timestamp> = snap
         .pods
         .iter()
+        .filter(|p| of(p))
         .filter(|p| {
             phase(p) == "Failed"
                 || (p.metadata.deletion_timestamp.is_some() && phase(p) != "Succeeded")
@@ -415,6 +479,49 @@ fn retry_delay(snap: &Snapshot) -> Option<Duration> {
     let delay = BACKOFF_BASE.saturating_mul(1 << (n - 1)).min(BACKOFF_MAX);
     let elapsed = until(*last, snap.now);
     Some(delay.saturating_sub(elapsed))
+}
+
+/// Create the indexes of a Job with backoffLimitPerIndex whose own
+/// backoff is over, each pod carrying its index's failure count; the
+/// others come back when their backoff ends.
+fn per_index_create(
+    snap: &Snapshot,
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+    indexes_wanted: Vec<Option<i32>>,
+    plan: &mut Plan,
+) {
+    let only_failed = spec.pod_replacement_policy.as_deref() == Some("Failed");
+    let suspended = spec.suspend == Some(true);
+    for i in indexes_wanted.into_iter().flatten() {
+        let of_index = |p: &Pod| indexes::of_pod(p) == Some(i);
+        match retry_delay(snap, of_index) {
+            Some(wait) if !wait.is_zero() => {
+                plan.requeue = Some(plan.requeue.map_or(wait, |r| r.min(wait)));
+                continue;
+            }
+            _ => {}
+        }
+        // The latest failed pod of the index tells how many failures
+        // came before; its own failure adds one unless a rule ignored it.
+        let count = snap
+            .pods
+            .iter()
+            .filter(|p| of_index(p))
+            .filter_map(|p| {
+                let ph = phase(p);
+                let gone = p.metadata.deletion_timestamp.is_some() && ph != "Succeeded";
+                if ph != "Failed" && !gone {
+                    return None;
+                }
+                let counts = (ph == "Failed" || !(only_failed || suspended))
+                    && evaluate(spec.pod_failure_policy.as_ref(), p) != Verdict::Ignore;
+                Some(per_index::failure_count(p) + i32::from(counts))
+            })
+            .max()
+            .unwrap_or(0);
+        plan.index_failures.insert(i, count);
+        plan.create.push(Some(i));
+    }
 }
 
 /// The time from `from` to `to`, zero if `to` is not later.

@@ -250,3 +250,178 @@ fn finished_jobs_only_release_finalizers() {
     assert_eq!(plan.release.len(), 1);
     assert!(plan.create.is_empty() && plan.record.is_none());
 }
+
+fn indexed_pod(name: &str, phase: &str, index: i32, failures: i32) -> Arc<Pod> {
+    let mut p = (*pod(name, phase, Some(index))).clone();
+    p.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(per_index::FAILURE_COUNT_KEY.into(), failures.to_string());
+    Arc::new(p)
+}
+
+#[test]
+fn backoff_limit_per_index_fails_an_index_and_keeps_the_others_running() {
+    let spec = JobSpec {
+        completions: Some(3),
+        parallelism: Some(3),
+        completion_mode: Some("Indexed".into()),
+        backoff_limit: Some(i32::MAX),
+        backoff_limit_per_index: Some(1),
+        ..JobSpec::default()
+    };
+    let j = job(spec.clone(), None);
+    let plan = run(&j, &[], &[], 0);
+    assert_eq!(plan.create, vec![Some(0), Some(1), Some(2)]);
+    assert_eq!(plan.index_failures.get(&1), Some(&0));
+    // Index 1 fails once: retried after its own backoff, carrying count 1.
+    let pods = [
+        indexed_pod("a0", "Running", 0, 0),
+        indexed_pod("a1", "Failed", 1, 0),
+        indexed_pod("a2", "Running", 2, 0),
+    ];
+    let plan = run(&j, &pods, &[("a1", 0)], 1);
+    assert!(plan.create.is_empty());
+    assert_eq!(plan.requeue, Some(Duration::from_secs(9)));
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some(""));
+    let status = settle(&plan, 1);
+    let j = job(spec.clone(), Some(status));
+    let pods = [
+        indexed_pod("a0", "Running", 0, 0),
+        released(indexed_pod("a1", "Failed", 1, 0)),
+        indexed_pod("a2", "Running", 2, 0),
+    ];
+    let plan = run(&j, &pods, &[("a1", 0)], 11);
+    assert_eq!(plan.create, vec![Some(1)]);
+    assert_eq!(plan.index_failures.get(&1), Some(&1));
+    // The retry fails too: the index is failed, the Job goes on.
+    let pods = [
+        indexed_pod("a0", "Succeeded", 0, 0),
+        released(indexed_pod("a1", "Failed", 1, 0)),
+        indexed_pod("b1", "Failed", 1, 1),
+        indexed_pod("a2", "Running", 2, 0),
+    ];
+    let plan = run(&j, &pods, &[("a1", 0), ("a0", 12), ("b1", 12)], 12);
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some("1"));
+    assert!(plan.create.is_empty() && plan.delete.is_empty());
+    assert!(!has(&plan.status, "FailureTarget"));
+    let status = settle(&plan, 12);
+    assert_eq!(status.failed, Some(2));
+    // The last index succeeds: every index is settled, one failed.
+    let j = job(spec, Some(status));
+    let pods = [indexed_pod("a2", "Succeeded", 2, 0)];
+    let plan = run(&j, &pods, &[("a2", 13)], 13);
+    let target = condition(&plan.status, "FailureTarget").expect("failure target");
+    assert_eq!(target.reason.as_deref(), Some("FailedIndexes"));
+    let status = settle(&plan, 13);
+    assert_eq!(
+        condition(&status, "Failed").and_then(|c| c.message),
+        Some("Job has failed indexes".into())
+    );
+    assert_eq!(status.completed_indexes.as_deref(), Some("0,2"));
+}
+
+#[test]
+fn max_failed_indexes_fails_the_job_and_deletes_its_pods() {
+    let spec = JobSpec {
+        completions: Some(4),
+        parallelism: Some(4),
+        completion_mode: Some("Indexed".into()),
+        backoff_limit: Some(i32::MAX),
+        backoff_limit_per_index: Some(0),
+        max_failed_indexes: Some(0),
+        ..JobSpec::default()
+    };
+    let j = job(spec, None);
+    let pods = [
+        indexed_pod("a0", "Failed", 0, 0),
+        indexed_pod("a1", "Running", 1, 0),
+    ];
+    let plan = run(&j, &pods, &[("a0", 1)], 1);
+    let target = condition(&plan.status, "FailureTarget").expect("failure target");
+    assert_eq!(target.reason.as_deref(), Some("MaxFailedIndexesExceeded"));
+    assert_eq!(plan.delete, vec!["a1".to_string()]);
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some("0"));
+}
+
+#[test]
+fn fail_index_rule_fails_the_index_at_once() {
+    use k8s_openapi::api::batch::v1::{
+        PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+    };
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus};
+    let spec = JobSpec {
+        completions: Some(2),
+        parallelism: Some(2),
+        completion_mode: Some("Indexed".into()),
+        backoff_limit: Some(i32::MAX),
+        backoff_limit_per_index: Some(5),
+        pod_failure_policy: Some(PodFailurePolicy {
+            rules: vec![PodFailurePolicyRule {
+                action: "FailIndex".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: None,
+                    operator: "In".into(),
+                    values: vec![3],
+                }),
+                on_pod_conditions: None,
+            }],
+        }),
+        ..JobSpec::default()
+    };
+    let j = job(spec, None);
+    let mut failing = (*indexed_pod("a0", "Failed", 0, 0)).clone();
+    failing.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+        name: "c".into(),
+        state: Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 3,
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }]);
+    let pods = [Arc::new(failing), indexed_pod("a1", "Running", 1, 0)];
+    let plan = run(&j, &pods, &[("a0", 1)], 1);
+    assert_eq!(plan.status.failed_indexes.as_deref(), Some("0"));
+    assert!(plan.create.is_empty(), "a failed index is not retried");
+    assert!(!has(&plan.status, "FailureTarget"));
+}
+
+#[test]
+fn success_policy_meets_the_criteria_early_and_stops_the_rest() {
+    use k8s_openapi::api::batch::v1::{SuccessPolicy, SuccessPolicyRule};
+    let spec = JobSpec {
+        completions: Some(5),
+        parallelism: Some(5),
+        completion_mode: Some("Indexed".into()),
+        success_policy: Some(SuccessPolicy {
+            rules: vec![SuccessPolicyRule {
+                succeeded_indexes: Some("0".into()),
+                succeeded_count: None,
+            }],
+        }),
+        ..JobSpec::default()
+    };
+    let j = job(spec, None);
+    let pods = [
+        pod("a0", "Succeeded", Some(0)),
+        pod("a1", "Running", Some(1)),
+        pod("a2", "Running", Some(2)),
+    ];
+    let plan = run(&j, &pods, &[("a0", 1)], 1);
+    let met = condition(&plan.status, "SuccessCriteriaMet").expect("criteria met");
+    assert_eq!(met.reason.as_deref(), Some("SuccessPolicy"));
+    assert_eq!(met.message.as_deref(), Some("Matched rules at index 0"));
+    assert_eq!(plan.delete.len(), 2);
+    assert!(plan.create.is_empty());
+    let status = settle(&plan, 1);
+    assert!(!has(&status, "Complete"), "pods are still terminating");
+    // Once they are gone the Job is Complete, with the policy's reason.
+    let j = job(j.spec.clone().unwrap(), Some(status));
+    let plan = run(&j, &[released(pod("a0", "Succeeded", Some(0)))], &[], 2);
+    let status = settle(&plan, 2);
+    let complete = condition(&status, "Complete").expect("complete");
+    assert_eq!(complete.reason.as_deref(), Some("SuccessPolicy"));
+}
