@@ -205,6 +205,14 @@ async fn sync(set: &StatefulSet, ctx: &Ctx) -> Result<Action, Error> {
         current_revision: current_name.clone(),
         update_revision: hist.current.clone(),
         min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+        max_unavailable: strategy
+            .and_then(|s| s.rolling_update.as_ref())
+            .and_then(|r| r.max_unavailable.as_ref())
+            .map(|m| {
+                crate::disruption::status::scaled_value(m, spec.replicas.unwrap_or(1), false)
+                    .unwrap_or(1)
+                    .max(1)
+            }),
         now: jiff::Timestamp::now(),
     };
     if settled && set.metadata.deletion_timestamp.is_none() {

@@ -8,7 +8,9 @@
 //! at the first pod that is missing or not Running and Ready, and scales
 //! down from the highest ordinal one pod at a time; Parallel does every
 //! step at once. A rolling update then replaces the highest ordinal whose
-//! revision is old, down to the partition, one at a time.
+//! revision is old, down to the partition, one at a time — or, with
+//! `rollingUpdate.maxUnavailable` (upstream's MaxUnavailableStatefulSet),
+//! as many at once as keep at most that many replicas unavailable.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +34,9 @@ pub struct Snapshot {
     pub current_revision: String,
     pub update_revision: String,
     pub min_ready_seconds: i32,
+    /// `rollingUpdate.maxUnavailable` resolved against the replicas (at
+    /// least 1); None when unset, for the one-at-a-time update.
+    pub max_unavailable: Option<i32>,
     pub now: jiff::Timestamp,
 }
 
@@ -149,6 +154,10 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
     let Some(partition) = snap.partition else {
         return plan;
     };
+    if let Some(max) = snap.max_unavailable {
+        update_up_to(snap, partition, max, &mut plan);
+        return plan;
+    }
     for ord in (snap.start + partition.max(0)..end).rev() {
         let Some(pod) = snap.pods.get(&ord) else {
             return plan;
@@ -162,6 +171,33 @@ pub fn reconcile(snap: &Snapshot) -> Plan {
         }
     }
     plan
+}
+
+/// Delete old-revision pods from the highest ordinal down to the
+/// partition while fewer than `max` replicas are unavailable, counting
+/// each deletion (upstream `updateStatefulSetAfterInvariantEstablished`
+/// with MaxUnavailableStatefulSet).
+fn update_up_to(snap: &Snapshot, partition: i32, max: i32, plan: &mut Plan) {
+    let end = snap.start + snap.replicas.max(0);
+    let mut unavailable = (snap.start..end)
+        .filter(|o| snap.pods.get(o).is_none_or(|p| !healthy(p, snap)))
+        .count() as i32;
+    for ord in (snap.start + partition.max(0)..end).rev() {
+        if unavailable >= max {
+            return;
+        }
+        let Some(pod) = snap.pods.get(&ord) else {
+            continue;
+        };
+        if revision_of(pod) == snap.update_revision || terminating(pod) {
+            continue;
+        }
+        plan.delete.push(id(pod));
+        // An unhealthy pod was already counted.
+        if healthy(pod, snap) {
+            unavailable += 1;
+        }
+    }
 }
 
 /// The status the snapshot shows (`computeReplicaStatus`), with the

@@ -50,6 +50,7 @@ fn snap(replicas: i32, ordered: bool, pods: Vec<Arc<Pod>>) -> Snapshot {
         current_revision: "r1".into(),
         update_revision: "r1".into(),
         min_ready_seconds: 0,
+        max_unavailable: None,
         now: now(),
     }
 }
@@ -160,4 +161,33 @@ fn status_counts_and_completes_the_rollout() {
     let st = status(&s, Some(3), None);
     assert_eq!(st.current_revision.as_deref(), Some("r2"));
     assert_eq!(st.current_replicas, Some(2));
+}
+
+#[test]
+fn max_unavailable_replaces_several_pods_at_once() {
+    let pods = (0..5).map(|o| ready(o, "r1")).collect();
+    let mut s = snap(5, false, pods);
+    s.update_revision = "r2".into();
+    s.max_unavailable = Some(2);
+    assert_eq!(deleted(&reconcile(&s)), vec!["web-4", "web-3"]);
+    // web-4 is back on r2 but not ready yet, web-3 is gone: no slot left.
+    s.pods.insert(4, pod(4, "r2", "Pending", false));
+    s.pods.remove(&3);
+    assert_eq!(reconcile(&s).create, vec![(3, true)]);
+    s.pods.insert(3, ready(3, "r2"));
+    assert_eq!(deleted(&reconcile(&s)), vec!["web-2"], "one slot left");
+    s.pods.insert(4, ready(4, "r2"));
+    s.partition = Some(2);
+    assert_eq!(
+        deleted(&reconcile(&s)),
+        vec!["web-2"],
+        "the partition stops it"
+    );
+    // An old pod that is already unhealthy costs no extra slot.
+    s.partition = Some(0);
+    s.pods.insert(2, pod(2, "r1", "Running", false));
+    assert_eq!(deleted(&reconcile(&s)), vec!["web-2", "web-1"]);
+    // OrderedReady still waits for every replica to be healthy first.
+    s.ordered = true;
+    assert_eq!(reconcile(&s), Plan::default());
 }
