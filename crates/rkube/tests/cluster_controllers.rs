@@ -278,6 +278,10 @@ fn wait_running(server: &Server, pod: &str) {
 fn a_node_that_stops_renewing_its_lease_goes_not_ready_and_its_pods_are_evicted() {
     let server = start();
     let agent = Agent::simulate(&server, 1, "lc", &[]);
+    // A second node stays up: with every node down the controller would
+    // take it for its own outage and evict nothing (upstream's
+    // full-disruption mode).
+    let _up = Agent::simulate(&server, 1, "up", &[]);
     wait_for(
         &server,
         &["get", "node", "lc-0"],

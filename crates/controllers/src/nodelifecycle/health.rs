@@ -184,16 +184,35 @@ fn is_managed(t: &Taint) -> bool {
     MANAGED.iter().any(|(k, e)| t.key == *k && t.effect == *e)
 }
 
-/// The node's taints as they should be: the managed ones its conditions
-/// and `spec.unschedulable` call for (NoExecute ones stamped with
-/// `now`), every other taint kept. `None` when nothing changes.
-pub fn desired_taints(node: &Node, now: &Time) -> Option<Vec<Taint>> {
-    let current = node
-        .spec
+fn current_taints(node: &Node) -> Vec<Taint> {
+    node.spec
         .as_ref()
         .and_then(|s| s.taints.clone())
-        .unwrap_or_default();
-    let wanted = wanted_taints(node);
+        .unwrap_or_default()
+}
+
+/// Whether the node's conditions call for a NoExecute taint while it has
+/// none of the managed ones yet: the step the zone limiter paces (a
+/// swap between not-ready and unreachable is not paced, as upstream).
+pub fn needs_new_no_execute(node: &Node) -> bool {
+    let wanted = wanted_taints(node).iter().any(|(_, e)| *e == "NoExecute");
+    let has = current_taints(node)
+        .iter()
+        .any(|t| t.effect == "NoExecute" && is_managed(t));
+    wanted && !has
+}
+
+/// The node's taints as they should be: the managed ones its conditions
+/// and `spec.unschedulable` call for (NoExecute ones stamped with
+/// `now`, and only when `no_execute` allows them — else the managed
+/// NoExecute taints go), every other taint kept. `None` when nothing
+/// changes.
+pub fn desired_taints(node: &Node, now: &Time, no_execute: bool) -> Option<Vec<Taint>> {
+    let current = current_taints(node);
+    let mut wanted = wanted_taints(node);
+    if !no_execute {
+        wanted.retain(|(_, e)| *e != "NoExecute");
+    }
     let mut out: Vec<Taint> = current
         .iter()
         .filter(|t| !is_managed(t) || wanted.iter().any(|(k, e)| t.key == *k && t.effect == *e))

@@ -18,14 +18,19 @@
 //! - `RKUBE_NODE_MONITOR_PERIOD` [`--node-monitor-period`]: default `5s`,
 //!   or a quarter of a shorter grace period.
 //!
-//! Durations are written as `40s`, `500ms`, `2m` or plain seconds.
+//! - `RKUBE_NODE_EVICTION_RATE` [`--node-eviction-rate`]: NoExecute
+//!   taints per second per zone, default 0.1;
+//!   `RKUBE_SECONDARY_NODE_EVICTION_RATE` [`--secondary-node-eviction-rate`]
+//!   default 0.01; `RKUBE_UNHEALTHY_ZONE_THRESHOLD`
+//!   [`--unhealthy-zone-threshold`] default 0.55;
+//!   `RKUBE_LARGE_CLUSTER_SIZE_THRESHOLD` [`--large-cluster-size-threshold`]
+//!   default 50 (see [`zones`]).
 //!
-//! Not done (upstream has them): the per-zone eviction rate limits and the
-//! "full disruption" mode that stops evictions when every node of a zone
-//! is down at once.
+//! Durations are written as `40s`, `500ms`, `2m` or plain seconds.
 
 pub mod eviction;
 pub mod health;
+pub mod zones;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,7 +51,7 @@ use crate::endpoints::index::{publish_event, recorder, PodIndex};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
 use eviction::{decide, tolerations_of, Decision};
-use health::{desired_taints, ready_status, unknown_conditions, Health};
+use health::{desired_taints, needs_new_no_execute, ready_status, unknown_conditions, Health};
 use kube::runtime::events::Recorder;
 
 /// Where node Leases live.
@@ -70,16 +75,31 @@ pub enum Error {
 pub struct Settings {
     pub grace: Duration,
     pub period: Duration,
+    pub rates: zones::Rates,
 }
 
 impl Settings {
     /// Upstream's defaults, overridden from the environment.
     pub fn from_env() -> Settings {
         let var = |name: &str| std::env::var(name).ok().and_then(|v| parse_duration(&v));
-        Self::with(
+        let mut s = Self::with(
             var("RKUBE_NODE_MONITOR_GRACE_PERIOD"),
             var("RKUBE_NODE_MONITOR_PERIOD"),
-        )
+        );
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+        };
+        let r = &mut s.rates;
+        r.eviction = num("RKUBE_NODE_EVICTION_RATE").unwrap_or(r.eviction);
+        r.secondary = num("RKUBE_SECONDARY_NODE_EVICTION_RATE").unwrap_or(r.secondary);
+        r.unhealthy_threshold =
+            num("RKUBE_UNHEALTHY_ZONE_THRESHOLD").unwrap_or(r.unhealthy_threshold);
+        r.large_cluster =
+            num("RKUBE_LARGE_CLUSTER_SIZE_THRESHOLD").map_or(r.large_cluster, |n| n as usize);
+        s
     }
 
     pub fn with(grace: Option<Duration>, period: Option<Duration>) -> Settings {
@@ -87,7 +107,11 @@ impl Settings {
         let period = period.unwrap_or_else(|| {
             (grace / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
         });
-        Settings { grace, period }
+        Settings {
+            grace,
+            period,
+            rates: zones::Rates::default(),
+        }
     }
 }
 
@@ -121,6 +145,7 @@ struct Monitor {
     pods: Arc<PodIndex>,
     settings: Settings,
     health: HashMap<String, Health>,
+    zones: zones::Zones,
     recorder: Recorder,
 }
 
@@ -130,14 +155,42 @@ impl Monitor {
         let nodes = self.nodes.state();
         let names: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
         self.health.retain(|name, _| names.contains(name));
+        // Health first, then the zones' states from the Ready statuses it
+        // left, then taints paced by those states (upstream's order).
+        let mut checked = Vec::with_capacity(nodes.len());
         for node in nodes {
-            if let Err(e) = self.check(&node, now).await {
-                tracing::warn!(error = %e, "node health check failed");
+            match self.check(&node, now).await {
+                Ok(n) => checked.push(n),
+                Err(e) => {
+                    tracing::warn!(error = %e, "node health check failed");
+                    checked.push((*node).clone());
+                }
+            }
+        }
+        let zoned: Vec<(String, bool)> = checked
+            .iter()
+            .map(|n| (zones::zone_of(n), ready_status(n) == Some("True")))
+            .collect();
+        let outcome = self
+            .zones
+            .update(zoned.iter().map(|(z, r)| (z.as_str(), *r)), now);
+        if outcome.recovered {
+            for h in self.health.values_mut() {
+                h.probe = now;
+            }
+        }
+        for (node, (zone, _)) in checked.iter().zip(&zoned) {
+            let no_execute = outcome.mode == zones::Mode::Limited
+                && (!needs_new_no_execute(node) || self.zones.admit(zone, now));
+            if let Err(e) = self.taint(node, no_execute).await {
+                tracing::warn!(error = %e, "node tainting failed");
             }
         }
     }
 
-    async fn check(&mut self, node: &Node, now: Instant) -> Result<(), Error> {
+    /// Health from the heartbeats; a node gone quiet for the grace period
+    /// gets its conditions Unknown. Returns the node as it now is.
+    async fn check(&mut self, node: &Node, now: Instant) -> Result<Node, Error> {
         let name = node.name_any();
         let lease = self
             .leases
@@ -148,7 +201,6 @@ impl Monitor {
             .or_insert_with(|| Health::new(node, lease.as_deref(), now));
         h.observe(node, lease.as_deref(), now);
         let expired = h.expired(now, self.settings.grace);
-        let was = h.last_ready.clone();
         let api: Api<Node> = Api::all(self.client.clone());
         let mut node = node.clone();
         if expired {
@@ -172,8 +224,17 @@ impl Monitor {
                     .map_err(|e| Error::NodeStatus(name.clone(), e))?;
             }
         }
-        let ready = ready_status(&node).map(str::to_string);
-        if let Some(taints) = desired_taints(&node, &now_time()) {
+        Ok(node)
+    }
+
+    /// Taints from the node's conditions (the NoExecute ones only when
+    /// `no_execute`), and its pods not ready when it stopped being.
+    async fn taint(&mut self, node: &Node, no_execute: bool) -> Result<(), Error> {
+        let name = node.name_any();
+        let was = self.health.get(&name).and_then(|h| h.last_ready.clone());
+        let api: Api<Node> = Api::all(self.client.clone());
+        let ready = ready_status(node).map(str::to_string);
+        if let Some(taints) = desired_taints(node, &now_time(), no_execute) {
             let patch = json!({
                 "metadata": {"resourceVersion": node.metadata.resource_version},
                 "spec": {"taints": taints},
@@ -324,6 +385,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         pods: by_node.clone(),
         settings,
         health: HashMap::new(),
+        zones: zones::Zones::new(settings.rates),
         recorder: recorder(&client, "node-controller"),
     };
     tokio::spawn(async move {

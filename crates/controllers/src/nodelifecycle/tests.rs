@@ -97,7 +97,7 @@ fn a_silent_node_goes_unknown_once() {
 fn taints_follow_conditions_and_cordoning() {
     let now = Time(Timestamp::now());
     let unknown = node("Unknown", json!({}));
-    let t = desired_taints(&unknown, &now).unwrap();
+    let t = desired_taints(&unknown, &now, true).unwrap();
     assert_eq!(
         taint_keys(&t),
         [
@@ -115,7 +115,7 @@ fn taints_follow_conditions_and_cordoning() {
             {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
             {"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}}),
     );
-    let t = desired_taints(&not_ready, &now).unwrap();
+    let t = desired_taints(&not_ready, &now, true).unwrap();
     assert_eq!(
         taint_keys(&t),
         [
@@ -126,7 +126,7 @@ fn taints_follow_conditions_and_cordoning() {
     );
     // A ready, cordoned node: only unschedulable.
     let cordoned = node("True", json!({"spec": {"unschedulable": true}}));
-    let t = desired_taints(&cordoned, &now).unwrap();
+    let t = desired_taints(&cordoned, &now, true).unwrap();
     assert_eq!(
         taint_keys(&t),
         ["node.kubernetes.io/unschedulable:NoSchedule"]
@@ -134,9 +134,40 @@ fn taints_follow_conditions_and_cordoning() {
     // Already right: nothing to write.
     let mut done = cordoned.clone();
     done.spec.as_mut().unwrap().taints = Some(t);
-    assert!(desired_taints(&done, &now).is_none());
+    assert!(desired_taints(&done, &now, true).is_none());
     // Uncordoned and ready again: the taint goes.
     let mut back = done.clone();
     back.spec.as_mut().unwrap().unschedulable = None;
-    assert_eq!(desired_taints(&back, &now).unwrap(), vec![]);
+    assert_eq!(desired_taints(&back, &now, true).unwrap(), vec![]);
+}
+
+#[test]
+fn held_back_no_execute_taints_are_not_added_and_lifted_ones_go() {
+    let now = Time(Timestamp::now());
+    let unknown = node("Unknown", json!({}));
+    assert!(needs_new_no_execute(&unknown));
+    let t = desired_taints(&unknown, &now, false).unwrap();
+    assert_eq!(
+        taint_keys(&t),
+        ["node.kubernetes.io/unreachable:NoSchedule"]
+    );
+    // A swap from unreachable to not-ready is not a new taint.
+    let swapping = node(
+        "False",
+        json!({"spec": {"taints": [
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}}),
+    );
+    assert!(!needs_new_no_execute(&swapping));
+    // Every zone down: the NoExecute taint is lifted.
+    let tainted = node(
+        "Unknown",
+        json!({"spec": {"taints": [
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+            {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}]}}),
+    );
+    let t = desired_taints(&tainted, &now, false).unwrap();
+    assert_eq!(
+        taint_keys(&t),
+        ["node.kubernetes.io/unreachable:NoSchedule"]
+    );
 }
