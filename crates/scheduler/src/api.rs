@@ -168,6 +168,27 @@ impl ClusterApi for KubeApi {
     }
 
     async fn delete_pod(&self, pod: &PodInfo) -> Result<(), Error> {
+        // Upstream marks a victim before deleting it, so its owner (a Job's
+        // podFailurePolicy, say) can tell why it went. Best effort: the
+        // deletion matters more than the condition.
+        let condition = json!({"metadata": {"uid": pod.uid}, "status": {"conditions": [{
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": "default-scheduler: preempting to accommodate a higher priority pod",
+            "lastTransitionTime": Timestamp::now().to_string(),
+        }]}});
+        if let Err(e) = self
+            .pods(&pod.namespace)
+            .patch_status(
+                &pod.name,
+                &PatchParams::default(),
+                &Patch::Strategic(condition),
+            )
+            .await
+        {
+            tracing::debug!(pod = %pod.key(), error = %e, "DisruptionTarget not set");
+        }
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: Some(pod.uid.clone()),

@@ -98,6 +98,7 @@ pub async fn watch_priority_classes(
 pub async fn watch_pods(
     client: kube::Client,
     classes: PriorityClasses,
+    listers: crate::podinfo::Listers,
     tx: UnboundedSender<ClusterEvent>,
 ) {
     let api: Api<Pod> = Api::all(client);
@@ -105,7 +106,7 @@ pub async fn watch_pods(
         .default_backoff()
         .boxed();
     let mut listing: HashSet<String> = HashSet::new();
-    let info = |p: &Pod| Arc::new(PodInfo::new(p, |c| classes.get(c)));
+    let info = |p: &Pod| Arc::new(PodInfo::with_listers(p, |c| classes.get(c), &listers));
     while let Some(ev) = stream.next().await {
         let out = match ev {
             Ok(Event::Init) => {

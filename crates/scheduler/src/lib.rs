@@ -16,10 +16,12 @@ pub mod cache;
 pub mod framework;
 pub mod informers;
 pub mod message;
+pub mod namespaces;
 pub mod nodeinfo;
 pub mod plugins;
 pub mod podinfo;
 pub mod preemption;
+pub mod preemption_pdb;
 pub mod queue;
 pub mod resources;
 pub mod schedule;
@@ -71,6 +73,24 @@ async fn schedule(client: kube::Client) -> Error {
         listed_tx,
     ))]);
     let _ = listed_rx.await;
+    // Pods are parsed against namespace labels and Service selectors:
+    // both listed before the first pod.
+    let listers = podinfo::Listers::default();
+    let (ns_listed_tx, ns_listed_rx) = tokio::sync::oneshot::channel();
+    let (svc_listed_tx, svc_listed_rx) = tokio::sync::oneshot::channel();
+    tasks.0.push(tokio::spawn(namespaces::watch_namespaces(
+        client.clone(),
+        listers.namespaces.clone(),
+        ns_listed_tx,
+    )));
+    tasks
+        .0
+        .push(tokio::spawn(plugins::service_selectors::watch_services(
+            client.clone(),
+            listers.services.clone(),
+            svc_listed_tx,
+        )));
+    let _ = futures::future::join(ns_listed_rx, svc_listed_rx).await;
     tasks.0.push(tokio::spawn(informers::watch_nodes(
         client.clone(),
         tx.clone(),
@@ -78,10 +98,19 @@ async fn schedule(client: kube::Client) -> Error {
     tasks.0.push(tokio::spawn(informers::watch_pods(
         client.clone(),
         classes,
+        listers,
         tx,
     )));
+    let budgets = preemption_pdb::Budgets::default();
+    tasks.0.push(tokio::spawn(preemption_pdb::watch_budgets(
+        client.clone(),
+        budgets.clone(),
+    )));
     let api = Arc::new(api::KubeApi::new(client));
-    scheduler::Scheduler::new(api).run(rx).await;
+    scheduler::Scheduler::new(api)
+        .with_budgets(budgets)
+        .run(rx)
+        .await;
     Error::WatchesEnded
 }
 

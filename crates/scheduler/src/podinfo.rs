@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::namespaces::NamespaceLabels;
+use crate::plugins::service_selectors::ServiceSelectors;
 use crate::resources::{pod_requests, Resources};
 use crate::selectors::{selector_matches, Labels};
 
@@ -20,6 +22,14 @@ use crate::selectors::{selector_matches, Labels};
 pub enum Namespaces {
     All,
     List(Vec<String>),
+    /// The listed ones and those whose labels `selector` matches, read
+    /// from the namespace watch when a pod is checked (so a namespace
+    /// relabelled later counts as it is then).
+    Selected {
+        listed: Vec<String>,
+        selector: LabelSelector,
+        labels: NamespaceLabels,
+    },
 }
 
 /// A pod (anti-)affinity term with its namespaces resolved.
@@ -32,14 +42,16 @@ pub struct AffinityTerm {
 }
 
 impl AffinityTerm {
-    fn new(owner_ns: &str, t: &PodAffinityTerm) -> AffinityTerm {
+    fn new(owner_ns: &str, t: &PodAffinityTerm, ns_labels: &NamespaceLabels) -> AffinityTerm {
         let listed = t.namespaces.clone().unwrap_or_default();
         let namespaces = match &t.namespace_selector {
-            // An empty namespaceSelector selects every namespace. A
-            // non-empty one would need namespace labels, which this
-            // scheduler does not watch: only the listed names count.
+            // An empty namespaceSelector selects every namespace.
             Some(sel) if crate::selectors::selector_is_empty(sel) => Namespaces::All,
-            Some(_) => Namespaces::List(listed),
+            Some(sel) => Namespaces::Selected {
+                listed,
+                selector: sel.clone(),
+                labels: ns_labels.clone(),
+            },
             None if listed.is_empty() => Namespaces::List(vec![owner_ns.to_string()]),
             None => Namespaces::List(listed),
         };
@@ -55,6 +67,14 @@ impl AffinityTerm {
         let ns_ok = match &self.namespaces {
             Namespaces::All => true,
             Namespaces::List(l) => l.contains(&pod.namespace),
+            Namespaces::Selected {
+                listed,
+                selector,
+                labels,
+            } => {
+                listed.contains(&pod.namespace)
+                    || labels.with(&pod.namespace, |l| selector_matches(selector, l))
+            }
         };
         ns_ok
             && self
@@ -62,6 +82,15 @@ impl AffinityTerm {
                 .as_ref()
                 .is_some_and(|s| selector_matches(s, &pod.labels))
     }
+}
+
+/// The cluster state parsing a pod consults besides the pod: namespace
+/// labels for affinity namespaceSelectors, Service selectors for the
+/// default spreading.
+#[derive(Clone, Default)]
+pub struct Listers {
+    pub namespaces: NamespaceLabels,
+    pub services: ServiceSelectors,
 }
 
 /// A host port a pod's container takes on its node.
@@ -113,6 +142,9 @@ pub struct PodInfo {
     /// The uid of the controlling owner (ReplicaSet, StatefulSet, ...);
     /// the default spreading groups pods by it.
     pub controller_uid: Option<String>,
+    /// The merged selectors of the Services selecting the pod when it was
+    /// parsed; the default spreading counts the pods they select too.
+    pub service_selector: Option<Labels>,
     /// Seconds since the epoch the pod started (or was created).
     pub start_time: i64,
     /// The PodScheduled condition as last seen: (status, reason, message).
@@ -124,6 +156,17 @@ impl PodInfo {
     /// server left unresolved (only the built-in classes are resolved
     /// there).
     pub fn new(pod: &Pod, class_priority: impl Fn(&str) -> Option<i32>) -> PodInfo {
+        Self::with_listers(pod, class_priority, &Listers::default())
+    }
+
+    /// [`PodInfo::new`], consulting the namespace labels (affinity terms'
+    /// namespaceSelectors) and the Services selecting the pod.
+    pub fn with_listers(
+        pod: &Pod,
+        class_priority: impl Fn(&str) -> Option<i32>,
+        listers: &Listers,
+    ) -> PodInfo {
+        let ns_labels = &listers.namespaces;
         let meta = &pod.metadata;
         let spec = pod.spec.clone().unwrap_or_default();
         let status = pod.status.as_ref();
@@ -156,7 +199,7 @@ impl PodInfo {
         let terms = |ts: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
             ts.into_iter()
                 .flatten()
-                .map(|t| AffinityTerm::new(&namespace, t))
+                .map(|t| AffinityTerm::new(&namespace, t, ns_labels))
                 .collect()
         };
         let pa = affinity.pod_affinity.as_ref();
@@ -167,12 +210,17 @@ impl PodInfo {
                 .map(|w| {
                     (
                         w.weight,
-                        AffinityTerm::new(&namespace, &w.pod_affinity_term),
+                        AffinityTerm::new(&namespace, &w.pod_affinity_term, ns_labels),
                     )
                 })
                 .collect::<Vec<_>>()
         };
         let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or_default();
+        // Only a pod still to be placed is spread by its Services.
+        let service_selector = match (&spec.node_name, &meta.labels) {
+            (None, Some(labels)) => listers.services.selecting(&namespace, labels),
+            _ => None,
+        };
         let start = status
             .and_then(|s| s.start_time.as_ref())
             .or(meta.creation_timestamp.as_ref())
@@ -232,6 +280,7 @@ impl PodInfo {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
+            service_selector,
             start_time: start,
             scheduled_condition,
             namespace,

@@ -4,9 +4,11 @@
 //!
 //! Upstream counterpart: `plugins/defaultpreemption` and
 //! `framework/preemption` (`findCandidates`, `SelectVictimsOnNode` with its
-//! reprieve loop, `pickOneNodeForPreemption`). Not modelled: PodDisruption
-//! Budgets when ranking candidates (every candidate counts as violating
-//! none) and clearing lower-priority nominations on the chosen node.
+//! reprieve loop, `pickOneNodeForPreemption`). PodDisruptionBudgets
+//! count as upstream ([`crate::preemption_pdb`]): budget-protected pods
+//! are given back first, and the node whose victims break the fewest
+//! budgets wins. Not modelled: clearing lower-priority nominations on the
+//! chosen node.
 
 use std::sync::Arc;
 
@@ -14,6 +16,7 @@ use crate::cache::Cache;
 use crate::framework::{Code, CycleState, Framework, Status};
 use crate::message::nodes_unavailable;
 use crate::podinfo::PodInfo;
+use crate::preemption_pdb::{split_by_violation, Budget};
 use crate::schedule::Failure;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -26,6 +29,8 @@ pub const TERMINATING: &str = "not eligible due to a terminating pod on the nomi
 pub struct Candidate {
     pub node: String,
     pub victims: Vec<Arc<PodInfo>>,
+    /// How many victims' evictions break a PodDisruptionBudget.
+    pub pdb_violations: usize,
 }
 
 /// Upstream's candidate budget: 10% of the nodes, at least 100.
@@ -33,14 +38,16 @@ fn max_candidates(n: usize) -> usize {
     (n / 10).max(100).min(n)
 }
 
-/// The victims on one node, or why there are none.
+/// The victims on one node and how many of them break a budget, or why
+/// there are none.
 fn select_victims(
     fw: &Framework,
     state: &CycleState,
     pod: &PodInfo,
     node_idx: usize,
     cache: &Cache,
-) -> Result<Vec<Arc<PodInfo>>, Status> {
+    budgets: &[Budget],
+) -> Result<(Vec<Arc<PodInfo>>, usize), Status> {
     let node = &cache.nodes()[node_idx];
     let mut lower: Vec<Arc<PodInfo>> = node
         .pods
@@ -61,27 +68,34 @@ fn select_victims(
     if !s.is_success() {
         return Err(s);
     }
-    // Give back the most important pods first; whatever no longer fits
-    // afterwards is a victim.
+    // Give back the most important pods first, those a budget protects
+    // before the rest; whatever no longer fits afterwards is a victim.
     lower.sort_by(|a, b| {
         b.priority
             .cmp(&a.priority)
             .then(a.start_time.cmp(&b.start_time))
     });
+    let (violating, fine) = split_by_violation(lower, budgets);
     let mut victims = Vec::new();
-    for v in lower {
+    let mut violations = 0;
+    let protected = violating.len();
+    for (i, v) in violating.into_iter().chain(fine).enumerate() {
         info.add_pod(v.clone());
         fw.add_pod(&mut st, pod, &v, node);
         if !fw.filter(&st, pod, &info).is_success() {
             info.remove_pod(&v.uid);
             fw.remove_pod(&mut st, pod, &v, node);
             victims.push(v);
+            if i < protected {
+                violations += 1;
+            }
         }
     }
-    Ok(victims)
+    Ok((victims, violations))
 }
 
-/// Upstream's ranking: lowest highest-priority victim, then the lowest sum
+/// Upstream's ranking: fewest budget violations, then the lowest
+/// highest-priority victim, then the lowest sum
 /// of priorities, then the fewest victims, then the victims that started
 /// last; the first candidate wins remaining ties.
 fn pick(candidates: &[Candidate]) -> usize {
@@ -105,6 +119,7 @@ fn pick(candidates: &[Candidate]) -> usize {
             .min()
             .unwrap_or(0);
         (
+            c.pdb_violations,
             highest,
             sum,
             c.victims.len(),
@@ -123,6 +138,7 @@ pub fn preempt(
     cache: &Cache,
     pod: &PodInfo,
     failure: &Failure,
+    budgets: &[Budget],
 ) -> Result<Candidate, String> {
     if pod.never_preempt {
         return Err(NEVER.into());
@@ -161,10 +177,11 @@ pub fn preempt(
         if candidates.len() >= budget {
             break;
         }
-        match select_victims(fw, &failure.state, pod, i, cache) {
-            Ok(victims) => candidates.push(Candidate {
+        match select_victims(fw, &failure.state, pod, i, cache, budgets) {
+            Ok((victims, pdb_violations)) => candidates.push(Candidate {
                 node: nodes[i].name.clone(),
                 victims,
+                pdb_violations,
             }),
             Err(s) => reasons.extend(s.reasons),
         }
@@ -232,10 +249,14 @@ mod tests {
     }
 
     fn attempt(cache: &Cache, p: &PodInfo) -> Result<Candidate, String> {
+        attempt_with(cache, p, &[])
+    }
+
+    fn attempt_with(cache: &Cache, p: &PodInfo, budgets: &[Budget]) -> Result<Candidate, String> {
         let fw = Framework::default();
         let mut algo = Algorithm::new(Framework::default(), 3);
         let failure = algo.schedule(cache, p).unwrap_err();
-        preempt(&fw, cache, p, &failure)
+        preempt(&fw, cache, p, &failure, budgets)
     }
 
     #[test]
@@ -300,14 +321,17 @@ mod tests {
             Candidate {
                 node: "x".into(),
                 victims: vec![v(5, 0)],
+                pdb_violations: 0,
             },
             Candidate {
                 node: "y".into(),
                 victims: vec![v(1, 0), v(1, 0)],
+                pdb_violations: 0,
             },
             Candidate {
                 node: "z".into(),
                 victims: vec![v(1, 0)],
+                pdb_violations: 0,
             },
         ];
         assert_eq!(cands[pick(&cands)].node, "z");
@@ -315,12 +339,50 @@ mod tests {
             Candidate {
                 node: "old".into(),
                 victims: vec![v(1, 10)],
+                pdb_violations: 0,
             },
             Candidate {
                 node: "new".into(),
                 victims: vec![v(1, 20)],
+                pdb_violations: 0,
             },
         ];
         assert_eq!(later[pick(&later)].node, "new");
+    }
+
+    #[test]
+    fn budgets_steer_preemption_to_unprotected_pods() {
+        let mut c = Cache::default();
+        c.upsert_node(&node("a", false));
+        c.upsert_node(&node("b", false));
+        let labelled = |name: &str, app: &str, n: &str| {
+            let mut p = pod(name, 600, 1, n);
+            p.labels = [("app".to_string(), app.to_string())].into();
+            Arc::new(p)
+        };
+        c.add_pod(labelled("a-db", "db", "a"));
+        c.add_pod(labelled("b-web", "web", "b"));
+        let budget = Budget {
+            namespace: "default".into(),
+            selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some([("app".to_string(), "db".to_string())].into()),
+                    ..Default::default()
+                },
+            ),
+            disruptions_allowed: 0,
+            disrupted: Default::default(),
+        };
+        let p = pod("p", 500, 10, "");
+        let cand = attempt_with(&c, &p, std::slice::from_ref(&budget)).unwrap();
+        assert_eq!(cand.node, "b", "a's victim is protected by a budget");
+        assert_eq!(cand.pdb_violations, 0);
+        // With only the protected pod to take, preemption still happens.
+        let mut c = Cache::default();
+        c.upsert_node(&node("a", false));
+        c.add_pod(labelled("a-db", "db", "a"));
+        let cand = attempt_with(&c, &p, &[budget]).unwrap();
+        assert_eq!(cand.node, "a");
+        assert_eq!(cand.pdb_violations, 1);
     }
 }

@@ -72,6 +72,8 @@ pub struct Scheduler<A: ClusterApi> {
     pending: HashSet<String>,
     pods_synced: bool,
     nodes_synced: bool,
+    /// PodDisruptionBudgets, for preemption.
+    budgets: crate::preemption_pdb::Budgets,
     pub stats: Stats,
 }
 
@@ -94,8 +96,15 @@ impl<A: ClusterApi> Scheduler<A> {
             pending: HashSet::new(),
             pods_synced: false,
             nodes_synced: false,
+            budgets: Default::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Preempt with these budgets in mind (none otherwise).
+    pub fn with_budgets(mut self, budgets: crate::preemption_pdb::Budgets) -> Scheduler<A> {
+        self.budgets = budgets;
+        self
     }
 
     /// Apply one watch event.
@@ -223,7 +232,9 @@ impl<A: ClusterApi> Scheduler<A> {
         let (message, nominated) = if failure.num_nodes == 0 {
             (NO_NODES.to_string(), None)
         } else {
-            let outcome = preemption::preempt(&self.algo.framework, &self.cache, &pod, &failure);
+            let budgets = self.budgets.snapshot();
+            let outcome =
+                preemption::preempt(&self.algo.framework, &self.cache, &pod, &failure, &budgets);
             let (post, nominated) = match outcome {
                 Ok(c) => {
                     self.spawn_preemption(&pod, &c);

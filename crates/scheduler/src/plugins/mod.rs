@@ -10,6 +10,7 @@ pub mod node_ports;
 pub mod node_resources;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
+pub mod service_selectors;
 pub mod taint_toleration;
 
 #[cfg(test)]

@@ -6,10 +6,11 @@
 //! Upstream counterpart: `plugins/podtopologyspread`. The system default
 //! constraints are upstream's (hostname maxSkew 3, zone maxSkew 5, both
 //! ScheduleAnyway). Upstream selects the pod's siblings through the
-//! Services, ReplicaSets and StatefulSets that select it; this scheduler
-//! watches none of those and groups a pod with the pods of its controlling
-//! owner instead, which is the same set for workload-created pods and
-//! costs one map lookup per node.
+//! Services, ReplicaSets and StatefulSets that select it; here the
+//! controllers' part is the pod's controlling owner (the same set for
+//! workload-created pods, and one map lookup per node), and the Services
+//! selecting the pod ([`super::service_selectors`]) narrow it to the pods
+//! their selectors match — or, for a pod without an owner, make the set.
 
 use std::collections::{HashMap, HashSet};
 
@@ -36,6 +37,12 @@ const ZONE: &str = "topology.kubernetes.io/zone";
 enum Matcher {
     Selector(Option<LabelSelector>),
     Owner(String),
+    /// The default spreading of a pod some Service selects: pods with
+    /// all these labels (and the same owner, if any).
+    Default {
+        owner: Option<String>,
+        labels: crate::selectors::Labels,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -77,13 +84,21 @@ impl Constraint {
                 .as_ref()
                 .is_some_and(|s| selector_matches(s, &other.labels)),
             Matcher::Owner(uid) => other.controller_uid.as_deref() == Some(uid),
+            Matcher::Default { owner, labels } => {
+                owner
+                    .as_ref()
+                    .is_none_or(|o| other.controller_uid.as_ref() == Some(o))
+                    && labels.iter().all(|(k, v)| other.labels.get(k) == Some(v))
+            }
         }
     }
 
     fn count_on(&self, ns: &str, node: &NodeInfo) -> i64 {
         match &self.matcher {
             Matcher::Owner(uid) => node.owner_counts.get(uid).copied().unwrap_or(0) as i64,
-            Matcher::Selector(_) => node.pods.iter().filter(|p| self.matches(ns, p)).count() as i64,
+            Matcher::Selector(_) | Matcher::Default { .. } => {
+                node.pods.iter().filter(|p| self.matches(ns, p)).count() as i64
+            }
         }
     }
 }
@@ -218,14 +233,19 @@ fn score_constraints(pod: &PodInfo) -> (Vec<Constraint>, bool) {
     if !pod.spread_constraints.is_empty() {
         return (constraints(pod, "ScheduleAnyway"), true);
     }
-    let Some(owner) = &pod.controller_uid else {
-        return (Vec::new(), false);
+    let matcher = match (&pod.controller_uid, &pod.service_selector) {
+        (None, None) => return (Vec::new(), false),
+        (Some(owner), None) => Matcher::Owner(owner.clone()),
+        (owner, Some(labels)) => Matcher::Default {
+            owner: owner.clone(),
+            labels: labels.clone(),
+        },
     };
     let default = |key: &str, max_skew| Constraint {
         max_skew,
         key: key.into(),
         min_domains: 1,
-        matcher: Matcher::Owner(owner.clone()),
+        matcher: matcher.clone(),
     };
     (vec![default(HOSTNAME, 3), default(ZONE, 5)], false)
 }
@@ -482,5 +502,20 @@ mod tests {
         assert!(s[2] > s[1] && s[1] > s[0], "{s:?}");
         // A pod without an owner gets no default spreading.
         assert_eq!(scores(&c, &pod("lone", &[])), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn default_constraints_follow_the_services_selecting_the_pod() {
+        let c = cluster(
+            &[("a", Some("z1")), ("b", Some("z2"))],
+            vec![(web("w1"), "a"), (web("w2"), "a"), (pod("x", &[]), "b")],
+        );
+        // A bare pod a Service selects spreads away from its siblings.
+        let mut p = web("w3");
+        p.service_selector = Some(p.labels.clone());
+        let s = scores(&c, &p);
+        assert!(s[1] > s[0], "{s:?}");
+        // Without the Service (and without an owner) nothing spreads it.
+        assert_eq!(scores(&c, &web("w4")), vec![0, 0]);
     }
 }
