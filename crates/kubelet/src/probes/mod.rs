@@ -1,19 +1,25 @@
 //! Container probes (liveness, readiness, startup) and lifecycle hooks:
-//! exec in the container, HTTP GET and TCP connect from inside the pod's
-//! network namespace, with upstream's timing fields (initialDelaySeconds,
-//! periodSeconds, timeoutSeconds, successThreshold, failureThreshold).
+//! exec in the container, HTTP(S) GET, TCP connect and gRPC health checks
+//! from inside the pod's network namespace, with upstream's timing fields
+//! (initialDelaySeconds, periodSeconds, timeoutSeconds, successThreshold,
+//! failureThreshold).
 //!
 //! Upstream counterpart: `pkg/kubelet/prober` (worker.go's loop and
-//! thresholds, prober.go) and `pkg/probe/{exec,http,tcp}`;
+//! thresholds, prober.go) and `pkg/probe/{exec,http,tcp,grpc}`;
 //! `pkg/kubelet/lifecycle/handlers.go` for postStart/preStop.
 //!
-//! Pods have no address of their own until the pod network lands (issue
-//! 7), so HTTP and TCP checks enter the pod's network namespace on a
-//! throwaway thread and dial 127.0.0.1 there (or `host` if the probe sets
-//! one); hostNetwork pods are dialled on the node's address.
+//! Network checks dial from inside the pod's network namespace on a
+//! throwaway thread (so they work with or without a pod network, and
+//! reach 127.0.0.1-bound servers as upstream's pod-IP dial reaches
+//! 0.0.0.0-bound ones); hostNetwork pods are dialled on the node's
+//! address. Only the dial happens in the namespace: a socket stays in the
+//! namespace it was made in, so the gRPC exchange then runs on tokio.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+mod grpc;
+mod http;
+
+use std::io::Read;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +64,8 @@ pub enum Action {
     },
     Grpc {
         port: u16,
+        /// probe.grpc.service: the name sent in HealthCheckRequest.
+        service: String,
     },
     Sleep(Duration),
 }
@@ -117,6 +125,7 @@ pub fn probe_action(p: &Probe, c: &Container) -> Result<Action, String> {
     if let Some(g) = &p.grpc {
         return Ok(Action::Grpc {
             port: u16::try_from(g.port).map_err(|_| "invalid grpc port")?,
+            service: g.service.clone().unwrap_or_default(),
         });
     }
     Err("probe has no handler".into())
@@ -167,13 +176,18 @@ pub async fn run(action: &Action, target: &Target, timeout: Duration) -> Result<
             headers,
             https,
         } => {
-            if *https {
-                return Err("HTTPS probes are not supported yet".into());
-            }
             let (host, port, path, headers) = (host.clone(), *port, path.clone(), headers.clone());
-            let default = target.default_host;
+            let (default, https) = (target.default_host, *https);
             in_netns(target.netns.clone(), timeout, move || {
-                http_get(host, default, port, &path, &headers, timeout)
+                http::get(&http::Get {
+                    host,
+                    default,
+                    port,
+                    path: &path,
+                    headers: &headers,
+                    https,
+                    timeout,
+                })
             })
             .await
         }
@@ -181,21 +195,28 @@ pub async fn run(action: &Action, target: &Target, timeout: Duration) -> Result<
             let (host, port) = (host.clone(), *port);
             let default = target.default_host;
             in_netns(target.netns.clone(), timeout, move || {
-                dial(host, default, port, timeout).map(|_| ())
+                http::dial(host.as_deref(), default, port, timeout).map(|_| ())
             })
             .await
         }
-        Action::Grpc { port } => {
-            // Without a gRPC client the best honest check is that the
-            // port accepts connections; the reported message says so.
-            let port = *port;
-            let default = target.default_host;
-            in_netns(target.netns.clone(), timeout, move || {
-                dial(None, default, port, timeout)
-                    .map(|_| ())
-                    .map_err(|e| format!("grpc probe (TCP check only): {e}"))
+        Action::Grpc { port, service } => {
+            let (port, default) = (*port, target.default_host);
+            let started = std::time::Instant::now();
+            let tcp = in_netns(target.netns.clone(), timeout, move || {
+                let s = http::dial(None, default, port, timeout).map_err(|e| {
+                    format!(
+                        "timeout: failed to connect service \"{default}:{port}\" within {}s: {e}",
+                        timeout.as_secs()
+                    )
+                })?;
+                s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                Ok(s)
             })
-            .await
+            .await?;
+            let tcp = tokio::net::TcpStream::from_std(tcp).map_err(|e| e.to_string())?;
+            let left = timeout.saturating_sub(started.elapsed());
+            let authority = format!("{default}:{port}");
+            grpc::check(tcp, &authority, service, left.max(Duration::from_millis(1))).await
         }
     }
 }
@@ -242,9 +263,10 @@ async fn exec(cmd: Vec<String>, target: &Target, timeout: Duration) -> Result<()
 
 /// Runs `f` on a fresh thread that first enters `netns` (so the process's
 /// other threads keep their namespace), bounded by `timeout`.
-async fn in_netns<F>(netns: Option<PathBuf>, timeout: Duration, f: F) -> Result<(), String>
+async fn in_netns<F, T>(netns: Option<PathBuf>, timeout: Duration, f: F) -> Result<T, String>
 where
-    F: FnOnce() -> Result<(), String> + Send + 'static,
+    F: FnOnce() -> Result<T, String> + Send + 'static,
+    T: Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
@@ -266,80 +288,6 @@ where
         Ok(Ok(r)) => r,
         Ok(Err(_)) => Err("probe thread died".into()),
         Err(_) => Err(format!("timed out after {}s", timeout.as_secs())),
-    }
-}
-
-fn dial(
-    host: Option<String>,
-    default: IpAddr,
-    port: u16,
-    timeout: Duration,
-) -> Result<TcpStream, String> {
-    let ip: IpAddr = match host {
-        Some(h) => h
-            .parse()
-            .map_err(|_| format!("cannot resolve host {h:?}"))?,
-        None => default,
-    };
-    let addr = SocketAddr::new(ip, port);
-    TcpStream::connect_timeout(&addr, timeout.max(Duration::from_millis(1)))
-        .map_err(|e| format!("dial tcp {addr}: connect: {e}"))
-}
-
-fn http_get(
-    host: Option<String>,
-    default: IpAddr,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
-    let mut s = dial(host.clone(), default, port, timeout)?;
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let host_header = format!("{}:{port}", host.unwrap_or_else(|| default.to_string()));
-    let mut req = format!("GET {path} HTTP/1.1\r\n");
-    let has = |n: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    if !has("host") {
-        req.push_str(&format!("Host: {host_header}\r\n"));
-    }
-    if !has("user-agent") {
-        req.push_str("User-Agent: kube-probe/1.33\r\n");
-    }
-    if !has("accept") {
-        req.push_str("Accept: */*\r\n");
-    }
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("Connection: close\r\n\r\n");
-    let url = format!("http://{host_header}{path}");
-    s.write_all(req.as_bytes())
-        .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let mut head = [0u8; 64];
-    let mut n = 0;
-    while n < head.len() {
-        match s.read(&mut head[n..]) {
-            Ok(0) => break,
-            Ok(k) => {
-                n += k;
-                if head[..n].contains(&b'\n') {
-                    break;
-                }
-            }
-            Err(e) => return Err(format!("Get \"{url}\": {e}")),
-        }
-    }
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
     }
 }
 
@@ -476,34 +424,16 @@ mod tests {
         let bad: Probe =
             serde_json::from_value(serde_json::json!({"tcpSocket": {"port": "nope"}})).unwrap();
         assert!(probe_action(&bad, &c).is_err());
-    }
-
-    #[test]
-    fn http_check_against_a_local_server() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let server = std::thread::spawn(move || {
-            for (i, s) in l.incoming().take(2).enumerate() {
-                let mut s = s.unwrap();
-                let mut buf = [0u8; 1024];
-                let n = s.read(&mut buf).unwrap();
-                assert!(String::from_utf8_lossy(&buf[..n]).contains("User-Agent: kube-probe"));
-                let code = if i == 0 { "200 OK" } else { "503 Unavailable" };
-                s.write_all(format!("HTTP/1.1 {code}\r\n\r\n").as_bytes())
-                    .unwrap();
+        let g: Probe = serde_json::from_value(serde_json::json!({
+            "grpc": {"port": 9000, "service": "liveness"}
+        }))
+        .unwrap();
+        assert_eq!(
+            probe_action(&g, &c).unwrap(),
+            Action::Grpc {
+                port: 9000,
+                service: "liveness".into()
             }
-        });
-        let lo: IpAddr = "127.0.0.1".parse().unwrap();
-        let t = Duration::from_secs(2);
-        assert!(http_get(None, lo, port, "/", &[], t).is_ok());
-        let err = http_get(None, lo, port, "/", &[], t).unwrap_err();
-        assert!(err.contains("503"), "{err}");
-        server.join().unwrap();
-        let free = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        assert!(dial(None, lo, free, t).is_err());
+        );
     }
 }
