@@ -19,7 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::image::{ImageService, RunConfig};
 
 use super::cgroup::{Cgroup, Layout};
-use super::config::{merge_env, parse_signal, resolve_argv, ContainerConfig, SandboxConfig};
+use super::config::{
+    merge_env, parse_signal, resolve_argv, ContainerConfig, HostEntry, SandboxConfig,
+};
 use super::exec::{self, ExecConfig, ExecIo};
 use super::shim::{self, Shim};
 use super::state::{
@@ -277,6 +279,10 @@ impl Runtime for LocalRuntime {
 
     fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, Error> {
         sandbox::status(&self.paths, id)
+    }
+
+    fn set_sandbox_hosts(&self, id: &str, hosts: &[HostEntry]) -> Result<(), Error> {
+        sandbox::set_hosts(&self.paths, id, hosts)
     }
 
     fn create_container(

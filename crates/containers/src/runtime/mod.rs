@@ -108,6 +108,9 @@ pub trait Runtime: Send + Sync {
     fn create_sandbox(&self, config: &SandboxConfig) -> Result<String, Error>;
     fn remove_sandbox(&self, id: &str) -> Result<(), Error>;
     fn sandbox_status(&self, id: &str) -> Result<SandboxStatus, Error>;
+    /// Replaces the extra /etc/hosts entries of a sandbox: the pod's own
+    /// address is known only once the network is attached to it.
+    fn set_sandbox_hosts(&self, id: &str, hosts: &[HostEntry]) -> Result<(), Error>;
     fn create_container(&self, sandbox: &str, config: &ContainerConfig) -> Result<String, Error>;
     fn start(&self, id: &str) -> Result<(), Error>;
     /// SIGTERM (or the image's stop signal), `grace`, then SIGKILL.

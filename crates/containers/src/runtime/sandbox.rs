@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::config::{render_hosts, render_resolv, NetworkMode, SandboxConfig};
+use super::config::{render_hosts, render_resolv, HostEntry, NetworkMode, SandboxConfig};
 use super::state::{check_id, read_json, write_json, Paths, SandboxRecord};
 use super::sys::{self, cpath, Fork};
 use super::{io_err, Error, SandboxStatus};
@@ -205,6 +205,18 @@ pub(crate) fn load(paths: &Paths, id: &str) -> Result<SandboxRecord, Error> {
         kind: "sandbox",
         id: id.to_string(),
     })
+}
+
+/// Rewrites the sandbox's /etc/hosts, in place: containers bind-mount
+/// the file, and a rename would leave them the old inode. The record
+/// keeps the entries so an adopted sandbox reports them.
+pub(crate) fn set_hosts(paths: &Paths, id: &str, hosts: &[HostEntry]) -> Result<(), Error> {
+    let mut record = load(paths, id)?;
+    let dir = paths.sandbox(id);
+    let file = dir.join("hosts");
+    fs::write(&file, render_hosts(hosts)).map_err(io_err("write", &file))?;
+    record.config.hosts = hosts.to_vec();
+    write_json(&dir.join("sandbox.json"), &record)
 }
 
 pub(crate) fn status(paths: &Paths, id: &str) -> Result<SandboxStatus, Error> {

@@ -45,8 +45,20 @@ impl Worker {
         .and_then(|r| r);
         match r {
             Ok(ips) => {
-                if let (Some(sb), Some(ip)) = (self.sandbox.as_mut(), ips.ips.first()) {
-                    sb.ip = Some(ip.to_string());
+                let ip = ips.ips.first().map(|ip| ip.to_string())?;
+                if let Some(sb) = self.sandbox.as_mut() {
+                    sb.ip = Some(ip.clone());
+                }
+                // The sandbox's hosts file was written before the pod had
+                // an address; upstream's names the pod IP with its
+                // hostname (and FQDN with a subdomain).
+                let hosts = spec::sandbox(pod, &self.dns(), Some(&ip)).hosts;
+                let rt = self.shared.runtime.clone();
+                let id = self.sandbox.as_ref().map(|s| s.id.clone())?;
+                let r =
+                    tokio::task::spawn_blocking(move || rt.set_sandbox_hosts(&id, &hosts)).await;
+                if let Ok(Err(e)) = r {
+                    tracing::warn!(uid = %self.uid, error = %e, "write the pod's /etc/hosts");
                 }
                 None
             }
