@@ -6,6 +6,7 @@ pub mod model;
 pub mod nft;
 pub mod proxier;
 pub mod rules;
+pub mod script;
 pub mod watch;
 
 pub use model::{service_ports, Endpoint, ServicePort};

@@ -77,6 +77,20 @@ impl ServicePort {
     }
 }
 
+/// The Service an EndpointSlice belongs to, as `(namespace, name)`; None
+/// for slices the proxy does not use (not IPv4, no service-name label).
+pub fn slice_service(s: &EndpointSlice) -> Option<(&str, &str)> {
+    if s.address_type != "IPv4" {
+        return None;
+    }
+    let name = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/service-name"))?;
+    Some((s.metadata.namespace.as_deref()?, name.as_str()))
+}
+
 /// Derives the Service ports of `services` (ExternalName and headless
 /// Services have none) with endpoints from `slices`; `node` names this
 /// node for the Local policies. Sorted by id so rendering is stable.
@@ -87,117 +101,122 @@ pub fn service_ports(
 ) -> Vec<ServicePort> {
     let mut by_service: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
     for s in slices {
-        if s.address_type != "IPv4" {
-            continue;
-        }
-        let name = s
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get("kubernetes.io/service-name"));
-        if let (Some(ns), Some(name)) = (s.metadata.namespace.as_deref(), name) {
-            by_service.entry((ns, name.as_str())).or_default().push(s);
+        if let Some(key) = slice_service(s) {
+            by_service.entry(key).or_default().push(s);
         }
     }
     let mut out = Vec::new();
     for svc in services {
-        let (Some(ns), Some(name), Some(spec)) = (
-            svc.metadata.namespace.as_deref(),
-            svc.metadata.name.as_deref(),
-            svc.spec.as_ref(),
-        ) else {
-            continue;
-        };
-        if spec.type_.as_deref() == Some("ExternalName") {
-            continue;
-        }
-        let cluster_ips: Vec<Ipv4Addr> = spec
-            .cluster_ips
-            .clone()
-            .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        if cluster_ips.is_empty() {
-            continue;
-        }
-        let external_ips: Vec<Ipv4Addr> = spec
-            .external_ips
-            .iter()
+        let key = (
+            svc.metadata.namespace.as_deref().unwrap_or_default(),
+            svc.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let slices = by_service.get(&key).map_or(&[][..], |v| v);
+        out.extend(ports_of(svc, slices, node));
+    }
+    out.sort_by_key(|a| a.id());
+    out
+}
+
+/// The ports of one Service with endpoints from `slices` (those of this
+/// Service), sorted by id.
+pub fn ports_of(svc: &Service, slices: &[&EndpointSlice], node: &str) -> Vec<ServicePort> {
+    let mut out = Vec::new();
+    let (Some(ns), Some(name), Some(spec)) = (
+        svc.metadata.namespace.as_deref(),
+        svc.metadata.name.as_deref(),
+        svc.spec.as_ref(),
+    ) else {
+        return out;
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return out;
+    }
+    let cluster_ips: Vec<Ipv4Addr> = spec
+        .cluster_ips
+        .clone()
+        .or_else(|| spec.cluster_ip.clone().map(|ip| vec![ip]))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    if cluster_ips.is_empty() {
+        return out;
+    }
+    let external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
+    let load_balancer_ips: Vec<Ipv4Addr> = if spec.type_.as_deref() == Some("LoadBalancer") {
+        svc.status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
             .flatten()
-            .filter_map(|ip| ip.parse().ok())
-            .collect();
-        let load_balancer_ips: Vec<Ipv4Addr> = if spec.type_.as_deref() == Some("LoadBalancer") {
-            svc.status
-                .as_ref()
-                .and_then(|s| s.load_balancer.as_ref())
-                .and_then(|lb| lb.ingress.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|i| i.ip.as_deref()?.parse().ok())
-                .collect()
-        } else {
-            Vec::new()
+            .filter_map(|i| i.ip.as_deref()?.parse().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .unwrap_or(10800) as u32
+    });
+    for p in spec.ports.iter().flatten() {
+        let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
+            "UDP" => "udp",
+            "SCTP" => "sctp",
+            _ => "tcp",
         };
-        let affinity_timeout = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
-            spec.session_affinity_config
-                .as_ref()
-                .and_then(|c| c.client_ip.as_ref())
-                .and_then(|c| c.timeout_seconds)
-                .unwrap_or(10800) as u32
-        });
-        let slices = by_service.get(&(ns, name)).map_or(&[][..], |v| v);
-        for p in spec.ports.iter().flatten() {
-            let protocol = match p.protocol.as_deref().unwrap_or("TCP") {
-                "UDP" => "udp",
-                "SCTP" => "sctp",
-                _ => "tcp",
+        let pname = p.name.clone().filter(|n| !n.is_empty());
+        let mut endpoints = Vec::new();
+        for s in slices {
+            // The slice port matching this service port by name.
+            let Some(port) = s
+                .ports
+                .iter()
+                .flatten()
+                .find(|sp| sp.name.clone().filter(|n| !n.is_empty()) == pname)
+                .and_then(|sp| sp.port)
+            else {
+                continue;
             };
-            let pname = p.name.clone().filter(|n| !n.is_empty());
-            let mut endpoints = Vec::new();
-            for s in slices {
-                // The slice port matching this service port by name.
-                let Some(port) = s
-                    .ports
-                    .iter()
-                    .flatten()
-                    .find(|sp| sp.name.clone().filter(|n| !n.is_empty()) == pname)
-                    .and_then(|sp| sp.port)
-                else {
-                    continue;
-                };
-                for ep in &s.endpoints {
-                    let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-                    let local = ep.node_name.as_deref() == Some(node);
-                    for ip in ep.addresses.iter().filter_map(|a| a.parse().ok()) {
-                        endpoints.push(Endpoint {
-                            ip,
-                            port: port as u16,
-                            ready,
-                            local,
-                        });
-                    }
+            for ep in &s.endpoints {
+                let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                let local = ep.node_name.as_deref() == Some(node);
+                for ip in ep.addresses.iter().filter_map(|a| a.parse().ok()) {
+                    endpoints.push(Endpoint {
+                        ip,
+                        port: port as u16,
+                        ready,
+                        local,
+                    });
                 }
             }
-            endpoints.sort();
-            endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
-            out.push(ServicePort {
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                port_name: pname.unwrap_or_else(|| p.port.to_string()),
-                protocol,
-                cluster_ips: cluster_ips.clone(),
-                port: p.port as u16,
-                node_port: p.node_port.map(|n| n as u16),
-                external_ips: external_ips.clone(),
-                load_balancer_ips: load_balancer_ips.clone(),
-                affinity_timeout,
-                external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
-                internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
-                endpoints,
-            });
         }
+        endpoints.sort();
+        endpoints.dedup_by(|a, b| a.ip == b.ip && a.port == b.port);
+        out.push(ServicePort {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            port_name: pname.unwrap_or_else(|| p.port.to_string()),
+            protocol,
+            cluster_ips: cluster_ips.clone(),
+            port: p.port as u16,
+            node_port: p.node_port.map(|n| n as u16),
+            external_ips: external_ips.clone(),
+            load_balancer_ips: load_balancer_ips.clone(),
+            affinity_timeout,
+            external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+            internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            endpoints,
+        });
     }
     out.sort_by_key(|a| a.id());
     out

@@ -16,6 +16,8 @@ pub enum Error {
     Spawn(#[source] std::io::Error),
     #[error("nft -f: {0}")]
     Failed(String),
+    #[error("partial sync without a table in force: sync all Services first")]
+    OutOfSync,
 }
 
 /// Applies nft scripts as single transactions.

@@ -1,16 +1,26 @@
-//! Rule generation, pure: Service ports in, nft script text out. Each
-//! Service port becomes a fragment (its chains, affinity sets and map
-//! elements); a full script declares the base table and every fragment,
-//! and a diff script touches only fragments that changed. Either is one
-//! `nft -f` transaction, so a change is in force atomically.
+//! Rule generation, pure: Service ports in, fragments out. Each Service
+//! port becomes a fragment (its chains, affinity sets and map elements);
+//! `script` turns fragments into one `nft -f` transaction, so a change is
+//! in force atomically.
 //!
 //! Upstream counterpart: pkg/proxy/nftables/proxier.go (table `kube-proxy`
-//! with the service-ips / service-nodeports verdict maps, per-service and
-//! per-endpoint chains, `numgen random` balancing, affinity sets with
-//! timeouts, no-endpoint-services rejects and the masquerade mark).
+//! with the service-ips / service-nodeports verdict maps, per-service
+//! chains, `numgen random` balancing, affinity sets with timeouts,
+//! no-endpoint-services rejects and the masquerade mark).
+//!
+//! One deliberate difference: upstream gives every endpoint its own chain;
+//! here a Service chain DNATs through an inline `numgen` map of endpoint
+//! addresses, and endpoint chains exist only for ClientIP affinity (which
+//! needs a per-endpoint `update @set`). nft 1.0 dumps every chain of the
+//! table before it applies even a one-line change, so the chain count sets
+//! the cost of every sync: 11,000 chains for 1,000 Services × 10 endpoints
+//! took ~100 ms per change, 1,000 chains ~30 ms. Hairpin traffic (a pod
+//! reaching itself through its Service), which upstream marks in the
+//! endpoint chain, is caught after DNAT by the `hairpin` set of
+//! `endpoint . endpoint` pairs.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
+use std::fmt::Write as _;
 
 use crate::model::{Endpoint, ServicePort};
 
@@ -26,7 +36,7 @@ pub struct Config {
 }
 
 /// One map (or set) element: map name, key, and verdict for maps.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Element {
     pub map: &'static str,
     pub key: String,
@@ -44,7 +54,7 @@ pub struct Fragment {
 }
 
 /// The base of the table: hooks, maps and helper chains.
-fn base(cfg: &Config) -> String {
+pub(crate) fn base(cfg: &Config) -> String {
     let _ = cfg;
     let mut s = String::new();
     s.push_str(&format!("table ip {TABLE} {{\n"));
@@ -55,6 +65,7 @@ fn base(cfg: &Config) -> String {
         "\tmap no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; }\n",
     );
     s.push_str("\tmap no-endpoint-nodeports { type inet_proto . inet_service : verdict; }\n");
+    s.push_str("\tset hairpin { type ipv4_addr . ipv4_addr; }\n");
     let chains: [(&str, &str, &[&str]); 16] = [
         ("filter-input", "type filter hook input priority -110; policy accept;",
          &["ct state new jump nodeport-endpoints-check", "ct state new jump service-endpoints-check"]),
@@ -73,7 +84,10 @@ fn base(cfg: &Config) -> String {
          &["ct state new jump service-endpoints-check", "ct state new jump cluster-ips-check"]),
         ("nat-prerouting", "type nat hook prerouting priority -100; policy accept;", &["jump services"]),
         ("nat-output", "type nat hook output priority -100; policy accept;", &["jump services"]),
-        ("nat-postrouting", "type nat hook postrouting priority 100; policy accept;", &["jump masquerading"]),
+        ("nat-postrouting", "type nat hook postrouting priority 100; policy accept;",
+         // After DNAT, source == destination: a pod reached itself through
+         // a Service; the reply must come back through the node.
+         &["ct status dnat ip saddr . ip daddr @hairpin jump mark-for-masquerade", "jump masquerading"]),
         ("nodeport-endpoints-check", "",
          &["ip daddr != 127.0.0.0/8 fib daddr type local meta l4proto . th dport vmap @no-endpoint-nodeports"]),
         ("service-endpoints-check", "", &["ip daddr . meta l4proto . th dport vmap @no-endpoint-services"]),
@@ -110,16 +124,38 @@ fn affinity_set(sp: &ServicePort, e: &Endpoint) -> String {
     format!("affinity-{}__{}/{}", sp.id(), e.ip, e.port)
 }
 
-/// Rules balancing over `eps` (affinity first, then random).
+/// Rules balancing over `eps`: with affinity, through endpoint chains
+/// (affinity sets first, then random); otherwise one DNAT through an
+/// inline map, so no endpoint chain is needed.
 fn balance(sp: &ServicePort, eps: &[&Endpoint], rules: &mut Vec<String>) {
-    if sp.affinity_timeout.is_some() {
-        for e in eps {
+    let proto = sp.protocol;
+    if sp.affinity_timeout.is_none() {
+        if let [e] = eps {
             rules.push(format!(
-                "ip saddr @{} goto {}",
-                affinity_set(sp, e),
-                endpoint_chain(sp, e)
+                "meta l4proto {proto} dnat ip to {}:{}",
+                e.ip, e.port
             ));
+            return;
         }
+        let mut map = String::new();
+        for (i, e) in eps.iter().enumerate() {
+            if i > 0 {
+                map.push_str(", ");
+            }
+            let _ = write!(map, "{i} : {} . {}", e.ip, e.port);
+        }
+        rules.push(format!(
+            "meta l4proto {proto} dnat ip to numgen random mod {} map {{ {map} }}",
+            eps.len()
+        ));
+        return;
+    }
+    for e in eps {
+        rules.push(format!(
+            "ip saddr @{} goto {}",
+            affinity_set(sp, e),
+            endpoint_chain(sp, e)
+        ));
     }
     let mut vmap = String::new();
     for (i, e) in eps.iter().enumerate() {
@@ -248,125 +284,33 @@ pub fn fragment(cfg: &Config, sp: &ServicePort) -> Fragment {
         }
     }
 
-    // Endpoint chains for every endpoint referenced above.
+    // Every endpoint DNATed to above may be reached by itself.
     let mut referenced: Vec<&Endpoint> = cluster_eps.clone();
     if sp.has_external() && sp.external_local {
         referenced.extend(sp.local_endpoints());
     }
     referenced.sort();
     referenced.dedup();
-    for e in referenced {
-        let mut rules = vec![format!("ip saddr {} jump mark-for-masquerade", e.ip)];
-        if let Some(t) = sp.affinity_timeout {
+    for e in &referenced {
+        f.elements.insert(Element {
+            map: "hairpin",
+            key: format!("{} . {}", e.ip, e.ip),
+            verdict: None,
+        });
+    }
+    // Endpoint chains only where affinity needs them.
+    if let Some(t) = sp.affinity_timeout {
+        for e in referenced {
             let set = affinity_set(sp, e);
-            rules.push(format!("update @{set} {{ ip saddr }}"));
+            let rules = vec![
+                format!("update @{set} {{ ip saddr }}"),
+                format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port),
+            ];
             f.sets.insert(set, t);
+            f.chains.insert(endpoint_chain(sp, e), rules);
         }
-        rules.push(format!("meta l4proto {proto} dnat to {}:{}", e.ip, e.port));
-        f.chains.insert(endpoint_chain(sp, e), rules);
     }
     f
-}
-
-fn set_decl(name: &str, timeout: u32) -> String {
-    format!("add set ip {TABLE} {name} {{ type ipv4_addr; flags dynamic,timeout; timeout {timeout}s; }}\n")
-}
-
-fn element_line(op: &str, e: &Element) -> String {
-    match (&e.verdict, op) {
-        (Some(v), "add") => format!("add element ip {TABLE} {} {{ {} : {v} }}\n", e.map, e.key),
-        _ => format!("{op} element ip {TABLE} {} {{ {} }}\n", e.map, e.key),
-    }
-}
-
-fn chain_lines(out: &mut String, name: &str, rules: &[String]) {
-    for r in rules {
-        let _ = writeln!(out, "add rule ip {TABLE} {name} {r}");
-    }
-}
-
-/// A script replacing the whole table with `fragments` in one transaction.
-pub fn full(cfg: &Config, fragments: &BTreeMap<String, Fragment>) -> String {
-    // Adding then deleting makes the delete succeed whether or not the
-    // table exists; the new table follows in the same transaction.
-    let mut out = format!("add table ip {TABLE}\ndelete table ip {TABLE}\n");
-    out.push_str(&base(cfg));
-    for f in fragments.values() {
-        for (set, t) in &f.sets {
-            out.push_str(&set_decl(set, *t));
-        }
-        for name in f.chains.keys() {
-            let _ = writeln!(out, "add chain ip {TABLE} {name}");
-        }
-    }
-    for f in fragments.values() {
-        for (name, rules) in &f.chains {
-            chain_lines(&mut out, name, rules);
-        }
-    }
-    for f in fragments.values() {
-        for e in &f.elements {
-            out.push_str(&element_line("add", e));
-        }
-    }
-    out
-}
-
-/// A script moving the table from `old` to `new`, touching only fragments
-/// that differ. Empty when nothing changed.
-pub fn diff(old: &BTreeMap<String, Fragment>, new: &BTreeMap<String, Fragment>) -> String {
-    let empty = Fragment::default();
-    let keys: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
-    let (mut decl, mut rules, mut elems, mut del_chains, mut del_sets) = (
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    );
-    for k in keys {
-        let (o, n) = (old.get(k).unwrap_or(&empty), new.get(k).unwrap_or(&empty));
-        if o == n {
-            continue;
-        }
-        for (set, t) in &n.sets {
-            // A changed timeout makes the add fail; the proxier then
-            // falls back to a full resync.
-            if o.sets.get(set) != Some(t) {
-                decl.push_str(&set_decl(set, *t));
-            }
-        }
-        for (name, r) in &n.chains {
-            if o.chains.get(name) == Some(r) {
-                continue;
-            }
-            if o.chains.contains_key(name) {
-                let _ = writeln!(decl, "flush chain ip {TABLE} {name}");
-            } else {
-                let _ = writeln!(decl, "add chain ip {TABLE} {name}");
-            }
-            chain_lines(&mut rules, name, r);
-        }
-        for e in o.elements.difference(&n.elements) {
-            // A changed verdict is a delete and an add of the same key.
-            elems.push_str(&element_line("delete", e));
-        }
-        for e in n.elements.difference(&o.elements) {
-            elems.push_str(&element_line("add", e));
-        }
-        for name in o.chains.keys().filter(|c| !n.chains.contains_key(*c)) {
-            // Flushed first so chains of the same fragment that jump to
-            // each other can all go in one transaction.
-            let _ = writeln!(decl, "flush chain ip {TABLE} {name}");
-            let _ = writeln!(del_chains, "delete chain ip {TABLE} {name}");
-        }
-        for set in o.sets.keys().filter(|s| !n.sets.contains_key(*s)) {
-            let _ = writeln!(del_sets, "delete set ip {TABLE} {set}");
-        }
-    }
-    // Order: declare and flush, fill, repoint maps, then delete what no
-    // element or rule references any more.
-    decl + &rules + &elems + &del_chains + &del_sets
 }
 
 /// The fragments of all Service ports, keyed by id.

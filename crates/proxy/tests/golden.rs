@@ -84,7 +84,7 @@ fn full_table() {
     ]);
     // Headless and ExternalName Services get no rules.
     assert_eq!(ports.len(), 4);
-    let script = rkube_proxy::rules::full(&cfg(), &rkube_proxy::rules::fragments(&cfg(), &ports));
+    let script = rkube_proxy::script::full(&cfg(), &rkube_proxy::rules::fragments(&cfg(), &ports));
     // Not-ready endpoints take no traffic.
     assert!(!script.contains("10.42.1.9"));
     golden("full.nft", &script);
@@ -148,4 +148,94 @@ fn cluster_dns_port_53_goes_to_the_node_server() {
         .unwrap()
         .endpoints
         .is_empty());
+}
+
+#[test]
+fn partial_sync_sends_what_a_full_comparison_sends() {
+    let before = world(&[("10.42.0.3", true, "n1"), ("10.42.1.4", true, "n2")]);
+    let after = world(&[("10.42.0.3", true, "n1")]);
+    let mut all = Proxier::new(cfg(), Arc::new(Recorder::default()));
+    let mut part = Proxier::new(cfg(), Arc::new(Recorder::default()));
+    // Nothing in force yet: a partial sync is refused, not guessed.
+    assert!(matches!(
+        part.sync_services(&["default/web".to_string()].into(), &[]),
+        Err(rkube_proxy::nft::Error::OutOfSync)
+    ));
+    all.sync(&before).unwrap();
+    part.sync(&before).unwrap();
+    let web: Vec<_> = after.iter().filter(|p| p.name == "web").cloned().collect();
+    let a = all.sync(&after).unwrap();
+    let p = part
+        .sync_services(&["default/web".to_string()].into(), &web)
+        .unwrap();
+    assert!(!a.is_empty());
+    assert_eq!(a, p);
+    // The Service gone: its chains and elements go, its cluster IP too.
+    let gone = part
+        .sync_services(&["default/web".to_string()].into(), &[])
+        .unwrap();
+    assert!(
+        gone.contains("delete chain ip rkube-proxy service-default/web/tcp/http"),
+        "{gone}"
+    );
+    assert!(
+        gone.contains("delete element ip rkube-proxy cluster-ips { 10.43.0.20 }"),
+        "{gone}"
+    );
+    assert!(!gone.contains("sticky"), "{gone}");
+}
+
+#[test]
+fn shared_elements_go_with_the_last_fragment_holding_them() {
+    let two_ports =
+        |ports: serde_json::Value, slices: Vec<k8s_openapi::api::discovery::v1::EndpointSlice>| {
+            let services = vec![
+                service(
+                    "a",
+                    serde_json::json!({"clusterIP": "10.43.0.30", "ports": ports}),
+                ),
+                service(
+                    "b",
+                    serde_json::json!({"clusterIP": "10.43.0.31",
+                "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+                ),
+            ];
+            service_ports(&services, &slices, "n1")
+        };
+    let ep = [("10.42.0.9", true, "n1")];
+    let slices = || {
+        let mut a = slice("a", &ep, "http", 8080);
+        a.ports.as_mut().unwrap().push(
+            serde_json::from_value(
+                serde_json::json!({"name": "admin", "port": 9090, "protocol": "TCP"}),
+            )
+            .unwrap(),
+        );
+        vec![a, slice("b", &ep, "http", 8080)]
+    };
+    let both = serde_json::json!([{"name": "http", "port": 80, "protocol": "TCP"},
+        {"name": "admin", "port": 90, "protocol": "TCP"}]);
+    let one = serde_json::json!([{"name": "http", "port": 80, "protocol": "TCP"}]);
+    let mut p = Proxier::new(cfg(), Arc::new(Recorder::default()));
+    p.sync(&two_ports(both, slices())).unwrap();
+    // One of a's two ports goes: its cluster IP stays (the other port
+    // holds it), and the endpoint stays in the hairpin set (b holds it).
+    let s = p.sync(&two_ports(one.clone(), slices())).unwrap();
+    assert!(
+        s.contains("delete element ip rkube-proxy service-ips { 10.43.0.30 . tcp . 90 }"),
+        "{s}"
+    );
+    assert!(!s.contains("cluster-ips"), "{s}");
+    assert!(!s.contains("hairpin"), "{s}");
+    // a loses its endpoint: b still holds the hairpin pair.
+    let s = p
+        .sync(&two_ports(one.clone(), vec![slice("b", &ep, "http", 8080)]))
+        .unwrap();
+    assert!(!s.contains("hairpin"), "{s}");
+    // b loses it too: now it goes.
+    let s = p.sync(&two_ports(one, vec![])).unwrap();
+    assert!(
+        s.contains("delete element ip rkube-proxy hairpin { 10.42.0.9 . 10.42.0.9 }"),
+        "{s}"
+    );
 }
