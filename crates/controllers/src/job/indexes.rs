@@ -37,10 +37,11 @@ pub fn format(indexes: &BTreeSet<i32>) -> String {
         while iter.peek() == Some(&(end + 1)) {
             end = iter.next().expect("peeked");
         }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
+        // Upstream writes a run of two as "a,b", not "a-b".
+        parts.push(match end - start {
+            0 => start.to_string(),
+            1 => format!("{start},{end}"),
+            _ => format!("{start}-{end}"),
         });
     }
     parts.join(",")
@@ -64,7 +65,8 @@ mod tests {
     #[test]
     fn intervals_round_trip() {
         let set: BTreeSet<i32> = [0, 1, 2, 4, 6, 7].into();
-        assert_eq!(format(&set), "0-2,4,6-7");
+        assert_eq!(format(&set), "0-2,4,6,7");
+        assert_eq!(parse("0-2,4,6,7", 10), set);
         assert_eq!(parse("0-2,4,6-7", 10), set);
         assert_eq!(format(&BTreeSet::new()), "");
     }
