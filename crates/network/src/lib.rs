@@ -9,12 +9,16 @@
 //!
 //! The kubelet sees only the narrow [`PodNetwork`] trait; every side
 //! effect on the machine goes through the [`cmd::Ip`] trait so that the
-//! logic is testable with a recording fake.
+//! logic is testable with a recording fake. In CNI mode ([`cni`]) the
+//! standard CNI plugins attach pods instead, through
+//! [`cni::Invoke`].
 
 pub mod bridge;
 pub mod cmd;
+pub mod cni;
 pub mod ipam;
 pub mod node;
+pub mod preflight;
 pub mod routes;
 
 use std::net::IpAddr;
@@ -54,6 +58,23 @@ pub enum Error {
     Ipam(#[from] ipam::Error),
     #[error(transparent)]
     Cmd(#[from] cmd::Error),
+    #[error(transparent)]
+    Cni(#[from] cni::Error),
+}
+
+/// The CNI mode's pod network (`--network-backend cni`): the plugins
+/// own the node's side too, so no bridge, routes or rules of ours.
+pub fn start_cni(cfg: &cni::CniConfig) -> std::sync::Arc<dyn PodNetwork> {
+    let net = cni::CniNetwork::from_config(cfg);
+    match net.network() {
+        Ok(l) => {
+            tracing::info!(network = %l.name, config = %l.source.display(), "cni: pods attach to this network")
+        }
+        // Operators often drop the config in after the agent started;
+        // pods wait with an event until it is there.
+        Err(e) => tracing::warn!(error = %e, "cni: no network yet"),
+    }
+    std::sync::Arc::new(net)
 }
 
 /// Starts the node's pod network: the bridge once the node has a

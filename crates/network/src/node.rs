@@ -35,6 +35,8 @@ pub const VXLAN_PORT: u16 = 8472;
 pub enum Backend {
     Vxlan,
     HostGw,
+    /// Standard CNI plugins attach pods (see [`crate::cni`]).
+    Cni,
     /// No pod network: pods get loopback only (k3s' `--flannel-backend=none`).
     None,
 }
@@ -45,9 +47,10 @@ impl std::str::FromStr for Backend {
         match s {
             "vxlan" => Ok(Backend::Vxlan),
             "host-gw" => Ok(Backend::HostGw),
+            "cni" => Ok(Backend::Cni),
             "none" => Ok(Backend::None),
             _ => Err(format!(
-                "unknown network backend {s:?} (vxlan, host-gw, none)"
+                "unknown network backend {s:?} (vxlan, host-gw, cni, none)"
             )),
         }
     }
@@ -104,7 +107,7 @@ pub fn peer_commands(backend: Backend, peer: &Peer) -> Vec<(&'static str, Vec<St
     let cidr = peer.pod_cidr.trunc().to_string();
     let ip = peer.public_ip.to_string();
     match backend {
-        Backend::None => vec![],
+        Backend::None | Backend::Cni => vec![],
         Backend::HostGw => vec![(
             "ip",
             ["route", "replace", &cidr, "via", &ip]
@@ -286,6 +289,7 @@ async fn publish(
         }
         Backend::HostGw => ("host-gw", serde_json::json!(null)),
         Backend::None => ("none", serde_json::json!(null)),
+        Backend::Cni => ("cni", serde_json::json!(null)),
     };
     let patch = serde_json::json!({"metadata": {"annotations": {
         ANN_PUBLIC_IP: cfg.node_ip.to_string(),
@@ -349,6 +353,7 @@ mod tests {
     #[test]
     fn backend_flag_values() {
         assert_eq!("host-gw".parse::<Backend>().unwrap(), Backend::HostGw);
+        assert_eq!("cni".parse::<Backend>().unwrap(), Backend::Cni);
         assert!("flannel".parse::<Backend>().is_err());
     }
 }
