@@ -8,6 +8,7 @@
 //! back on every read. Errors are `metav1.Status` errors, ready for the
 //! HTTP edge.
 
+pub mod admission;
 mod convert;
 mod create;
 mod delete;

@@ -7,12 +7,14 @@ pub mod config;
 #[cfg(test)]
 mod config_tests;
 pub mod crd;
+pub mod csi;
 pub mod event;
 mod namespace;
 pub mod networking;
 pub mod node;
 pub mod pod;
 pub mod quantity;
+pub mod quota;
 pub mod rbac;
 pub mod service;
 pub mod slices;
@@ -20,6 +22,7 @@ pub mod slices;
 mod store_tests;
 pub(crate) mod util;
 pub mod volumes;
+pub mod webhooks;
 pub mod workloads;
 
 use std::sync::Arc;
@@ -37,12 +40,33 @@ pub fn strategy_for(info: &'static ResourceInfo) -> Arc<dyn Strategy> {
         ("", "configmaps") => Arc::new(config::ConfigMapStrategy),
         ("", "secrets") => Arc::new(config::SecretStrategy),
         ("", "nodes") => Arc::new(node::NodeStrategy),
+        ("", "limitranges") => Arc::new(quota::LimitRangeStrategy),
+        ("", "resourcequotas") => Arc::new(quota::ResourceQuotaStrategy),
         ("", "events") => Arc::new(event::EventStrategy),
         ("events.k8s.io", "events") => Arc::new(event::EventsV1Strategy),
         ("", "services") => Arc::new(service::ServiceStrategy::without_allocation()),
         ("", "persistentvolumes") => Arc::new(volumes::PersistentVolumeStrategy),
         ("", "persistentvolumeclaims") => Arc::new(volumes::PersistentVolumeClaimStrategy),
         ("storage.k8s.io", "storageclasses") => Arc::new(volumes::StorageClassStrategy),
+        ("storage.k8s.io", "csidrivers") => Arc::new(csi::CsiDriverStrategy),
+        ("storage.k8s.io", "csinodes") => Arc::new(csi::CsiNodeStrategy),
+        ("storage.k8s.io", "volumeattachments") => Arc::new(csi::VolumeAttachmentStrategy),
+        ("admissionregistration.k8s.io", "mutatingwebhookconfigurations") => {
+            Arc::new(webhooks::WebhookConfigurationStrategy {
+                kind: webhooks::WebhookKind::Mutating,
+            })
+        }
+        ("admissionregistration.k8s.io", "validatingwebhookconfigurations") => {
+            Arc::new(webhooks::WebhookConfigurationStrategy {
+                kind: webhooks::WebhookKind::Validating,
+            })
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicies") => {
+            Arc::new(webhooks::PolicyStrategy { binding: false })
+        }
+        ("admissionregistration.k8s.io", "validatingadmissionpolicybindings") => {
+            Arc::new(webhooks::PolicyStrategy { binding: true })
+        }
         ("policy", "poddisruptionbudgets") => Arc::new(cluster::PdbStrategy),
         ("scheduling.k8s.io", "priorityclasses") => Arc::new(cluster::PriorityClassStrategy),
         ("coordination.k8s.io", "leases") => Arc::new(cluster::LeaseStrategy),

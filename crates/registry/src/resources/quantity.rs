@@ -13,7 +13,7 @@ pub const QUANTITY_ERROR: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 /// A parsed quantity in nano-units.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Quantity(i128);
 
 impl Quantity {
@@ -70,6 +70,77 @@ pub fn parse(s: &str) -> Option<Quantity> {
     Some(Quantity(if negative { -value } else { value }))
 }
 
+/// Whether a quantity string has a binary suffix (`Ki`, `Mi`, ...): a sum
+/// then prints in binary, as upstream keeps the format of its first term.
+pub fn is_binary(s: &str) -> bool {
+    let s = s.trim();
+    s.ends_with('i') && s.len() > 2
+}
+
+/// A quantity in upstream's canonical form (`Quantity.String()`): the
+/// largest suffix that keeps the number whole, binary when asked
+/// (`1536Mi`, `1500m`, `2k`, `3`).
+pub fn format(q: Quantity, binary: bool) -> String {
+    const BILLION: i128 = 1_000_000_000;
+    let v = q.0;
+    if v == 0 {
+        return "0".into();
+    }
+    let sign = if v < 0 { "-" } else { "" };
+    let a = v.abs();
+    if a % BILLION != 0 {
+        let (value, suffix) = if a % 1_000_000 == 0 {
+            (a / 1_000_000, "m")
+        } else if a % 1_000 == 0 {
+            (a / 1_000, "u")
+        } else {
+            (a, "n")
+        };
+        return format!("{sign}{value}{suffix}");
+    }
+    let units = a / BILLION;
+    if binary {
+        for (suffix, shift) in [
+            ("Ei", 60),
+            ("Pi", 50),
+            ("Ti", 40),
+            ("Gi", 30),
+            ("Mi", 20),
+            ("Ki", 10),
+        ] {
+            if units % (1i128 << shift) == 0 {
+                return format!("{sign}{}{suffix}", units >> shift);
+            }
+        }
+        return format!("{sign}{units}");
+    }
+    for (suffix, exp) in [
+        ("E", 18),
+        ("P", 15),
+        ("T", 12),
+        ("G", 9),
+        ("M", 6),
+        ("k", 3),
+    ] {
+        let unit = 10i128.pow(exp);
+        if units % unit == 0 {
+            return format!("{sign}{}{suffix}", units / unit);
+        }
+    }
+    format!("{sign}{units}")
+}
+
+impl Quantity {
+    /// A whole number of units (an object count).
+    pub fn count(n: i64) -> Quantity {
+        Quantity(i128::from(n) * 1_000_000_000)
+    }
+
+    pub fn plus(self, other: Quantity) -> Quantity {
+        Quantity(self.0 + other.0)
+    }
+}
+
 /// The decimal and binary exponents a suffix stands for.
 fn suffix_exponents(suffix: &str) -> Option<(i32, u32)> {
     let decimal = |e| Some((e, 0));
@@ -122,6 +193,30 @@ mod tests {
         assert_eq!(parse("1n"), Some(Quantity(1)));
         // Below a nano-unit rounds up.
         assert_eq!(parse("0.1n"), Some(Quantity(1)));
+    }
+
+    #[test]
+    fn canonical_format() {
+        for (input, out) in [
+            ("100m", "100m"),
+            ("0.5", "500m"),
+            ("1000", "1k"),
+            ("1500", "1500"),
+            ("128Mi", "128Mi"),
+            ("1.5Gi", "1536Mi"),
+            ("1G", "1G"),
+            ("0", "0"),
+            ("2", "2"),
+        ] {
+            assert_eq!(
+                format(parse(input).unwrap(), is_binary(input)),
+                out,
+                "{input}"
+            );
+        }
+        let sum = parse("128Mi").unwrap().plus(parse("128Mi").unwrap());
+        assert_eq!(format(sum, true), "256Mi");
+        assert_eq!(format(Quantity::count(3), false), "3");
     }
 
     #[test]
