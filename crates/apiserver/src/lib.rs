@@ -7,11 +7,13 @@
 //! store. Every built-in resource is served by the same handlers; what
 //! differs per resource lives in its strategy.
 
+mod admission;
 mod apply;
 mod authn;
 mod binding;
 mod decode;
 mod discovery;
+mod endpoints;
 mod eviction;
 mod handler;
 mod metrics;
@@ -68,6 +70,9 @@ pub struct ApiServer {
     /// Reaches kubelets for logs, exec, attach, port-forward and metrics.
     kubelet: Option<Arc<proxy::KubeletClient>>,
     summaries: metrics::SummaryCache,
+    /// The admission plugins' state (priority classes, limit ranges and
+    /// quotas they read).
+    admission: Arc<admission::Admission>,
 }
 
 /// The first usable address of an IPv4 CIDR (`10.43.0.0/16` → 10.43.0.1).
@@ -113,12 +118,14 @@ impl ApiServer {
         )
         .ok_or_else(|| format!("invalid service CIDR {:?}", config.service_cidr))?;
         let services: Arc<dyn Strategy> = Arc::new(services);
+        let admission = Arc::new(admission::Admission::new(store.clone(), clock.clone()));
         let resources = catalog::all()
             .map(|info| {
                 let strategy = match (info.group, info.plural) {
                     ("", "services") => services.clone(),
                     _ => strategy_for(info),
                 };
+                let strategy = admission::quota::wrap(info, strategy, &admission);
                 let rs = ResourceStore::new(info, strategy, store.clone(), clock.clone());
                 ((info.group, info.version, info.plural), Arc::new(rs))
             })
@@ -129,6 +136,7 @@ impl ApiServer {
             kubernetes_service_ip: first_ip(&config.service_cidr),
             kubelet: None,
             summaries: Default::default(),
+            admission,
         })
     }
 

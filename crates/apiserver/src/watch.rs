@@ -154,6 +154,14 @@ fn initial_events(query: &Query) -> Result<InitialEvents> {
             "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         ));
     }
+    // The end of the initial events is a bookmark: a client that does not
+    // take bookmarks could never tell the list from the changes.
+    if send == Some(true) && query.get("allowWatchBookmarks") != Some("true") {
+        errs.push(FieldError::forbidden(
+            &path("allowWatchBookmarks"),
+            "sendInitialEvents requires setting allowWatchBookmarks to true",
+        ));
+    }
     if !matching.is_empty() {
         if send.is_none() {
             errs.push(FieldError::forbidden(

@@ -154,11 +154,22 @@ async fn streaming_list_options_are_validated_as_upstream() {
             (code, serde_json::from_slice::<Value>(&body).unwrap())
         }
     };
-    let (code, body) = status("/api/v1/configmaps?watch=true&sendInitialEvents=true").await;
+    let (code, body) =
+        status("/api/v1/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true")
+            .await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(
         body["message"],
         "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    );
+    let (code, body) = status(
+        "/api/v1/configmaps?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        body["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true"
     );
     let (code, body) =
         status("/api/v1/configmaps?watch=true&resourceVersionMatch=NotOlderThan").await;

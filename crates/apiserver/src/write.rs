@@ -101,11 +101,16 @@ pub async fn create(
     let validation = FieldValidation::from_query(query)?;
     apply::check_options(query, false)?;
     let manager = apply::manager(query, req.headers());
+    let user = req.extensions().get::<crate::User>().cloned();
     let (ct, bytes) = body(req).await?;
     let obj = decode(&ct, &bytes)?;
     check_kind(rs, &obj)?;
-    let (obj, warnings) = typed(rs, &obj, validation)?;
+    let (mut obj, warnings) = typed(rs, &obj, validation)?;
     check_namespace_open(server, rs, ns).await?;
+    server
+        .admission
+        .admit_create(rs, ns, &mut obj, user.as_ref())
+        .await?;
     let obj = apply::record(rs, &Value::Null, &obj, &manager, None);
     let obj = rs.create(ns, obj, dry_run(query)?).await?;
     let mut resp = created(&obj);
@@ -154,10 +159,22 @@ pub async fn patch(
     let validation = FieldValidation::from_query(query)?;
     let mut warnings = Vec::new();
     let manager = apply::manager(query, req.headers());
+    let user = req.extensions().get::<crate::User>().cloned();
     let (ct, bytes) = body(req).await?;
     let kind = match ct.as_str() {
         "application/apply-patch+yaml" => {
-            return server_side_apply(server, rs, ns, name, target, query, &manager, &bytes).await
+            let target_name = (name, target);
+            return server_side_apply(
+                server,
+                rs,
+                ns,
+                target_name,
+                query,
+                &manager,
+                &bytes,
+                user.as_ref(),
+            )
+            .await;
         }
         "application/merge-patch+json" => PatchKind::Merge,
         "application/json-patch+json" => PatchKind::Json,
@@ -224,11 +241,11 @@ async fn server_side_apply(
     server: &ApiServer,
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
-    name: &str,
-    target: Target,
+    (name, target): (&str, Target),
     query: &Query,
     manager: &str,
     bytes: &[u8],
+    user: Option<&crate::User>,
 ) -> Result<Response<Body>> {
     apply::check_options(query, true)?;
     let validation = FieldValidation::from_query(query)?;
@@ -256,9 +273,13 @@ async fn server_side_apply(
                 )));
             }
             let merged = apply::apply(rs, &Value::Null, &applied, manager, sub, force)?;
-            let (merged, unknown) = typed(rs, &merged, validation)?;
+            let (mut merged, unknown) = typed(rs, &merged, validation)?;
             warnings = unknown;
             check_namespace_open(server, rs, ns).await?;
+            server
+                .admission
+                .admit_create(rs, ns, &mut merged, user)
+                .await?;
             let created = rs.create(ns, merged, dry).await?;
             let mut resp = crate::rest::created(&created);
             add_warnings(&mut resp, &warnings);

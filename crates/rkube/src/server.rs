@@ -216,6 +216,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
+    // The address behind the kubernetes Service (kube-apiserver's
+    // --advertise-address default: the node IP, else the default route's).
+    let advertise = args.node_ip.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            rkube_kubelet::sysinfo::default_route_ip()
+        } else {
+            args.bind_address
+        }
+    });
+    api.publish_endpoints(&advertise.to_string(), local.port())
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot publish the kubernetes endpoints: {}",
+                e.status().message
+            )
+        })?;
     let host = if args.bind_address.is_unspecified() {
         "127.0.0.1".to_string()
     } else {

@@ -1,0 +1,204 @@
+//! ResourceQuota admission at the point upstream runs it: after the
+//! strategy validated a new object, right before it is written. The
+//! quota's `status.used` is charged with a compare-and-swap on the quota,
+//! so two creates racing for the last unit cannot both pass.
+//!
+//! Upstream counterpart: `k8s.io/apiserver/pkg/admission/plugin/
+//! resourcequota` (`quotaEvaluator.checkQuotas`, which also writes the
+//! charged quotas with optimistic concurrency and retries). A charge is
+//! not given back when the write then fails; as upstream, the quota
+//! controller's next recalculation corrects it.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rkube_api::catalog::ResourceInfo;
+use rkube_machinery::{FieldError, StatusError};
+use rkube_registry::admission::quota::{charge, usage};
+use rkube_registry::{meta, DeletePolicy, Strategy, Target};
+use serde_json::Value;
+
+use super::Admission;
+
+/// Resources quota never counts (upstream's default ignored resources).
+fn ignored(info: &ResourceInfo) -> bool {
+    !info.namespaced || info.plural == "events"
+}
+
+/// `strategy` with quota admission on create, for the resources quota
+/// can count.
+pub fn wrap(
+    info: &'static ResourceInfo,
+    strategy: Arc<dyn Strategy>,
+    admission: &Arc<Admission>,
+) -> Arc<dyn Strategy> {
+    if ignored(info) {
+        return strategy;
+    }
+    Arc::new(QuotaStrategy {
+        info,
+        inner: strategy,
+        admission: admission.clone(),
+    })
+}
+
+/// A resource's strategy with quota admission before every create.
+pub struct QuotaStrategy {
+    info: &'static ResourceInfo,
+    inner: Arc<dyn Strategy>,
+    admission: Arc<Admission>,
+}
+
+impl Admission {
+    /// Charge every quota of the object's namespace that counts it, or
+    /// refuse it. With `dry_run` the quotas are checked, not charged.
+    pub async fn charge_quotas(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
+        let ns = meta::namespace(obj);
+        let quotas = self
+            .quotas
+            .under(&format!("{ns}/"))
+            .await
+            .map_err(StatusError::internal_error)?;
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let is_pod = info.group.is_empty() && info.plural == "pods";
+        let used = usage(info.group, info.plural, obj);
+        let gr = rkube_machinery::GroupResource::new(info.group, info.plural);
+        let refuse = |reason: String| StatusError::forbidden(&gr, meta::name(obj), reason);
+        // Check every quota against the cached view first, so a refusal
+        // charges none of them.
+        let mut counting = Vec::new();
+        for q in &quotas {
+            if charge(q, is_pod, obj, &used).map_err(refuse)?.is_some() {
+                counting.push(meta::name(q).to_string());
+            }
+        }
+        for name in counting {
+            let result = self
+                .quota_store
+                .modify(Some(ns), &name, Target::Status, dry_run, |current| {
+                    let mut next = current.clone();
+                    if let Some(new_used) = charge(current, is_pod, obj, &used).map_err(refuse)? {
+                        if let Some(status) = next.get_mut("status").and_then(Value::as_object_mut)
+                        {
+                            status.insert("used".into(), Value::Object(new_used));
+                        }
+                    }
+                    Ok(next)
+                })
+                .await;
+            match result {
+                Ok(_) => {}
+                // Deleted since: it counts nothing any more.
+                Err(e) if e.reason() == "NotFound" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Strategy for QuotaStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        self.inner.prepare_for_create(obj)
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        self.inner.validate(obj)
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        self.inner.prepare_for_update(new, old)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.inner.validate_update(new, old)
+    }
+
+    fn tracks_generation(&self) -> bool {
+        self.inner.tracks_generation()
+    }
+
+    fn allow_create_on_update(&self) -> bool {
+        self.inner.allow_create_on_update()
+    }
+
+    fn allow_unconditional_update(&self) -> bool {
+        self.inner.allow_unconditional_update()
+    }
+
+    fn delete_policy(&self) -> DeletePolicy {
+        self.inner.delete_policy()
+    }
+
+    fn default_grace_period(&self, obj: &Value) -> i64 {
+        self.inner.default_grace_period(obj)
+    }
+
+    fn return_deleted_object(&self) -> bool {
+        self.inner.return_deleted_object()
+    }
+
+    fn prepare_for_delete(&self, obj: &mut Value) -> bool {
+        self.inner.prepare_for_delete(obj)
+    }
+
+    fn blocks_deletion(&self, obj: &Value) -> bool {
+        self.inner.blocks_deletion(obj)
+    }
+
+    fn prepare_target_update(&self, target: Target, new: &mut Value) {
+        self.inner.prepare_target_update(target, new)
+    }
+
+    fn validate_target_update(&self, target: Target, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.inner.validate_target_update(target, new, old)
+    }
+
+    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
+        self.inner.grace_period(obj, requested)
+    }
+
+    fn ttl(&self) -> Option<std::time::Duration> {
+        self.inner.ttl()
+    }
+
+    fn before_create<'a>(
+        &'a self,
+        obj: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async move {
+            self.inner.before_create(obj, dry_run).await?;
+            let charged = self.admission.charge_quotas(self.info, obj, dry_run).await;
+            if charged.is_err() && !dry_run {
+                // Give back what the inner strategy took (a Service's IPs).
+                let _ = self.inner.release(&Value::Null, obj).await;
+            }
+            charged
+        })
+    }
+
+    fn before_update<'a>(
+        &'a self,
+        new: &'a mut Value,
+        old: &'a Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        self.inner.before_update(new, old, dry_run)
+    }
+
+    fn release<'a>(
+        &'a self,
+        kept: &'a Value,
+        dropped: &'a Value,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        self.inner.release(kept, dropped)
+    }
+}
