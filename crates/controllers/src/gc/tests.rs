@@ -1,5 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::graph::{FOREGROUND, ORPHAN};
 use super::*;
@@ -17,7 +17,7 @@ fn ar(kind: &str) -> ApiResource {
 fn node(uid: &str) -> Node {
     Node {
         uid: uid.into(),
-        ar: ar("ConfigMap"),
+        ar: Arc::new(ar("ConfigMap")),
         namespace: Some("ns".into()),
         name: format!("cm-{uid}"),
         resource_version: Some("1".into()),

@@ -2,18 +2,22 @@
 //!
 //! Upstream counterpart: `GraphBuilder` (`graph_builder.go`) and
 //! `GarbageCollector.Run`. Watch events only mark the graph dirty; the loop
-//! sweeps a dirty graph at most every [`SWEEP_INTERVAL`], so a burst of
-//! events (a deleted ReplicaSet's pods) costs one sweep, not one per event.
+//! sweeps a dirty graph at most every [`SWEEP_INTERVAL`] (and, for large
+//! graphs, only after a pause proportional to the last sweep's duration),
+//! so a burst of events (a deleted ReplicaSet's pods) costs one sweep, not
+//! one per event.
 //! Everything runs inside the returned future — no spawned tasks — so
 //! dropping it (lost leadership) stops every watch with it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
+use kube::discovery::ApiResource;
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 
@@ -25,6 +29,12 @@ use crate::discovery::{self, Discovered, Served};
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
 /// How often discovery is repeated to pick up new resources.
 pub const RESYNC: Duration = Duration::from_secs(30);
+/// A sweep rebuilds the whole graph, so with many objects it is not cheap
+/// (tens of milliseconds at 10,000 pods); after one, the collector waits
+/// this many times as long as it took, keeping it under a tenth of a core
+/// during bursts of changes (a pod creation burst marks the graph dirty on
+/// every event).
+const SWEEP_DUTY: u32 = 9;
 /// Delay before retrying after failed actions.
 const RETRY: Duration = Duration::from_secs(1);
 /// How long sweeps wait for new watches' initial lists. A graph missing a
@@ -43,7 +53,8 @@ fn ignored(s: &Served) -> bool {
 }
 
 struct Watched {
-    served: Served,
+    /// Shared by the graph's nodes.
+    ar: Arc<ApiResource>,
     store: Store<Meta>,
 }
 
@@ -52,7 +63,7 @@ fn nodes(w: &Watched) -> impl Iterator<Item = Node> + '_ {
         let m = &o.metadata;
         Some(Node {
             uid: m.uid.clone()?,
-            ar: w.served.ar.clone(),
+            ar: w.ar.clone(),
             namespace: m.namespace.clone(),
             name: m.name.clone()?,
             resource_version: m.resource_version.clone(),
@@ -79,6 +90,11 @@ fn trim(m: &mut Meta) {
     meta.self_link = None;
 }
 
+/// How long to wait after a sweep that took `took` before the next one.
+fn pause_after(took: Duration) -> Duration {
+    took.saturating_mul(SWEEP_DUTY)
+}
+
 /// Run the garbage collector until dropped.
 pub async fn run(client: kube::Client) {
     let mut watched: BTreeMap<Key, Watched> = BTreeMap::new();
@@ -91,6 +107,7 @@ pub async fn run(client: kube::Client) {
     let mut next_discovery = tokio::time::Instant::now();
     let mut dirty = false;
     let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut next_sweep = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -131,7 +148,7 @@ pub async fn run(client: kube::Client) {
                         watched.insert(
                             key,
                             Watched {
-                                served: s.clone(),
+                                ar: Arc::new(s.ar.clone()),
                                 store,
                             },
                         );
@@ -155,10 +172,13 @@ pub async fn run(client: kube::Client) {
                     dirty = true;
                 }
                 let synced = unsynced.is_empty() || tokio::time::Instant::now() >= sync_deadline;
-                if dirty && synced {
+                if dirty && synced && tokio::time::Instant::now() >= next_sweep {
                     dirty = false;
+                    let started = std::time::Instant::now();
                     let graph = Graph::new(watched.values().flat_map(nodes));
                     let plan = reconcile(&graph);
+                    drop(graph);
+                    next_sweep = tokio::time::Instant::now() + pause_after(started.elapsed());
                     if !plan.is_empty() {
                         let api = KubeGcApi::new(client.clone(), served.clone());
                         if execute(&api, plan).await > 0 {
