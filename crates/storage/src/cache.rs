@@ -45,7 +45,6 @@ impl Event {
     }
 }
 
-#[derive(Default)]
 struct Data {
     /// False while (re)loading: reads then go to the backing store.
     ready: bool,
@@ -54,12 +53,29 @@ struct Data {
     history: VecDeque<Event>,
     /// Every event after this revision is in `history`.
     window_start: Revision,
+    /// Live events for watches. Replaced on every (re)load: dropping the
+    /// old sender ends the watches that were following it, since the
+    /// events missed while the cache was reloading are in no history they
+    /// could read. Their clients watch again from their last revision.
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Data {
+    fn default() -> Data {
+        Data {
+            ready: false,
+            revision: 0,
+            kvs: BTreeMap::new(),
+            history: VecDeque::new(),
+            window_start: 0,
+            events: broadcast::channel(HISTORY).0,
+        }
+    }
 }
 
 struct State {
     data: RwLock<Data>,
     revision: watch::Sender<Revision>,
-    events: broadcast::Sender<Event>,
 }
 
 /// A store whose latest state and recent history are held in memory.
@@ -74,11 +90,9 @@ impl CachedStore {
     /// loaded.
     pub fn new(inner: Arc<dyn Store>) -> CachedStore {
         let (revision, _) = watch::channel(0);
-        let (events, _) = broadcast::channel(HISTORY);
         let state = Arc::new(State {
             data: RwLock::new(Data::default()),
             revision,
-            events,
         });
         let feeder = tokio::spawn(feed(inner.clone(), state.clone()));
         CachedStore {
@@ -157,7 +171,7 @@ impl CachedStore {
             .filter(|e| e.kv.mod_revision > after && in_prefix(&e.kv.key, prefix))
             .cloned()
             .collect();
-        Some((backlog, self.state.events.subscribe()))
+        Some((backlog, data.events.subscribe()))
     }
 }
 
@@ -184,7 +198,13 @@ async fn feed(inner: Arc<dyn Store>, state: Arc<State>) {
             }
             Err(err) => tracing::warn!(%err, "watch cache: load failed; retrying"),
         }
-        state.data.write().unwrap_or_else(|p| p.into_inner()).ready = false;
+        {
+            let mut data = state.data.write().unwrap_or_else(|p| p.into_inner());
+            data.ready = false;
+            // End the watches served so far: what happens until the reload
+            // is seen by nobody, and a watch that went on would skip it.
+            data.events = broadcast::channel(HISTORY).0;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -215,6 +235,7 @@ async fn load(inner: &dyn Store, state: &State) -> Result<WatchStream> {
         kvs,
         history: VecDeque::new(),
         window_start: revision,
+        events: broadcast::channel(HISTORY).0,
     };
     state.revision.send_replace(revision);
     tracing::debug!(revision, keys = data.kvs.len(), "watch cache loaded");
@@ -244,7 +265,7 @@ fn apply(state: &State, event: WatchEvent) {
     data.revision = rev;
     // Send while holding the lock so a watch that subscribes under the lock
     // sees each event exactly once: in history or live.
-    let _ = state.events.send(cached);
+    let _ = data.events.send(cached);
     drop(data);
     state.revision.send_replace(rev);
 }
@@ -384,7 +405,7 @@ async fn forward(
                     if last < data.window_start {
                         None
                     } else {
-                        live = state.events.subscribe();
+                        live = data.events.subscribe();
                         Some(
                             data.history
                                 .iter()
@@ -492,5 +513,107 @@ mod tests {
             (ev.kind, ev.revision(), ev.kv.value),
             (EventKind::Delete, 3, b"2".to_vec())
         );
+    }
+
+    /// A store whose watches can be cut, as a backing store's watch breaks.
+    struct Breakable {
+        inner: SqliteStore,
+        cut: watch::Sender<u32>,
+    }
+
+    #[async_trait]
+    impl Store for Breakable {
+        fn backend(&self) -> &'static str {
+            "breakable"
+        }
+        async fn current_revision(&self) -> Result<Revision> {
+            self.inner.current_revision().await
+        }
+        async fn get(
+            &self,
+            key: &str,
+            rev: Option<Revision>,
+        ) -> Result<(Option<KeyValue>, Revision)> {
+            self.inner.get(key, rev).await
+        }
+        async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResponse> {
+            self.inner.list(prefix, opts).await
+        }
+        async fn count(&self, prefix: &str) -> Result<i64> {
+            self.inner.count(prefix).await
+        }
+        async fn create(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            ttl: Option<Duration>,
+        ) -> Result<KeyValue> {
+            self.inner.create(key, value, ttl).await
+        }
+        async fn update(
+            &self,
+            key: &str,
+            value: Vec<u8>,
+            expected: Revision,
+            ttl: Option<Duration>,
+        ) -> Result<KeyValue> {
+            self.inner.update(key, value, expected, ttl).await
+        }
+        async fn delete(
+            &self,
+            key: &str,
+            expected: Option<Revision>,
+        ) -> Result<(KeyValue, Revision)> {
+            self.inner.delete(key, expected).await
+        }
+        async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+            let events = self.inner.watch(prefix, after).await?;
+            let mut cut = self.cut.subscribe();
+            cut.borrow_and_update();
+            let cut = async move {
+                let _ = cut.changed().await;
+            };
+            let broken = futures::stream::once(async { Err(Error::Closed) });
+            Ok(Box::pin(events.take_until(cut).chain(broken)))
+        }
+        async fn compact(&self, revision: Revision) -> Result<()> {
+            self.inner.compact(revision).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_ends_watches_instead_of_skipping_what_it_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let breakable = Arc::new(Breakable {
+            inner: SqliteStore::open(&dir.path().join("db")).unwrap(),
+            cut: watch::channel(0).0,
+        });
+        let store = CachedStore::new(breakable.clone());
+        store.create("/w/a", b"1".to_vec(), None).await.unwrap();
+        let (_, rev) = store.get("/w/a", None).await.unwrap();
+        let mut w = store.watch("/w/", rev).await.unwrap();
+
+        // The backing watch breaks; a write lands while the cache reloads.
+        breakable.cut.send_modify(|n| *n += 1);
+        store.create("/w/b", b"2".to_vec(), None).await.unwrap();
+        store.get("/w/b", None).await.unwrap();
+        store.create("/w/c", b"3".to_vec(), None).await.unwrap();
+
+        let mut seen = Vec::new();
+        let ended = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(ev) = w.next().await {
+                seen.push(ev.unwrap().kv.key);
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the watch went on after a reload: {seen:?}");
+        if seen.contains(&"/w/c".to_string()) {
+            assert_eq!(seen, ["/w/b", "/w/c"]);
+        }
+        // Watching again from the last revision seen misses nothing.
+        let mut again = store.watch("/w/", rev).await.unwrap();
+        for key in ["/w/b", "/w/c"] {
+            assert_eq!(again.next().await.unwrap().unwrap().kv.key, key);
+        }
     }
 }
