@@ -1,7 +1,11 @@
 //! `rkube cluster up|down`: a local multi-node cluster on one machine —
-//! a bridge in the root namespace (`rk-<name>`, 192.168.N.1/24), the
-//! server and each agent in its own network namespace with an address on
-//! that bridge (reachable from the host), pods networked over VXLAN.
+//! a bridge in the root namespace (`rk-<name>`, 192.168.N.1/24), and each
+//! node in its own network namespace with an address on that bridge
+//! (reachable from the host, so NodePorts answer there): node 0 runs the
+//! server and an agent, the others an agent each, joined with the
+//! server's token; pods are networked over VXLAN. `up` returns once every
+//! node is Ready; `down` stops the processes and the pods' containers and
+//! removes the namespaces, the bridge, the routes and the state.
 //!
 //! Upstream counterpart: kind / k3d (nodes as containers on one bridge);
 //! here the nodes are processes in network namespaces.
@@ -13,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 
+mod down;
+
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
     #[command(subcommand)]
@@ -21,7 +27,8 @@ pub struct ClusterArgs {
 
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
-    /// Start a server and N-1 agents, each in its own network namespace.
+    /// Start a server and N-1 agents, each in its own network namespace,
+    /// and wait until every node is Ready.
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: u32,
@@ -33,8 +40,16 @@ enum ClusterCommand {
         /// Where the cluster's processes keep their state.
         #[arg(long, default_value = "/var/lib/rkube-cluster")]
         state_dir: PathBuf,
+        /// Longest wait for every node to be Ready, in seconds.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+        /// An extra flag for every agent (repeatable), e.g.
+        /// `--agent-arg=--eviction-hard=nodefs.available<5%`.
+        #[arg(long, allow_hyphen_values = true)]
+        agent_arg: Vec<String>,
     },
-    /// Stop the cluster's processes and remove its namespaces and bridge.
+    /// Stop the cluster's processes and pods, remove its namespaces,
+    /// bridge, routes and state.
     Down {
         #[arg(long, default_value = "rkube")]
         name: String,
@@ -42,6 +57,13 @@ enum ClusterCommand {
         state_dir: PathBuf,
     },
 }
+
+/// The pod and Service ranges (the server's and agents' defaults): the
+/// root namespace routes them nowhere, so nothing addressed to them
+/// leaves the machine.
+const UNREACHABLE: [&str; 2] = ["10.42.0.0/16", "10.43.0.0/16"];
+/// Marks the unreachable routes this command added (deleted on down).
+const ROUTE_METRIC: &str = "4242";
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip").args(args).output().context("run ip")?;
@@ -67,6 +89,15 @@ fn netns(name: &str, i: u32) -> String {
     format!("rk-{name}-{i}")
 }
 
+/// Node `i`'s name: the server's node, then agents.
+fn node_name(name: &str, i: u32) -> String {
+    if i == 0 {
+        format!("{name}-server")
+    } else {
+        format!("{name}-agent-{i}")
+    }
+}
+
 pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
     match args.command {
         ClusterCommand::Up {
@@ -74,14 +105,38 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<()> {
             name,
             write_kubeconfig,
             state_dir,
-        } => up(nodes, &name, write_kubeconfig, &state_dir.join(&name)),
-        ClusterCommand::Down { name, state_dir } => down(&name, &state_dir.join(&name)),
+            timeout,
+            agent_arg,
+        } => {
+            let kubeconfig = up(
+                nodes,
+                &name,
+                write_kubeconfig,
+                &state_dir.join(&name),
+                &agent_arg,
+            )?;
+            wait_ready(&name, nodes, &kubeconfig, Duration::from_secs(timeout)).with_context(
+                || {
+                    format!(
+                        "logs in {}; `rkube cluster down --name {name}` removes it",
+                        state_dir.join(&name).display()
+                    )
+                },
+            )?;
+            println!("cluster {name}: {nodes} nodes Ready");
+            Ok(())
+        }
+        ClusterCommand::Down { name, state_dir } => down::down(&name, &state_dir.join(&name)),
     }
 }
 
+/// Starts a process in `ns`, in its own session (so `down` can end its
+/// whole group), logging to `dir/log`; its pid goes to `dir/pids`.
 fn spawn(ns: &str, dir: &Path, log: &str, args: &[String]) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let log = std::fs::File::create(dir.join(log))?;
+    // nsenter, not `ip netns exec`: the latter remounts /sys, which hides
+    // the cgroup hierarchies the runtime needs.
     let child = Command::new("setsid")
         .arg("nsenter")
         .arg(format!("--net=/run/netns/{ns}"))
@@ -99,19 +154,40 @@ fn spawn(ns: &str, dir: &Path, log: &str, args: &[String]) -> anyhow::Result<()>
     Ok(())
 }
 
-fn up(nodes: u32, name: &str, kubeconfig: Option<PathBuf>, dir: &Path) -> anyhow::Result<()> {
+/// Creates the bridge, namespaces and processes; returns the kubeconfig.
+fn up(
+    nodes: u32,
+    name: &str,
+    kubeconfig: Option<PathBuf>,
+    dir: &Path,
+    agent_args: &[String],
+) -> anyhow::Result<PathBuf> {
     if nodes == 0 {
         bail!("--nodes must be at least 1");
     }
-    if name.len() > 8 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if name.is_empty() || name.len() > 8 || !name.chars().all(|c| c.is_ascii_alphanumeric()) {
         bail!("--name must be 1-8 letters or digits (it names network interfaces)");
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let third = format!("192.168.{}", subnet(name));
     let bridge = format!("rk-{name}");
-    ip(&["link", "add", &bridge, "type", "bridge"]).context("the cluster exists already?")?;
+    if Path::new("/sys/class/net").join(&bridge).exists() {
+        bail!("cluster {name} exists already (`rkube cluster down --name {name}` removes it)");
+    }
+    let third = format!("192.168.{}", subnet(name));
+    let routes = Command::new("ip")
+        .args(["route", "show", &format!("{third}.0/24")])
+        .output()
+        .context("run ip")?;
+    if !routes.stdout.is_empty() {
+        bail!("{third}.0/24 is in use on this machine; choose another --name");
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    ip(&["link", "add", &bridge, "type", "bridge"])?;
     ip(&["addr", "add", &format!("{third}.1/24"), "dev", &bridge])?;
     ip(&["link", "set", &bridge, "up"])?;
+    for cidr in UNREACHABLE {
+        // Already there (another cluster, or a node on this machine): fine.
+        let _ = ip(&["route", "add", "unreachable", cidr, "metric", ROUTE_METRIC]);
+    }
     for i in 0..nodes {
         let ns = netns(name, i);
         ip(&["netns", "add", &ns])?;
@@ -121,29 +197,18 @@ fn up(nodes: u32, name: &str, kubeconfig: Option<PathBuf>, dir: &Path) -> anyhow
         ])?;
         ip(&["link", "set", &host, "master", &bridge, "up"])?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{third}.{}/24", 10 + i),
-            "dev",
-            "eth0",
-        ])?;
+        let addr = format!("{third}.{}/24", 10 + i);
+        ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
         ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-        ip(&[
-            "-n",
-            &ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &format!("{third}.1"),
-        ])?;
+        let gw = format!("{third}.1");
+        ip(&["-n", &ns, "route", "add", "default", "via", &gw])?;
     }
     let server_ip = format!("{third}.10");
     let kubeconfig = kubeconfig.unwrap_or_else(|| dir.join("kubeconfig.yaml"));
+    let _ = std::fs::remove_file(&kubeconfig);
     let s = |v: &str| v.to_string();
+    // The server's own node is an agent beside it, as the other nodes:
+    // the embedded one would share the machine's node name and cgroups.
     spawn(
         &netns(name, 0),
         dir,
@@ -158,7 +223,7 @@ fn up(nodes: u32, name: &str, kubeconfig: Option<PathBuf>, dir: &Path) -> anyhow
             server_ip.clone(),
             s("--write-kubeconfig"),
             kubeconfig.display().to_string(),
-            s("--network-backend=vxlan"),
+            s("--disable-agent"),
         ],
     )?;
     let token_path = dir.join("server/server/token");
@@ -173,55 +238,92 @@ fn up(nodes: u32, name: &str, kubeconfig: Option<PathBuf>, dir: &Path) -> anyhow
         std::thread::sleep(Duration::from_millis(200));
     }
     let token = std::fs::read_to_string(&token_path)?.trim().to_string();
-    for i in 1..nodes {
-        let node_ip = format!("{third}.{}", 10 + i);
-        spawn(
-            &netns(name, i),
-            dir,
-            &format!("agent-{i}.log"),
-            &[
-                s("agent"),
-                s("--server"),
-                format!("https://{server_ip}:6443"),
-                s("--token"),
-                token.clone(),
-                s("--data-dir"),
-                dir.join(format!("agent-{i}")).display().to_string(),
-                s("--node-name"),
-                format!("{name}-agent-{i}"),
-                s("--node-ip"),
-                node_ip,
-                s("--network-backend"),
-                s("vxlan"),
-                s("--cgroup-parent"),
-                format!("rkube-{name}-{i}"),
-            ],
-        )?;
+    for i in 0..nodes {
+        let mut args = vec![
+            s("agent"),
+            s("--server"),
+            format!("https://{server_ip}:6443"),
+            s("--token"),
+            token.clone(),
+            s("--data-dir"),
+            dir.join(format!("node-{i}")).display().to_string(),
+            s("--node-name"),
+            node_name(name, i),
+            s("--node-ip"),
+            format!("{third}.{}", 10 + i),
+            s("--network-backend"),
+            s("vxlan"),
+            s("--cgroup-parent"),
+            format!("rkube-{name}/node-{i}"),
+        ];
+        args.extend(agent_args.iter().cloned());
+        spawn(&netns(name, i), dir, &format!("node-{i}.log"), &args)?;
     }
     println!(
-        "cluster {name} up: server https://{server_ip}:6443, kubeconfig {}",
+        "cluster {name}: server https://{server_ip}:6443, kubeconfig {}",
         kubeconfig.display()
     );
-    Ok(())
+    Ok(kubeconfig)
 }
 
-fn down(name: &str, dir: &Path) -> anyhow::Result<()> {
-    let pids = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
-    for pid in pids.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-        // setsid made each its own process group: end the whole group.
-        let _ = Command::new("kill")
-            .args(["--", &format!("-{pid}")])
-            .status();
-    }
-    let _ = std::fs::remove_file(dir.join("pids"));
-    for i in 0.. {
-        let ns = netns(name, i);
-        if !Path::new("/run/netns").join(&ns).exists() {
-            break;
+/// Polls the Nodes until all `nodes` are registered and Ready.
+fn wait_ready(name: &str, nodes: u32, kubeconfig: &Path, timeout: Duration) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Node;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        let api = kube::Api::<Node>::all(kube::Client::try_from(config)?);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let listed = api.list(&Default::default()).await;
+            let mut missing = Vec::new();
+            for i in 0..nodes {
+                let want = node_name(name, i);
+                let node = listed.as_ref().ok().and_then(|l| {
+                    l.items
+                        .iter()
+                        .find(|n| n.metadata.name == Some(want.clone()))
+                });
+                match node.map(ready) {
+                    Some(Ok(())) => {}
+                    Some(Err(why)) => missing.push(format!("{want} ({why})")),
+                    None => missing.push(format!("{want} (not registered)")),
+                }
+            }
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                let err = listed.err().map(|e| format!("; last list: {e}"));
+                bail!(
+                    "not Ready after {}s: {}{}",
+                    timeout.as_secs(),
+                    missing.join(", "),
+                    err.unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        ip(&["netns", "del", &ns])?;
+    })
+}
+
+/// Ok if the Node's Ready condition is True, else what it says.
+fn ready(node: &k8s_openapi::api::core::v1::Node) -> Result<(), String> {
+    let cond = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    match cond {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => Err(format!(
+            "Ready={} {}",
+            c.status,
+            c.message.clone().unwrap_or_default()
+        )),
+        None => Err("no Ready condition yet".into()),
     }
-    let _ = ip(&["link", "del", &format!("rk-{name}")]);
-    println!("cluster {name} down");
-    Ok(())
 }
