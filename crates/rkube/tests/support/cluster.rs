@@ -1,8 +1,9 @@
 //! A multi-node cluster on one machine for behaviour tests: a bridge in
 //! the root namespace (the "LAN"), the server on the bridge's address,
 //! and each agent in its own network namespace with a veth on the bridge
-//! and its own kubelet port, cgroup parent and data dir. Everything is
-//! removed on drop. Needs root, iproute2 and busybox-static.
+//! and its own cgroup parent and data dir; the kubelet API (exec, logs)
+//! trusts the server's client CA. Everything is removed on drop. Needs
+//! root, iproute2 and busybox-static.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,8 +49,7 @@ impl Cluster {
         // A /24 per cluster, apart from other concurrent test runs.
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
         let tag = std::process::id() % 4000 * 16 + seq;
-        let subnet = 16 + (tag % 200);
-        let third = format!("192.168.{subnet}");
+        let third = free_subnet(16 + (tag % 200));
         let bridge = format!("rkt{tag:x}");
         // A leftover of a crashed run of the same tag.
         let _ = Command::new("ip").args(["link", "del", &bridge]).output();
@@ -109,6 +109,7 @@ impl Cluster {
         let kubeconfig = self.server.kubeconfig.clone();
         let cgroup = format!("{}n{i}", self.cgroup);
         let backend = self.backend.clone();
+        let client_ca = self.server.dir.path().join("server/tls/client-ca.crt");
         let node = &mut self.nodes[i];
         node.log_seq += 1;
         let log = node.data.with_extension(format!("{}.log", node.log_seq));
@@ -126,6 +127,12 @@ impl Cluster {
             .args(["--cgroup-parent", &cgroup])
             .args(["--registries", "/nonexistent"])
             .args(["--network-backend", &backend])
+            // The kubelet API (exec, logs), trusting the server's client CA.
+            .arg("--client-ca-file")
+            .arg(&client_ca)
+            // These shared machines run with little free disk; DiskPressure
+            // would taint the node and keep the scheduler away.
+            .args(["--eviction-hard", "nodefs.available<1%"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -214,6 +221,23 @@ impl Cluster {
     }
 }
 
+/// `192.168.N` with N from `first` on whose /24 no route uses yet (a
+/// leftover bridge of a crashed run, another test's cluster): two bridges
+/// on one subnet would leave the server unreachable.
+fn free_subnet(first: u32) -> String {
+    for i in 0..200 {
+        let third = format!("192.168.{}", 16 + (first - 16 + i) % 200);
+        let out = Command::new("ip")
+            .args(["route", "show", &format!("{third}.0/24")])
+            .output()
+            .expect("run ip");
+        if out.stdout.is_empty() {
+            return third;
+        }
+    }
+    panic!("no free 192.168.N.0/24 for a test cluster");
+}
+
 /// `rkube server` (agent-free) listening on the bridge's address, so
 /// agents in their namespaces reach it.
 fn start_server(addr: &str) -> Server {
@@ -248,11 +272,75 @@ fn start_server(addr: &str) -> Server {
     server
 }
 
+/// Kills what still runs in cgroup `parent` (relative to every mounted
+/// hierarchy) and removes its directories, deepest first.
+fn remove_cgroups(parent: &str) {
+    let mut dirs = Vec::new();
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        collect_dirs(&h.path().join(parent), &mut dirs);
+    }
+    for _ in 0..50 {
+        let mut any = false;
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter(|l| !l.trim().is_empty()) {
+                any = true;
+                // It may have exited meanwhile.
+                let _ = Command::new("kill").args(["-KILL", pid.trim()]).output();
+            }
+        }
+        if !any {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    out.push(dir.to_path_buf());
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_dirs(&e.path(), out);
+        }
+    }
+}
+
+/// Lazily unmounts everything under `dir` (the sandboxes' pinned
+/// namespaces), so the temp dir can be removed.
+fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).output();
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill_agent(i);
         }
+        // The pods' containers outlive their agents (by design, for agent
+        // restarts): end them, then free their pinned namespaces.
+        for i in 0..self.nodes.len() {
+            remove_cgroups(&format!("{}n{i}", self.cgroup));
+        }
+        unmount_under(self.server.dir.path());
         for n in &self.nodes {
             // Deleting the namespace takes its veths (and the pods' host
             // ends) with it.
