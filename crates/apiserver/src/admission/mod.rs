@@ -14,6 +14,8 @@
 
 mod lister;
 pub mod quota;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

@@ -84,6 +84,10 @@ impl Admission {
                 .quota_store
                 .modify(Some(ns), &name, Target::Status, dry_run, |current| {
                     let mut next = current.clone();
+                    // No resourceVersion: the store's compare-and-swap
+                    // still holds, and a lost race is retried on the
+                    // fresh quota, checked again.
+                    meta::remove(&mut next, "resourceVersion");
                     if let Some(new_used) = charge(current, is_pod, obj, &used).map_err(refuse)? {
                         if let Some(status) = next.get_mut("status").and_then(Value::as_object_mut)
                         {
