@@ -165,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
             .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
             .args(["--kubelet-port", &free_port().to_string()])
             .args(["--registries", "/nonexistent", "--cgroup-parent", &cgroup])
+            .args(["--network-backend", "none"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("agent.log"))?)
             .spawn()?,

@@ -18,9 +18,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a server: datastore, API server and control plane.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a node: the kubelet (or simulated nodes) joined to a server.
-    Agent(agent::AgentArgs),
+    /// Server and agent are boxed: their many flags dwarf the others.
+    Agent(Box<agent::AgentArgs>),
     /// Run and inspect containers with the built-in runtime.
     Ctr(ctr::CtrArgs),
     /// A local multi-node cluster in network namespaces (up/down).
@@ -39,8 +40,8 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server::run(args)),
-        Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Server(args) => runtime.block_on(server::run(*args)),
+        Command::Agent(args) => runtime.block_on(agent::run(*args)),
         Command::Ctr(args) => runtime.block_on(ctr::run(args)),
         Command::Cluster(args) => cluster::run(args),
     }

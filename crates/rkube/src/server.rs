@@ -81,9 +81,11 @@ pub struct ServerArgs {
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
 
-    /// The pod network between nodes: vxlan, host-gw, or none (pods get
-    /// loopback only). Passed to the embedded agent.
-    #[arg(long, default_value = "none")]
+    /// The pod network, on by default: vxlan, host-gw, cni (CNI plugins
+    /// from /opt/cni/bin or /usr/lib/cni, config from /etc/cni/net.d),
+    /// or none (pods get loopback only). Passed to the embedded agent
+    /// (see `rkube agent --help`).
+    #[arg(long, default_value = "vxlan")]
     pub network_backend: String,
 
     /// Ports NodePort Services get theirs from.

@@ -90,6 +90,8 @@ impl Cluster {
             // These shared machines run with little free disk; DiskPressure
             // would taint the node and keep the scheduler away.
             .args(["--eviction-hard", "nodefs.available<1%"])
+            // In the machine's own namespace: no pod network of ours.
+            .args(["--network-backend", "none"])
             .arg("--client-ca-file")
             .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
             .stdout(Stdio::null())
@@ -756,6 +758,8 @@ fn agent_joins_with_the_server_token() {
                 "/nonexistent",
                 "--cgroup-parent",
                 "rkube-test/join",
+                "--network-backend",
+                "none",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -71,6 +71,8 @@ impl Cluster {
             .args(["--kubelet-port", &free_port().to_string()])
             .args(["--cgroup-parent", &format!("rkube-test/{dir_name}")])
             .args(["--registries", "/nonexistent"])
+            // In the machine's own namespace: no pod network of ours.
+            .args(["--network-backend", "none"])
             .arg("--client-ca-file")
             .arg(server.dir.path().join("server/tls/client-ca.crt"))
             .stdout(Stdio::null())

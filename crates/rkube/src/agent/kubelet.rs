@@ -13,6 +13,7 @@ use rkube_kubelet::images::LocalImages;
 use super::AgentArgs;
 
 pub async fn run(mut args: AgentArgs) -> anyhow::Result<()> {
+    network_preflight(&args)?;
     let client = match (&args.kubeconfig, &args.server, &args.token) {
         (Some(path), _, _) => client_from(path).await?,
         (None, Some(server), Some(token)) => {
@@ -50,7 +51,22 @@ pub async fn embedded(client: kube::Client, flags: &[String]) -> anyhow::Result<
     }
     let args =
         Wrap::try_parse_from(std::iter::once("agent".to_string()).chain(flags.iter().cloned()))?;
+    network_preflight(&args.agent)?;
     run_with(client, args.agent).await
+}
+
+/// Refuses to start, in words, where the chosen pod network cannot be
+/// built (not root, no vxlan driver), before anything else is set up.
+fn network_preflight(args: &AgentArgs) -> anyhow::Result<()> {
+    if args.simulate.is_some() {
+        return Ok(());
+    }
+    rkube_network::preflight::check(
+        &rkube_network::cmd::System,
+        args.network_backend,
+        rkube_network::preflight::effective_uid(),
+    )?;
+    Ok(())
 }
 
 async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
@@ -100,7 +116,18 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.cluster_domain = args.cluster_domain.clone();
     config.eviction = rkube_kubelet::node::Thresholds::parse(&args.eviction_hard)
         .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
-    if args.network_backend != rkube_network::node::Backend::None {
+    use rkube_network::node::Backend;
+    if args.network_backend == Backend::Cni {
+        config.network = Some(rkube_network::start_cni(&rkube_network::cni::CniConfig {
+            bin_dirs: args.cni_bin_dir.clone(),
+            conf_dir: args.cni_conf_dir.clone(),
+            cache_dir: config.root.join("cni"),
+        }));
+        match node_ip {
+            std::net::IpAddr::V4(ipv4) => start_services(&client, &args, &node_name, ipv4).await,
+            ip => tracing::warn!(%ip, "no service proxy or cluster DNS without an IPv4 node IP"),
+        }
+    } else if args.network_backend != Backend::None {
         let std::net::IpAddr::V4(ipv4) = node_ip else {
             anyhow::bail!("the pod network needs an IPv4 --node-ip, not {node_ip}");
         };

@@ -64,10 +64,30 @@ pub struct AgentArgs {
     #[arg(long)]
     pub client_ca_file: Option<std::path::PathBuf>,
 
-    /// The pod network: vxlan (VNI 1, port 8472), host-gw, or none
-    /// (pods get loopback only).
-    #[arg(long, default_value = "none")]
+    /// The pod network, on by default: vxlan (a bridge per node, VXLAN
+    /// VNI 1 on UDP 8472 between nodes, as flannel), host-gw (plain
+    /// routes between nodes on one L2 network), cni (standard CNI
+    /// plugins from --cni-bin-dir with the first config of
+    /// --cni-conf-dir), or none (pods get loopback only). vxlan and
+    /// host-gw need root, vxlan the kernel's vxlan module.
+    #[arg(long, default_value = "vxlan", value_name = "vxlan|host-gw|cni|none")]
     pub network_backend: rkube_network::node::Backend,
+
+    /// Directories searched for CNI plugin binaries, in order
+    /// (--network-backend cni; Debian's containernetworking-plugins
+    /// installs into /usr/lib/cni).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "/opt/cni/bin,/usr/lib/cni",
+        value_name = "DIR[,DIR...]"
+    )]
+    pub cni_bin_dir: Vec<PathBuf>,
+
+    /// Directory of CNI network configs (--network-backend cni): the
+    /// first .conflist, .conf or .json in lexical order is used.
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub cni_conf_dir: PathBuf,
 
     /// The cluster's pod range (unreachable outside nodes' podCIDRs;
     /// traffic leaving it is masqueraded).

@@ -25,16 +25,25 @@ impl Agent {
     }
 
     /// `rkube agent` with the admin kubeconfig, the given data dir in the
-    /// server's temp dir, and extra flags.
+    /// server's temp dir, and extra flags. Without a pod network unless
+    /// `extra` asks for one: the default (vxlan) would build a bridge in
+    /// the test machine's own namespace.
     pub fn start(server: &Server, extra: &[String]) -> Agent {
         let n = std::fs::read_dir(server.dir.path()).map_or(0, |d| d.count());
         let log = server.dir.path().join(format!("agent-{n}.log"));
+        let no_net = !extra.iter().any(|a| a.starts_with("--network-backend"));
         let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("agent")
             .arg("--kubeconfig")
             .arg(&server.kubeconfig)
             .arg("--data-dir")
             .arg(server.dir.path().join(format!("agent-{n}")))
+            .args(
+                no_net
+                    .then_some(["--network-backend", "none"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
