@@ -10,8 +10,8 @@
 use crate::cache::Cache;
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::{
-    inter_pod_affinity, node_affinity, node_name, node_ports, node_resources, node_unschedulable,
-    pod_topology_spread, taint_toleration,
+    image_locality, inter_pod_affinity, node_affinity, node_name, node_ports, node_resources,
+    node_unschedulable, pod_topology_spread, taint_toleration,
 };
 use crate::podinfo::PodInfo;
 
@@ -74,6 +74,7 @@ pub struct CycleState {
     pub inter_pod_score: Option<inter_pod_affinity::ScoreState>,
     pub spread: Option<pod_topology_spread::FilterState>,
     pub spread_score: Option<pod_topology_spread::ScoreState>,
+    pub images: Option<image_locality::ScoreState>,
 }
 
 /// A filter plugin (with its pre-filter and pre-filter extensions).
@@ -172,6 +173,7 @@ impl Default for Framework {
                 Box::new(node_resources::BalancedAllocation),
                 Box::new(pod_topology_spread::PodTopologySpread),
                 Box::new(inter_pod_affinity::InterPodAffinity),
+                Box::new(image_locality::ImageLocality),
             ],
         }
     }

@@ -35,6 +35,9 @@ pub struct NodeInfo {
     pub owner_counts: HashMap<String, u32>,
     /// How many of `pods` have pod (anti-)affinity terms.
     pub pods_with_affinity: u32,
+    /// Image sizes by every name the node reports (status.images), for
+    /// ImageLocality.
+    pub images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -59,6 +62,17 @@ impl NodeInfo {
             .and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
         self.allocatable = alloc.map(Resources::from_map).unwrap_or_default();
         self.allowed_pods = alloc.and_then(|a| a.get("pods")).map(value).unwrap_or(0);
+        self.images = node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let size = i.size_bytes.unwrap_or(0);
+                i.names.iter().flatten().map(move |n| (n.clone(), size))
+            })
+            .collect();
     }
 
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {

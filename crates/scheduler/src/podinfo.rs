@@ -145,6 +145,9 @@ pub struct PodInfo {
     /// The merged selectors of the Services selecting the pod when it was
     /// parsed; the default spreading counts the pods they select too.
     pub service_selector: Option<Labels>,
+    /// The normalized images of its init and app containers, for
+    /// ImageLocality (kept only while the pod waits to be placed).
+    pub images: Vec<String>,
     /// Seconds since the epoch the pod started (or was created).
     pub start_time: i64,
     /// The PodScheduled condition as last seen: (status, reason, message).
@@ -221,6 +224,17 @@ impl PodInfo {
             (None, Some(labels)) => listers.services.selecting(&namespace, labels),
             _ => None,
         };
+        let images = match &spec.node_name {
+            None => spec
+                .init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .filter_map(|c| c.image.as_deref())
+                .map(crate::plugins::image_locality::normalize)
+                .collect(),
+            Some(_) => Vec::new(),
+        };
         let start = status
             .and_then(|s| s.start_time.as_ref())
             .or(meta.creation_timestamp.as_ref())
@@ -281,6 +295,7 @@ impl PodInfo {
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
             service_selector,
+            images,
             start_time: start,
             scheduled_condition,
             namespace,

@@ -3,6 +3,7 @@
 //! Upstream counterpart: `pkg/scheduler/framework/plugins`. Reason strings
 //! are upstream's, word for word: users and tools match on them.
 
+pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
