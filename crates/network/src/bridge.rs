@@ -108,6 +108,21 @@ impl PodNetwork for BridgeNetwork {
             ],
         )?;
         ip.run(None, "ip", &["link", "set", &host, "master", BRIDGE, "up"])?;
+        // Hairpin: a pod reaching itself through its Service is DNATed
+        // back to the port it came in on, which a bridge refuses otherwise.
+        ip.run(
+            None,
+            "ip",
+            &[
+                "link",
+                "set",
+                &host,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ],
+        )?;
         let cidr = format!("{addr}/{}", store.net().prefix_len());
         let gw = store.gateway().to_string();
         let inside = Some(netns);
