@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod request;
 mod response;
 mod rest;
+mod review;
 mod scale;
 pub mod serve;
 mod table;

@@ -69,6 +69,9 @@ async fn handle_inner(
         }
         return crate::token::create(server, rs, ns.unwrap_or_default(), name, req).await;
     }
+    if crate::review::is_review(rs.info) {
+        return crate::review::create(server, rs.info, info, req).await;
+    }
     let core = rs.info.group.is_empty();
     let pod_binding =
         core && rs.info.plural == "pods" && info.subresource.as_deref() == Some("binding");

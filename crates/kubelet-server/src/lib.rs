@@ -7,9 +7,10 @@
 //! as `SPDY/3.1+portforward.k8s.io` and the `v4.channel.k8s.io` channel
 //! pairs) and SPDY/3.1 (`v4.channel.k8s.io`, `portforward.k8s.io`).
 //!
-//! Not here yet: authorization beyond a client certificate from the
-//! cluster's client CA (upstream asks the API server with a
-//! SubjectAccessReview), stdin for attach (the built-in runtime gives
+//! Requests are authenticated (client certificate or TokenReview) and
+//! authorized (SubjectAccessReview) through the API server: [`auth`].
+//!
+//! Not here yet: stdin for attach (the built-in runtime gives
 //! containers none), terminal resizes (read and dropped: the runtime
 //! keeps the pty master inside `Runtime::exec`), and the base64 channel
 //! protocols.
@@ -19,6 +20,7 @@
 //! `k8s.io/apimachinery/pkg/util/httpstream/{spdy,wsstream}`. The kubelet
 //! plugs in through [`PodRuntime`]; the agent starts [`serve`].
 
+pub mod auth;
 pub mod exec;
 pub mod logs;
 pub mod portforward;

@@ -1,10 +1,10 @@
 //! The HTTPS listener and the routes of the kubelet API.
 //!
 //! Upstream counterpart: `pkg/kubelet/server/server.go` (`InstallDefaultHandlers`,
-//! `InstallDebuggingHandlers`) with x509 authentication: a client must
-//! present a certificate signed by the cluster's client CA; anonymous
-//! requests get 401. Every authenticated identity may use every endpoint
-//! (the API server's authorization issue will add SubjectAccessReviews).
+//! `InstallDebuggingHandlers`). Every request passes [`crate::auth`]
+//! first: a client certificate from the cluster's client CA or a bearer
+//! token the API server accepts, then a SubjectAccessReview; anonymous
+//! requests get 401, denied ones 403.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use crate::auth::{self, Auth, UserInfo, Verdict};
 use crate::logs::{self, LogOptions};
 use crate::remotecommand::{self, Options};
 use crate::runtime::{LookupError, PodRuntime};
@@ -38,6 +39,8 @@ pub struct Config {
     pub serving: rkube_pki::CertKey,
     /// The CA client certificates must chain to.
     pub client_ca_pem: String,
+    /// TokenReviews and SubjectAccessReviews (the API server).
+    pub auth: Arc<dyn crate::auth::Delegate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,7 @@ pub async fn serve(
     // Upgrades (SPDY, WebSocket) are HTTP/1.1 only.
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let auth = Arc::new(Auth::new(config.auth, config.node_name.clone()));
     let state = Arc::new(State {
         rt,
         node_name: config.node_name,
@@ -84,6 +88,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let state = state.clone();
+        let auth = auth.clone();
         tokio::spawn(async move {
             let tls = match acceptor.accept(tcp).await {
                 Ok(t) => t,
@@ -92,17 +97,26 @@ pub async fn serve(
                     return;
                 }
             };
-            let user = rkube_pki::tls::peer_identity(tls.get_ref().1.peer_certificates())
+            let cert_user = rkube_pki::tls::peer_identity(tls.get_ref().1.peer_certificates())
                 .ok()
-                .flatten();
-            let authenticated = user.is_some();
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
+                .flatten()
+                .map(|id| UserInfo::authenticated(id.common_name, String::new(), id.organizations));
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let (state, auth, cert_user) = (state.clone(), auth.clone(), cert_user.clone());
                 async move {
-                    if !authenticated {
-                        return Ok::<_, Infallible>(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
-                    }
-                    Ok(route(state, req).await)
+                    let token = auth::bearer(req.headers().get(header::AUTHORIZATION));
+                    let verdict = auth
+                        .check(cert_user, token, req.method(), req.uri().path())
+                        .await;
+                    Ok::<_, Infallible>(match verdict {
+                        Verdict::Allowed(_) => route(state, req).await,
+                        Verdict::Unauthenticated => text(StatusCode::UNAUTHORIZED, "Unauthorized"),
+                        Verdict::Forbidden(msg) => text(StatusCode::FORBIDDEN, msg),
+                        Verdict::Failed(e) => {
+                            tracing::warn!(error = %e, "kubelet SubjectAccessReview failed");
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+                        }
+                    })
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()

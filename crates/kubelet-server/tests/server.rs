@@ -15,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::Pod;
 use rkube_containers::runtime::logs::{Stream, Writer};
 use rkube_containers::runtime::{ExecConfig, ExecIo, Stats};
+use rkube_kubelet_server::auth::{Attributes, Decision, Delegate, UserInfo};
 use rkube_kubelet_server::spdy::{Codec, Frame, FLAG_FIN};
 use rkube_kubelet_server::{
     serve, ws, Config, ContainerInfo, ContainerStats, LookupError, PodNetwork, PodRuntime,
@@ -120,6 +121,28 @@ impl PodRuntime for Fake {
     }
 }
 
+/// The API server's reviews: the token "viewer-token" is the user
+/// "viewer", who may read stats but not use the `proxy` subresource.
+struct Reviews;
+
+#[async_trait]
+impl Delegate for Reviews {
+    async fn review_token(&self, token: &str) -> Result<Option<UserInfo>, String> {
+        Ok((token == "viewer-token").then(|| UserInfo {
+            name: "viewer".into(),
+            uid: "v-1".into(),
+            groups: vec![],
+        }))
+    }
+
+    async fn review_access(&self, a: &Attributes) -> Result<Decision, String> {
+        Ok(Decision {
+            allowed: a.user.name != "viewer" || a.subresource != "proxy",
+            reason: String::new(),
+        })
+    }
+}
+
 struct Harness {
     addr: std::net::SocketAddr,
     ca: Ca,
@@ -153,6 +176,7 @@ async fn start() -> Harness {
         node_name: "node-1".into(),
         serving,
         client_ca_pem: ca.cert_pem().to_string(),
+        auth: Arc::new(Reviews),
     };
     tokio::spawn(serve(listener, config, fake.clone()));
     Harness {
@@ -235,6 +259,20 @@ async fn anonymous_clients_are_rejected_and_plain_endpoints_answer() {
     let h = start().await;
     let resp = h.request(false, "GET", "/pods", &[]).await;
     assert_eq!(resp.status(), 401);
+    let unknown = [("authorization", "Bearer nope")];
+    let resp = h.request(false, "GET", "/pods", &unknown).await;
+    assert_eq!(resp.status(), 401);
+    // A token the API server accepts: authorized per subresource.
+    let viewer = [("authorization", "Bearer viewer-token")];
+    let resp = h.request(false, "GET", "/stats/summary", &viewer).await;
+    assert_eq!(resp.status(), 200);
+    let resp = h.request(false, "GET", "/pods", &viewer).await;
+    assert_eq!(resp.status(), 403);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "Forbidden (user=viewer, verb=get, resource=nodes, subresource=proxy)"
+    );
     assert_eq!(h.get_text("/healthz").await, (200, "ok".into()));
     let (code, body) = h.get_text("/pods").await;
     assert_eq!(code, 200);

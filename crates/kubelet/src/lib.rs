@@ -19,6 +19,7 @@ mod manager;
 pub mod node;
 pub mod probes;
 pub mod quantity;
+pub mod reviews;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
@@ -179,6 +180,9 @@ pub async fn run(
             node_name: shared.config.node_name.clone(),
             serving: tls.serving,
             client_ca_pem: tls.client_ca_pem,
+            auth: Arc::new(reviews::ApiReviews {
+                client: shared.client.clone(),
+            }),
         };
         tokio::spawn(async move {
             if let Err(e) = rkube_kubelet_server::serve(listener, config, api).await {

@@ -900,3 +900,101 @@ fn static_pods_and_a_deployment() {
     let up = ps.lines().filter(|l| l.contains(" Up ")).count();
     assert_eq!(up, 4, "{ps}");
 }
+
+/// `curl -sk` against the kubelet API; returns (HTTP code, body).
+fn curl_kubelet(port: u16, path: &str, token: Option<&str>) -> (String, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sk", "--max-time", "30", "-w", "\n%{http_code}"]);
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    let out = cmd
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_string(), body.to_string())
+}
+
+#[test]
+fn kubelet_api_delegates_authn_and_authz_to_the_api_server() {
+    let c = Cluster::start("kubelet-authz");
+    // Anonymous: 401, as upstream with anonymous auth off.
+    let (code, body) = curl_kubelet(c.port, "/pods", None);
+    assert_eq!((code.as_str(), body.as_str()), ("401", "Unauthorized"));
+    let (code, _) = curl_kubelet(c.port, "/pods", Some("not-a-token"));
+    assert_eq!(code, "401");
+    // A service account token is checked with a TokenReview, the request
+    // with a SubjectAccessReview.
+    let token = c.ok(&["create", "token", "default"]);
+    let (code, body) = curl_kubelet(c.port, "/pods", Some(token.trim()));
+    assert_eq!(code, "200", "{body}\n{}", c.agent_logs());
+    assert!(body.contains("\"kind\":\"PodList\""), "{body}");
+    let (code, body) = curl_kubelet(c.port, "/stats/summary", Some(token.trim()));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("\"nodeName\":\"kubelet-authz\""), "{body}");
+
+    // The reviews as kubectl sees them.
+    let tr = c.server.ok_stdin(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username}",
+        ],
+        &format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nmetadata: {{}}\nspec:\n  token: {}\n",
+            token.trim()
+        ),
+    );
+    assert_eq!(tr, "true system:serviceaccount:default:default");
+    let tr = c.server.ok_stdin(
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated}|{.status.error}",
+        ],
+        "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nmetadata: {}\nspec:\n  token: nope\n",
+    );
+    assert_eq!(tr, "|invalid bearer token");
+    let sar = |groups: &str| {
+        c.server.ok_stdin(
+            &["create", "-f", "-", "-o", "jsonpath={.status.allowed}"],
+            &format!(
+                "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nmetadata: {{}}\nspec:\n  user: system:node:x\n  groups: {groups}\n  resourceAttributes:\n    verb: get\n    resource: nodes\n    subresource: proxy\n    name: kubelet-authz\n"
+            ),
+        )
+    };
+    assert_eq!(sar("[system:authenticated]"), "true");
+    assert_eq!(sar("[system:unauthenticated]"), "false");
+    let out = c.server.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: authorization.k8s.io/v1\nkind: SubjectAccessReview\nmetadata: {}\nspec:\n  user: bob\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.resourceAttributes: Invalid value")
+            && err.contains(
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified"
+            ),
+        "{err}"
+    );
+
+    // The API server's own client certificate still passes (logs go
+    // through /containerLogs, authorized as nodes/proxy).
+    c.apply(&pod_yaml(
+        "authz-logs",
+        &c.node,
+        &format!("  containers:\n  - name: c\n    image: {IMAGE}\n    command: [sh, -c, 'echo hello-authz; sleep 3600']\n"),
+    ));
+    c.wait_running("authz-logs");
+    let ok = eventually(Duration::from_secs(30), || {
+        String::from_utf8_lossy(&c.server.kubectl(&["logs", "authz-logs"]).stdout)
+            .contains("hello-authz")
+    });
+    assert!(ok, "{}", c.agent_logs());
+}
