@@ -486,3 +486,27 @@ fn affinity_namespace_selectors_match_namespace_labels() {
     let ok = eventually(WAIT, || node_of(&s, "default", "with-b2") == "n2");
     assert!(ok, "{}", s.ok(&["describe", "pod", "with-b2"]));
 }
+
+#[test]
+fn image_locality_prefers_the_node_holding_the_image() {
+    let s = start(&["--disable-controller-manager"]);
+    // 800 MiB on one node of two: half of it counts, about 38 of 100.
+    let holder = node("holder", "4").replace(
+        "status:\n",
+        "status:\n  images:\n  - names: [\"registry.local/big:1\"]\n    sizeBytes: 838860800\n",
+    );
+    s.ok_stdin(&["apply", "-f", "-"], &(node("plain", "4") + &holder));
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "node", "holder"],
+            "{.status.images[0].sizeBytes}"
+        ),
+        "838860800"
+    );
+    let p = pod("big", "default", "app: big", "100m", "")
+        .replace("image: busybox", "image: registry.local/big:1");
+    s.ok_stdin(&["apply", "-f", "-"], &p);
+    let ok = eventually(WAIT, || node_of(&s, "default", "big") == "holder");
+    assert!(ok, "{}", s.ok(&["describe", "pod", "big"]));
+}
