@@ -191,7 +191,8 @@ impl World {
         everything: bool,
     ) -> (Option<BTreeSet<String>>, Vec<ServicePort>) {
         let dirty = std::mem::take(&mut self.dirty);
-        if everything || std::mem::take(&mut self.full) {
+        let full = std::mem::take(&mut self.full);
+        if everything || full {
             let mut ports: Vec<ServicePort> = self
                 .services
                 .keys()

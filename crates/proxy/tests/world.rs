@@ -96,8 +96,16 @@ fn a_relist_syncs_everything_then_only_touched_services() {
     );
     assert!(ports.is_empty());
 
-    // After a failed sync the caller asks for everything.
+    // After a failed sync the caller asks for everything; then partial
+    // syncs again.
     let (which, ports) = w.take_changes(&node(), true);
     assert!(which.is_none());
     assert_eq!(ports.len(), 1);
+    assert!(w.take_changes(&node(), false).0.is_some());
+
+    // A relist asks for everything once, even if the caller also did.
+    w.service_event(Event::Init);
+    w.service_event(Event::InitDone);
+    assert!(w.take_changes(&node(), true).0.is_none());
+    assert!(w.take_changes(&node(), false).0.is_some());
 }
