@@ -18,6 +18,19 @@ node exists, so the scheduler keeps them all queued, its worst case.
     PODS=1000 python3 bench/memory.py        # quick run
     RKUBE_BIN=/tmp/rkube CONFIGS=api,cm python3 bench/memory.py
 
+To compare builds, name several binaries; the first is the baseline and
+every row also gets its ratio to the baseline's row, in the same run (the
+machine's load changes from run to run, so readings from different runs
+do not compare well):
+
+    BINS=before=/tmp/rkube-old,after=target/release/rkube python3 bench/memory.py
+
+An ad-hoc configuration is `CONFIG_<name>="<flags>"` plus its name in
+CONFIGS, e.g. to see what the garbage collector costs:
+
+    CONFIG_nogc="--disable-scheduler --disable-agent --controllers=*,-garbagecollector" \
+        CONFIGS=api,cm,nogc python3 bench/memory.py
+
 Only the Python standard library is needed. Results: docs/PERF.md, "Memory".
 """
 import base64
@@ -36,6 +49,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("RKUBE_BIN", os.path.join(ROOT, "target/release/rkube"))
+# label=path pairs; the first is the baseline.
+BINS = [tuple(b.split("=", 1)) for b in os.environ.get("BINS", "release=" + BIN).split(",")]
 PODS = int(os.environ.get("PODS", "10000"))
 CLIENTS = 16
 NS = "bench"
@@ -112,13 +127,13 @@ def rss_mib(pid):
 
 
 class Server:
-    def __init__(self, flags):
+    def __init__(self, binary, flags):
         self.dir = tempfile.mkdtemp(prefix="rkube-mem-")
         self.port = free_port()
         kubeconfig = os.path.join(self.dir, "kubeconfig.yaml")
         self.log = open(os.path.join(self.dir, "server.log"), "w")
         self.proc = subprocess.Popen(
-            [BIN, "server", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
+            [binary, "server", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
              "--https-listen-port", str(self.port), "--write-kubeconfig", kubeconfig] + flags,
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + float(os.environ.get("READY_TIMEOUT", "60"))
@@ -220,8 +235,20 @@ def settle(server, quiet=5.0, limit=120.0):
     return server.rss()
 
 
-def measure(name, flags):
-    server = Server(flags)
+def config_flags(name):
+    if name in ALL_CONFIGS:
+        return ALL_CONFIGS[name]
+    extra = os.environ.get("CONFIG_" + name)
+    if extra is None:
+        raise SystemExit("unknown configuration %r: set CONFIG_%s" % (name, name))
+    return extra.split()
+
+
+LABELS = {"api": "API server alone", "cm": "+ controller manager", "sched": "+ scheduler"}
+
+
+def measure(label, binary, name, flags):
+    server = Server(binary, flags)
     try:
         idle = settle(server, quiet=3.0, limit=30.0)
         status, data = server.request("POST", "/api/v1/namespaces", json.dumps(
@@ -234,7 +261,7 @@ def measure(name, flags):
         status, data = server.request("GET", "/api/v1/namespaces/%s/pods/bench-pod-%05d" % (NS, PODS // 2))
         if status != 200:
             raise RuntimeError("get: %d" % status)
-        row = {"config": name, "idle": idle, "after_creates": after, "settled": loaded,
+        row = {"bin": label, "config": name, "idle": idle, "after_creates": after, "settled": loaded,
                "creates_per_s": rate, "pod_bytes": len(data)}
         print(json.dumps(row), file=sys.stderr, flush=True)
         return row
@@ -244,19 +271,30 @@ def measure(name, flags):
 
 def main():
     names = os.environ.get("CONFIGS", ",".join(ALL_CONFIGS)).split(",")
-    rows = [measure(n, ALL_CONFIGS[n]) for n in names]
-    base = rows[0]["settled"]
-    print("| server | RSS idle, MiB | RSS with %d pods, MiB | added by the component, MiB | pod creates/s |" % PODS)
-    print("| --- | ---: | ---: | ---: | ---: |")
-    prev = None
-    for r in rows:
-        added = "-" if prev is None else "%.0f" % (r["settled"] - prev)
-        print("| %s | %.0f | %.0f | %s | %.0f |" % (
-            {"api": "API server alone", "cm": "+ controller manager", "sched": "+ scheduler"}[r["config"]],
-            r["idle"], r["settled"], added, r["creates_per_s"]))
-        prev = r["settled"]
-    print("\nratio to the API server alone: " + ", ".join(
-        "%s %.2f" % (r["config"], r["settled"] / base) for r in rows))
+    # Interleave the binaries per configuration so a change in the
+    # machine's load hits both sides of a comparison alike.
+    rows = {}
+    for n in names:
+        for label, binary in BINS:
+            rows[(label, n)] = measure(label, binary, n, config_flags(n))
+    base_label = BINS[0][0]
+    print("| binary | server | RSS idle, MiB | RSS with %d pods, MiB | added by the component, MiB "
+          "| ratio to %s | pod creates/s |" % (PODS, base_label))
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for label, _ in BINS:
+        prev = None
+        for n in names:
+            r = rows[(label, n)]
+            added = "-" if prev is None else "%.0f" % (r["settled"] - prev)
+            ratio = r["settled"] / rows[(base_label, n)]["settled"]
+            print("| %s | %s | %.0f | %.0f | %s | %.2f | %.0f |" % (
+                label, LABELS.get(n, n), r["idle"], r["settled"], added, ratio,
+                r["creates_per_s"]))
+            prev = r["settled"]
+    for label, _ in BINS:
+        base = rows[(label, names[0])]["settled"]
+        print("%s: ratio to %s alone: %s" % (label, names[0], ", ".join(
+            "%s %.2f" % (n, rows[(label, n)]["settled"] / base) for n in names)))
 
 
 if __name__ == "__main__":
