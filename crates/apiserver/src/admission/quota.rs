@@ -14,7 +14,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use rkube_api::catalog::ResourceInfo;
 use rkube_machinery::{FieldError, StatusError};
-use rkube_registry::admission::quota::{charge, usage};
+use rkube_registry::admission::quota::{charge, update_delta, usage, Usage};
 use rkube_registry::{meta, DeletePolicy, Strategy, Target};
 use serde_json::Value;
 
@@ -25,8 +25,7 @@ fn ignored(info: &ResourceInfo) -> bool {
     !info.namespaced || info.plural == "events"
 }
 
-/// `strategy` with quota admission on create, for the resources quota
-/// can count.
+/// `strategy` with quota admission, for the resources quota can count.
 pub fn wrap(
     info: &'static ResourceInfo,
     strategy: Arc<dyn Strategy>,
@@ -42,7 +41,8 @@ pub fn wrap(
     })
 }
 
-/// A resource's strategy with quota admission before every create.
+/// A resource's strategy with quota admission before every create, and
+/// before the updates that grow what a Service or claim uses.
 pub struct QuotaStrategy {
     info: &'static ResourceInfo,
     inner: Arc<dyn Strategy>,
@@ -56,6 +56,7 @@ impl Admission {
         &self,
         info: &ResourceInfo,
         obj: &Value,
+        used: &Usage,
         dry_run: bool,
     ) -> Result<(), StatusError> {
         let ns = meta::namespace(obj);
@@ -68,14 +69,13 @@ impl Admission {
             return Ok(());
         }
         let is_pod = info.group.is_empty() && info.plural == "pods";
-        let used = usage(info.group, info.plural, obj);
         let gr = rkube_machinery::GroupResource::new(info.group, info.plural);
         let refuse = |reason: String| StatusError::forbidden(&gr, meta::name(obj), reason);
         // Check every quota against the cached view first, so a refusal
         // charges none of them.
         let mut counting = Vec::new();
         for q in &quotas {
-            if charge(q, is_pod, obj, &used).map_err(refuse)?.is_some() {
+            if charge(q, is_pod, obj, used).map_err(refuse)?.is_some() {
                 counting.push(meta::name(q).to_string());
             }
         }
@@ -88,7 +88,7 @@ impl Admission {
                     // still holds, and a lost race is retried on the
                     // fresh quota, checked again.
                     meta::remove(&mut next, "resourceVersion");
-                    if let Some(new_used) = charge(current, is_pod, obj, &used).map_err(refuse)? {
+                    if let Some(new_used) = charge(current, is_pod, obj, used).map_err(refuse)? {
                         if let Some(status) = next.get_mut("status").and_then(Value::as_object_mut)
                         {
                             status.insert("used".into(), Value::Object(new_used));
@@ -180,7 +180,11 @@ impl Strategy for QuotaStrategy {
     ) -> BoxFuture<'a, Result<(), StatusError>> {
         Box::pin(async move {
             self.inner.before_create(obj, dry_run).await?;
-            let charged = self.admission.charge_quotas(self.info, obj, dry_run).await;
+            let used = usage(self.info.group, self.info.plural, obj);
+            let charged = self
+                .admission
+                .charge_quotas(self.info, obj, &used, dry_run)
+                .await;
             if charged.is_err() && !dry_run {
                 // Give back what the inner strategy took (a Service's IPs).
                 let _ = self.inner.release(&Value::Null, obj).await;
@@ -195,7 +199,23 @@ impl Strategy for QuotaStrategy {
         old: &'a Value,
         dry_run: bool,
     ) -> BoxFuture<'a, Result<(), StatusError>> {
-        self.inner.before_update(new, old, dry_run)
+        Box::pin(async move {
+            self.inner.before_update(new, old, dry_run).await?;
+            // Only growth is charged (upstream charges the delta of an
+            // update); most updates grow nothing and stop here.
+            let grown = update_delta(self.info.group, self.info.plural, new, old);
+            if grown.is_empty() {
+                return Ok(());
+            }
+            let charged = self
+                .admission
+                .charge_quotas(self.info, new, &grown, dry_run)
+                .await;
+            if charged.is_err() && !dry_run {
+                let _ = self.inner.release(old, new).await;
+            }
+            charged
+        })
     }
 
     fn release<'a>(

@@ -207,6 +207,26 @@ pub fn usage(group: &str, plural: &str, obj: &Value) -> Usage {
     usage
 }
 
+/// What updating `old` to `new` adds to its namespace's use: the growth
+/// of each resource, for the kinds whose updates quota charges (a Service
+/// turned NodePort or LoadBalancer, a claim resized); empty otherwise.
+pub fn update_delta(group: &str, plural: &str, new: &Value, old: &Value) -> Usage {
+    if !matches!(
+        (group, plural),
+        ("", "services") | ("", "persistentvolumeclaims")
+    ) {
+        return Usage::new();
+    }
+    let before = usage(group, plural, old);
+    usage(group, plural, new)
+        .into_iter()
+        .filter_map(|(k, (q, binary))| {
+            let prev = before.get(&k).map_or(Quantity::default(), |p| p.0);
+            (q > prev).then(|| (k, (Quantity::from_nanos(q.nanos() - prev.nanos()), binary)))
+        })
+        .collect()
+}
+
 /// Whether a pod is BestEffort: no container requests or limits anything.
 fn best_effort(pod: &Value) -> bool {
     let spec = pod.get("spec").unwrap_or(&Value::Null);

@@ -191,3 +191,20 @@ fn scoped_quotas_select_pods_by_scope() {
         Ok(None)
     );
 }
+
+#[test]
+fn updates_charge_only_growth_of_services_and_claims() {
+    let old = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
+    let new = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
+    let delta = quota::update_delta("", "services", &new, &old);
+    assert_eq!(delta.keys().collect::<Vec<_>>(), ["services.nodeports"]);
+    let small = json!({"spec": {"resources": {"requests": {"storage": "1Gi"}}}});
+    let big = json!({"spec": {"resources": {"requests": {"storage": "3Gi"}}}});
+    let delta = quota::update_delta("", "persistentvolumeclaims", &big, &small);
+    assert_eq!(
+        crate::resources::quantity::format(delta["requests.storage"].0, true),
+        "2Gi"
+    );
+    assert!(quota::update_delta("", "persistentvolumeclaims", &small, &big).is_empty());
+    assert!(quota::update_delta("", "configmaps", &new, &old).is_empty());
+}

@@ -136,6 +136,11 @@ impl Quantity {
         Quantity(i128::from(n) * 1_000_000_000)
     }
 
+    /// A quantity of `n` nano-units.
+    pub fn from_nanos(n: i128) -> Quantity {
+        Quantity(n)
+    }
+
     pub fn plus(self, other: Quantity) -> Quantity {
         Quantity(self.0 + other.0)
     }
