@@ -210,16 +210,22 @@ pub async fn run(
     }
     let api: Api<Node> = Api::all(client);
     let (store, writer) = reflector::store::<Node>();
-    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
-        .default_backoff()
-        .touched_objects();
+    let stream =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff();
     futures::pin_mut!(stream);
     let mut published = false;
     let mut programmed: BTreeMap<String, Peer> = BTreeMap::new();
     while let Some(ev) = stream.next().await {
-        if let Err(e) = ev {
-            tracing::warn!(error = %e, "node watch");
-            continue;
+        match ev {
+            Err(e) => {
+                tracing::warn!(error = %e, "node watch");
+                continue;
+            }
+            // The store takes a (re-)list's objects only at InitDone; an
+            // agent restarting on an existing Node sees nothing but the
+            // list, so InitDone must count (touched_objects skips it).
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(_) => {}
         }
         let nodes = store.state();
         let me = nodes
