@@ -200,6 +200,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sweeps_pause_in_proportion_to_their_cost() {
+        assert_eq!(pause_after(Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            pause_after(Duration::from_millis(40)),
+            Duration::from_millis(360)
+        );
+    }
+
+    #[test]
     fn trim_keeps_what_graph_nodes_read() {
         let owner = OwnerReference {
             uid: "rs-1".into(),
