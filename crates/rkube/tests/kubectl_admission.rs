@@ -83,6 +83,31 @@ fn resource_quota_refuses_what_would_exceed_it() {
         ),
         "{err}"
     );
+    // Updates are charged for what they add: a ClusterIP Service turned
+    // NodePort wants a node port the quota does not have.
+    server.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "inside",
+        "-n",
+        "q",
+        "--tcp=80:80",
+    ]);
+    let err = server.fails(&[
+        "patch",
+        "service",
+        "inside",
+        "-n",
+        "q",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert_eq!(
+        err,
+        "Error from server (Forbidden): services \"inside\" is forbidden: exceeded quota: pods, \
+         requested: services.nodeports=1, used: services.nodeports=0, limited: services.nodeports=0\n"
+    );
     // A quota on compute resources needs them stated per container.
     server.ok(&["create", "namespace", "compute"]);
     server.ok(&[
