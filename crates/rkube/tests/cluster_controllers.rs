@@ -556,12 +556,14 @@ fn quota_usage_shows_in_describe_and_finished_jobs_expire() {
     assert!(described.contains("Resource"), "{described}");
 
     // The Job counts while it exists; it runs `true`, finishes, and is
-    // deleted 5 s later.
+    // deleted 5 s later. Its pod states cpu and memory requests, which
+    // quota admission requires while the quota limits them.
     server.ok_stdin(
         &["apply", "-f", "-"],
         "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: once\n  namespace: team\nspec:\n  \
          ttlSecondsAfterFinished: 5\n  template:\n    spec:\n      restartPolicy: Never\n      \
-         containers:\n      - name: main\n        image: busybox:1.36\n        command: [\"true\"]\n",
+         containers:\n      - name: main\n        image: busybox:1.36\n        command: [\"true\"]\n        \
+         resources:\n          requests: {cpu: 100m, memory: 64Mi}\n",
     );
     wait_quota(&server, "count/jobs.batch", "1");
     let ok = eventually(Duration::from_secs(60), || {
