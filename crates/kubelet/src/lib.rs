@@ -17,6 +17,7 @@ pub mod images;
 pub mod lookup;
 mod manager;
 pub mod node;
+pub mod ownership;
 pub mod probes;
 pub mod quantity;
 pub mod reviews;

@@ -2,14 +2,15 @@
 //! type checks, configMap, secret, downwardAPI, projected (with
 //! serviceAccountToken refreshed at 80% of its lifetime), and claims bound
 //! to hostPath/local PVs; then each container's volumeMounts (subPath,
-//! readOnly) as runtime bind mounts.
+//! readOnly) as runtime bind mounts. With `fsGroup`, the kubelet's own
+//! volumes (not hostPath or claims) get the group ([`crate::ownership`]).
 //!
 //! Upstream counterpart: the volume manager and the plugins under
 //! `pkg/volume/` (emptydir, hostpath, configmap, secret, downwardapi,
 //! projected, local), laid out as the kubelet lays them out under
 //! `pods/<uid>/volumes/<plugin>/<name>`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,6 +21,7 @@ use rkube_containers::runtime::{Mount, Propagation};
 use crate::atomic::{self, File};
 use crate::env::{field_value, resource_value, NodeFacts};
 use crate::lookup::{Lookup, TokenAsk};
+use crate::ownership::{self, FsGroup};
 
 const DEFAULT_MODE: i32 = 0o644;
 
@@ -42,6 +44,9 @@ pub struct PodVolumes {
     dir: PathBuf,
     pub mounted: HashMap<String, Mounted>,
     tokens: HashMap<TokenAsk, Token>,
+    /// Volumes whose fsGroup ownership is applied (once for emptyDir,
+    /// again on every content change of the kubelet-written ones).
+    owned: HashSet<String>,
 }
 
 impl PodVolumes {
@@ -51,6 +56,7 @@ impl PodVolumes {
             dir: pod_dir.join("volumes"),
             mounted: HashMap::new(),
             tokens: HashMap::new(),
+            owned: HashSet::new(),
         }
     }
 
@@ -86,10 +92,16 @@ impl PodVolumes {
     ) -> Result<Mounted, String> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let io = |e: std::io::Error| e.to_string();
+        let fs_group = FsGroup::of(pod);
         if let Some(e) = &v.empty_dir {
             let dir = self.plugin_dir("kubernetes.io~empty-dir", &v.name);
+            let fresh = !self.owned.contains(&v.name);
             std::fs::create_dir_all(&dir).map_err(io)?;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            if fresh {
+                // Only once: fsGroup's setgid bit must survive refreshes.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io)?;
+            }
             if e.medium.as_deref() == Some("Memory") && !is_mounted(&dir) {
                 let size = e
                     .size_limit
@@ -98,6 +110,12 @@ impl PodVolumes {
                     .unwrap_or(node.allocatable_memory)
                     .max(4096);
                 mount_tmpfs(&dir, size)?;
+            }
+            if fresh {
+                if let Some(g) = fs_group {
+                    ownership::apply(&dir, g, false).map_err(io)?;
+                }
+                self.owned.insert(v.name.clone());
             }
             return Ok(Mounted {
                 path: dir,
@@ -169,7 +187,13 @@ impl PodVolumes {
             return Err("unsupported volume type".into());
         };
         let dir = self.plugin_dir(plugin, &v.name);
-        atomic::write(&dir, &payload).map_err(io)?;
+        let changed = atomic::write(&dir, &payload).map_err(io)?;
+        if changed || !self.owned.contains(&v.name) {
+            if let Some(g) = fs_group {
+                ownership::apply(&dir, g, true).map_err(io)?;
+            }
+            self.owned.insert(v.name.clone());
+        }
         Ok(Mounted {
             path: dir,
             read_only: true,

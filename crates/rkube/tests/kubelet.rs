@@ -998,3 +998,30 @@ fn kubelet_api_delegates_authn_and_authz_to_the_api_server() {
     });
     assert!(ok, "{}", c.agent_logs());
 }
+
+#[test]
+fn fs_group_owns_volumes_and_joins_the_groups() {
+    let c = Cluster::start("kubelet-fsgroup");
+    c.ok(&["create", "configmap", "fsg", "--from-literal=key=value"]);
+    c.apply(&pod_yaml(
+        "fsg",
+        &c.node,
+        &format!(
+            "  securityContext:\n    fsGroup: 2345\n  containers:\n  - name: c\n    image: {IMAGE}\n    command: [sh, -c, 'touch /data/new; sleep 3600']\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n    - {{name: cm, mountPath: /cm}}\n  volumes:\n  - {{name: data, emptyDir: {{}}}}\n  - {{name: cm, configMap: {{name: fsg}}}}\n"
+        ),
+    ));
+    c.wait_running("fsg");
+    let exec = |cmd: &str| c.ok(&["exec", "fsg", "--", "sh", "-c", cmd]);
+    // emptyDir: group and setgid directory (0777 | 02000 as upstream);
+    // files created inside inherit the group.
+    assert_eq!(exec("stat -c '%g %a' /data").trim(), "2345 2777");
+    let ok = eventually(Duration::from_secs(30), || {
+        exec("stat -c %g /data/new 2>/dev/null || true").trim() == "2345"
+    });
+    assert!(ok, "{}", exec("ls -ln /data"));
+    // configMap: read-only mask, group on the files.
+    assert_eq!(exec("stat -L -c '%g %a' /cm/key").trim(), "2345 644");
+    // The container's processes carry the group.
+    let groups = exec("id -G");
+    assert!(groups.split_whitespace().any(|g| g == "2345"), "{groups}");
+}
