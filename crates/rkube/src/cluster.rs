@@ -327,3 +327,48 @@ fn ready(node: &k8s_openapi::api::core::v1::Node) -> Result<(), String> {
         None => Err("no Ready condition yet".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{Node, NodeCondition, NodeStatus};
+
+    use super::*;
+
+    fn node(ready: Option<(&str, &str)>) -> Node {
+        Node {
+            status: Some(NodeStatus {
+                conditions: ready.map(|(status, message)| {
+                    vec![NodeCondition {
+                        type_: "Ready".into(),
+                        status: status.into(),
+                        message: Some(message.into()),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_reads_the_ready_condition() {
+        assert_eq!(ready(&node(Some(("True", "")))), Ok(()));
+        assert_eq!(
+            ready(&node(Some(("False", "PLEG is not healthy")))),
+            Err("Ready=False PLEG is not healthy".into())
+        );
+        assert_eq!(ready(&node(None)), Err("no Ready condition yet".into()));
+    }
+
+    #[test]
+    fn names_and_subnets() {
+        assert_eq!(node_name("dev", 0), "dev-server");
+        assert_eq!(node_name("dev", 2), "dev-agent-2");
+        assert_eq!(netns("dev", 1), "rk-dev-1");
+        for name in ["a", "dev", "rkube", "zzzzzzzz"] {
+            assert!((100..200).contains(&subnet(name)), "{name}");
+        }
+        assert_eq!(subnet("dev"), subnet("dev"));
+    }
+}

@@ -598,6 +598,27 @@ impl Drop for Down<'_> {
 #[test]
 fn cluster_up_returns_with_nodes_ready_and_down_removes_everything() {
     let state = tempfile::tempdir().unwrap();
+    // Bad input: clear errors before anything is made.
+    for (args, want) in [
+        (&["--nodes", "0"][..], "--nodes must be at least 1"),
+        (
+            &["--name", "no-dash"],
+            "--name must be 1-8 letters or digits",
+        ),
+        (
+            &["--name", "waytoolongname"],
+            "--name must be 1-8 letters or digits",
+        ),
+    ] {
+        let mut all = vec!["up", "--state-dir", state.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = rkube_cluster(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
     let name = format!("mt{}", std::process::id() % 100_000);
     let dir = state.path().join(&name);
     for i in 0..2 {
