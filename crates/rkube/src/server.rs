@@ -88,6 +88,16 @@ pub struct ServerArgs {
     #[arg(long, default_value = "vxlan")]
     pub network_backend: String,
 
+    /// CNI plugin directories for --network-backend cni (comma-separated;
+    /// the embedded agent's default when not given).
+    #[arg(long, value_name = "DIR[,DIR...]")]
+    pub cni_bin_dir: Option<String>,
+
+    /// CNI config directory for --network-backend cni (the embedded
+    /// agent's default, /etc/cni/net.d, when not given).
+    #[arg(long, value_name = "DIR")]
+    pub cni_conf_dir: Option<String>,
+
     /// Ports NodePort Services get theirs from.
     #[arg(long, default_value = "30000-32767")]
     pub service_node_port_range: String,
@@ -337,6 +347,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             format!("--cluster-cidr={}", args.cluster_cidr),
             format!("--service-cidr={}", args.service_cluster_ip_range),
         ]);
+        if let Some(dirs) = &args.cni_bin_dir {
+            flags.push(format!("--cni-bin-dir={dirs}"));
+        }
+        if let Some(dir) = &args.cni_conf_dir {
+            flags.push(format!("--cni-conf-dir={dir}"));
+        }
         if let Some(ip) = args.node_ip {
             flags.extend(["--node-ip".to_string(), ip.to_string()]);
         }
