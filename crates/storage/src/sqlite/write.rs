@@ -197,6 +197,15 @@ impl Writer {
         .optional()
     }
 
+    /// Whether `key` is live, without reading its value (a create only
+    /// needs to know).
+    fn exists(&self, key: &str) -> rusqlite::Result<bool> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM current WHERE key = ?1")?;
+        stmt.exists([key.as_bytes()])
+    }
+
     #[allow(clippy::type_complexity)]
     fn apply_one(
         &self,
@@ -205,7 +214,7 @@ impl Writer {
     ) -> rusqlite::Result<Result<(Written, WatchEvent)>> {
         match op {
             WriteOp::Create { key, value, ttl } => {
-                if self.live(&key)?.is_some() {
+                if self.exists(&key)? {
                     return Ok(Err(Error::AlreadyExists { key }));
                 }
                 self.insert_log(rev, &key, rev, None, false, &value)?;
