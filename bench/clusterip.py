@@ -126,7 +126,8 @@ class Bed:
 
     def sh(self, ns, *args, input=None):
         cmd = (["ip", "netns", "exec", self.name(ns)] if ns else []) + list(args)
-        r = subprocess.run(cmd, input=input, capture_output=True, text=True)
+        # Bounded: a stuck run fails loudly instead of hanging the bench.
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)}: {r.stderr.strip()}")
         return r.stdout
@@ -198,9 +199,8 @@ class Bed:
                  "endpointSlices": [eps("local", "10.42.1.3", "n1"), eps("remote", "10.42.2.2", "n2")]}
         for node in ("n1", "n2"):
             world["node"] = node
-            script = subprocess.run(
-                ["cargo", "run", "-q", "-p", "rkube-proxy", "--example", "nft_rules"],
-                cwd=REPO, input=json.dumps(world), capture_output=True, text=True)
+            script = subprocess.run(rules_cmd(), cwd=REPO, input=json.dumps(world),
+                                    capture_output=True, text=True)
             if script.returncode != 0:
                 raise SystemExit(f"nft_rules: {script.stderr}")
             self.sh(node, "nft", "-f", "-", input=script.stdout)
@@ -216,6 +216,18 @@ class Bed:
             p.wait()
         for n in self.ns:
             subprocess.run(["ip", "netns", "del", self.name(n)], capture_output=True)
+
+
+def rules_cmd():
+    """The renderer: the built example when it is newer than the proxy's
+    sources (cargo run would wait for the shared build lock), else cargo."""
+    exe = os.path.join(REPO, "target", "debug", "examples", "nft_rules")
+    src = os.path.join(REPO, "crates", "proxy")
+    newest = max(os.path.getmtime(os.path.join(d, f))
+                 for d, _, fs in os.walk(src) for f in fs if f.endswith((".rs", ".toml")))
+    if os.path.exists(exe) and os.path.getmtime(exe) > newest:
+        return [exe]
+    return ["cargo", "run", "-q", "-p", "rkube-proxy", "--example", "nft_rules"]
 
 
 def pct(v, p):
@@ -247,6 +259,7 @@ def main():
                 if rnd % 2:
                     order.reverse()
                 for kind, host in order:
+                    print(f"  {label} round {rnd + 1}: {kind}", file=sys.stderr, flush=True)
                     res["stream"][kind].append(
                         bed.client("c1", "stream", host, SINK if kind == "direct" else 80,
                                    a.seconds)["gbps"])
