@@ -370,6 +370,14 @@ spec:
 #[test]
 fn cni_plugins_attach_pods_keep_them_across_restarts_and_release_on_delete() {
     let mut node = Node::start();
+    // Pods' routes are the plugins' business, but Service addresses
+    // still never leave the node.
+    let routes = Command::new("ip")
+        .args(["-n", &node.netns, "route"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout).into_owned();
+    assert!(routes.contains("unreachable 10.43.0.0/16"), "{routes}");
 
     // ADD: the address comes from host-local's range, held for the pod.
     node.apply(&web("web"));

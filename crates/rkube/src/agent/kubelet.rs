@@ -123,6 +123,12 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
             conf_dir: args.cni_conf_dir.clone(),
             cache_dir: config.root.join("cni"),
         }));
+        // Pods' routes are the plugins' business; Service addresses must
+        // still never leave the node by its default route.
+        let system = rkube_network::cmd::System;
+        if let Err(e) = rkube_network::routes::unreachable(&system, &[args.service_cidr]) {
+            tracing::warn!(error = %e, "no unreachable route for the service CIDR");
+        }
         match node_ip {
             std::net::IpAddr::V4(ipv4) => start_services(&client, &args, &node_name, ipv4).await,
             ip => tracing::warn!(%ip, "no service proxy or cluster DNS without an IPv4 node IP"),
