@@ -228,3 +228,49 @@ pub(crate) fn status(paths: &Paths, id: &str) -> Result<SandboxStatus, Error> {
         created_at: r.created_at,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn set_hosts_rewrites_the_file_in_place() {
+        let t = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            root: t.path().to_path_buf(),
+        };
+        let dir = paths.sandbox("sb1");
+        fs::create_dir_all(&dir).unwrap();
+        let record = SandboxRecord {
+            id: "sb1".into(),
+            config: SandboxConfig {
+                name: "web".into(),
+                ..Default::default()
+            },
+            created_at: SystemTime::now(),
+            pause: None,
+        };
+        write_json(&dir.join("sandbox.json"), &record).unwrap();
+        fs::write(dir.join("hosts"), render_hosts(&[])).unwrap();
+        let inode = fs::metadata(dir.join("hosts")).unwrap().ino();
+        let entry = HostEntry {
+            ip: "10.42.0.7".into(),
+            names: vec!["web.sub.default.svc.cluster.local".into(), "web".into()],
+        };
+        set_hosts(&paths, "sb1", std::slice::from_ref(&entry)).unwrap();
+        let hosts = fs::read_to_string(dir.join("hosts")).unwrap();
+        assert!(
+            hosts.starts_with("# Kubernetes-managed hosts file.\n"),
+            "{hosts}"
+        );
+        assert!(
+            hosts.ends_with("10.42.0.7\tweb.sub.default.svc.cluster.local\tweb\n"),
+            "{hosts}"
+        );
+        // Same inode: containers bind-mount this file.
+        assert_eq!(fs::metadata(dir.join("hosts")).unwrap().ino(), inode);
+        assert_eq!(load(&paths, "sb1").unwrap().config.hosts, vec![entry]);
+        assert!(set_hosts(&paths, "missing", &[]).is_err());
+    }
+}
