@@ -57,6 +57,7 @@ pub async fn watch(
         initial,
         filter: filter(rs, query)?,
         needles: needles(rs, query)?,
+        raw: form == Form::Object,
     };
     let mut events = rs.watch(ns, opts).await?;
     let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
@@ -84,13 +85,17 @@ pub async fn watch(
                         break;
                     }
                     // The end of a streaming list's initial events.
-                    Some(Ok(WatchEvent { kind: WatchEventType::Bookmark, object })) => {
+                    Some(Ok(WatchEvent { kind: WatchEventType::Bookmark, object, .. })) => {
                         if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                             last_rv = v.to_string();
                         }
                         encode(WatchEventType::Bookmark.as_str(), object)
                     }
-                    Some(Ok(WatchEvent { kind, object })) => {
+                    Some(Ok(WatchEvent { kind, raw: Some(raw), .. })) if form == Form::Object => {
+                        last_rv = raw.revision.to_string();
+                        encode_raw(kind.as_str(), &raw.json)
+                    }
+                    Some(Ok(WatchEvent { kind, object, .. })) => {
                         if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                             last_rv = v.to_string();
                         }
@@ -201,6 +206,17 @@ fn encode(kind: &str, object: Value) -> bytes::Bytes {
     let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
         .expect("JSON values serialize");
     line.push(b'\n');
+    bytes::Bytes::from(line)
+}
+
+/// The same line as [`encode`], around an object's JSON bytes.
+fn encode_raw(kind: &str, object: &[u8]) -> bytes::Bytes {
+    let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(b"\",\"object\":");
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
     bytes::Bytes::from(line)
 }
 

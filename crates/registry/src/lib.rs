@@ -33,7 +33,8 @@ pub use rkube_machinery::time::{Clock, SystemClock};
 pub use strategy::{DefaultStrategy, DeletePolicy, Strategy};
 pub use update::Target;
 pub use watch::{
-    InitialEvents, WatchEvent, WatchEventType, WatchOptions, WatchStream, INITIAL_EVENTS_END,
+    InitialEvents, RawObject, WatchEvent, WatchEventType, WatchOptions, WatchStream,
+    INITIAL_EVENTS_END,
 };
 
 pub type Result<T, E = StatusError> = std::result::Result<T, E>;

@@ -37,7 +37,18 @@ impl WatchEventType {
 #[derive(Clone, Debug)]
 pub struct WatchEvent {
     pub kind: WatchEventType,
+    /// The object; `Null` when only [`WatchEvent::raw`] was made.
     pub object: Value,
+    /// The object's JSON as stored, resourceVersion included, for watches
+    /// that asked for it ([`WatchOptions::raw`]) and could have it.
+    pub raw: Option<RawObject>,
+}
+
+/// An object's JSON bytes, written to the client as they are.
+#[derive(Clone, Debug)]
+pub struct RawObject {
+    pub json: Vec<u8>,
+    pub revision: Revision,
 }
 
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
@@ -71,6 +82,12 @@ pub struct WatchOptions {
     /// As [`ListOptions::needles`]: events whose object (before and after)
     /// lacks them are dropped without decoding.
     pub needles: Vec<Vec<u8>>,
+    /// The caller writes plain JSON: give changes as their stored bytes
+    /// ([`WatchEvent::raw`]) and decode only what a filter must judge.
+    /// Every watcher of a busy resource otherwise decodes and re-encodes
+    /// every event (upstream's cacher likewise serializes an event once
+    /// for all watchers rather than once per watcher).
+    pub raw: bool,
 }
 
 impl ResourceStore {
@@ -86,6 +103,7 @@ impl ResourceStore {
             initial,
             filter,
             needles,
+            raw,
         } = opts;
         let (initial, after) = match (initial, after) {
             (InitialEvents::Legacy, Some(rev)) | (InitialEvents::None, Some(rev)) => {
@@ -112,6 +130,7 @@ impl ResourceStore {
                         Ok(WatchEvent {
                             kind: WatchEventType::Added,
                             object,
+                            raw: None,
                         })
                     })
                     .collect();
@@ -126,6 +145,7 @@ impl ResourceStore {
                                 "annotations": {INITIAL_EVENTS_END: "true"},
                             },
                         }),
+                        raw: None,
                     }));
                 }
                 (events, page.revision)
@@ -143,7 +163,7 @@ impl ResourceStore {
             .collect();
         let live = events.filter_map(move |event| {
             let out = match event {
-                Ok(event) => rs.translate(event, filter.as_ref(), &finders),
+                Ok(event) => rs.translate(event, filter.as_ref(), &finders, raw),
                 Err(e) => Some(Err(storage_error(&rs, "", e))),
             };
             futures::future::ready(out)
@@ -156,6 +176,7 @@ impl ResourceStore {
         event: rkube_storage::WatchEvent,
         filter: Option<&Filter>,
         finders: &[memchr::memmem::Finder<'static>],
+        want_raw: bool,
     ) -> Option<Result<WatchEvent>> {
         let possible = |bytes: &[u8]| finders.iter().all(|f| f.find(bytes).is_some());
         let now_possible = possible(&event.kv.value);
@@ -165,6 +186,26 @@ impl ResourceStore {
         };
         if !now_possible && !was_possible {
             return None;
+        }
+        // Converted objects are shown in another version than stored.
+        let raw = (want_raw && self.conversion.is_none())
+            .then(|| Self::raw_with_rv(&event.kv))
+            .flatten()
+            .map(|json| RawObject {
+                json,
+                revision: event.kv.mod_revision,
+            });
+        if raw.is_some() && filter.is_none() && finders.is_empty() {
+            let kind = match event.kind {
+                EventKind::Create => WatchEventType::Added,
+                EventKind::Update => WatchEventType::Modified,
+                EventKind::Delete => WatchEventType::Deleted,
+            };
+            return Some(Ok(WatchEvent {
+                kind,
+                object: Value::Null,
+                raw,
+            }));
         }
         let object = match self.decode(&event.kv) {
             Ok(obj) => obj,
@@ -195,6 +236,121 @@ impl ResourceStore {
                 }
             }
         };
-        Some(Ok(WatchEvent { kind, object }))
+        Some(Ok(WatchEvent { kind, object, raw }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt;
+    use rkube_api::catalog;
+    use rkube_storage::sqlite::SqliteStore;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::resources::strategy_for;
+    use crate::{SystemClock, Target};
+
+    /// Every change of one ConfigMap as a raw watch and as a decoded one
+    /// see it: kind, then the object (from the raw bytes when there are).
+    async fn changes(raw: bool, filtered: bool) -> Vec<(WatchEventType, Value)> {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let info = catalog::lookup("", "v1", "configmaps").unwrap();
+        let rs = Arc::new(ResourceStore::new(
+            info,
+            strategy_for(info),
+            kv,
+            Arc::new(SystemClock),
+        ));
+        let filter: Option<Filter> = filtered.then(|| {
+            let f: Filter = Arc::new(|o: &Value| o["data"]["k"] != "hidden");
+            f
+        });
+        let opts = WatchOptions {
+            initial: InitialEvents::None,
+            filter,
+            raw,
+            ..Default::default()
+        };
+        let mut events = rs.watch(Some("default"), opts).await.unwrap();
+        let cm = json!({"metadata": {"name": "a"}, "data": {"k": "v1"}});
+        let created = rs.create(Some("default"), cm, false).await.unwrap();
+        let mut next = created.clone();
+        next["data"]["k"] = "hidden".into();
+        let hidden = rs
+            .update(Some("default"), "a", next.clone(), Target::Main, false)
+            .await
+            .unwrap();
+        next["data"]["k"] = "v2".into();
+        next["metadata"]["resourceVersion"] = hidden["metadata"]["resourceVersion"].clone();
+        rs.update(Some("default"), "a", next, Target::Main, false)
+            .await
+            .unwrap();
+        rs.delete(Some("default"), "a", &Default::default())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while out.len() < 4 {
+            let ev = events.next().await.unwrap().unwrap();
+            let object = match &ev.raw {
+                Some(r) => {
+                    let v: Value = serde_json::from_slice(&r.json).unwrap();
+                    assert_eq!(
+                        v["metadata"]["resourceVersion"],
+                        r.revision.to_string(),
+                        "{v}"
+                    );
+                    v
+                }
+                None => ev.object.clone(),
+            };
+            assert_eq!(ev.raw.is_some(), raw, "{ev:?}");
+            out.push((ev.kind, object));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn raw_events_carry_the_same_objects_as_decoded_ones() {
+        for filtered in [false, true] {
+            let raw = changes(true, filtered).await;
+            let decoded = changes(false, filtered).await;
+            let kinds: Vec<_> = raw.iter().map(|(k, _)| *k).collect();
+            let expected = if filtered {
+                // Hidden by the filter: the object leaves, then comes back.
+                [
+                    WatchEventType::Added,
+                    WatchEventType::Deleted,
+                    WatchEventType::Added,
+                    WatchEventType::Deleted,
+                ]
+            } else {
+                [
+                    WatchEventType::Added,
+                    WatchEventType::Modified,
+                    WatchEventType::Modified,
+                    WatchEventType::Deleted,
+                ]
+            };
+            assert_eq!(kinds, expected, "filtered: {filtered}");
+            for ((_, r), (_, d)) in raw.iter().zip(&decoded) {
+                let strip = |v: &Value| {
+                    let mut v = v.clone();
+                    for f in [
+                        "uid",
+                        "creationTimestamp",
+                        "resourceVersion",
+                        "managedFields",
+                    ] {
+                        crate::meta::remove(&mut v, f);
+                    }
+                    v
+                };
+                assert_eq!(strip(r), strip(d), "filtered: {filtered}");
+            }
+        }
     }
 }
