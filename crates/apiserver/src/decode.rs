@@ -49,7 +49,7 @@ pub fn typed(
     let normalized = rs.info.normalize(obj).map_err(|e| cannot(e.to_string()))?;
     let mut unknown = Vec::new();
     if mode != FieldValidation::Ignore {
-        unknown_fields(obj, &normalized, "", &mut unknown);
+        unknown_fields(obj, &normalized, &mut String::new(), &mut unknown);
     }
     let messages: Vec<String> = unknown
         .iter()
@@ -65,25 +65,37 @@ pub fn typed(
 }
 
 /// Paths present in `input` (and not null) but absent after the round trip.
-fn unknown_fields(input: &Value, kept: &Value, path: &str, out: &mut Vec<String>) {
+/// `path` is the walk's position, extended and cut back in place: every
+/// write passes here, and a string per field visited showed in profiles.
+fn unknown_fields(input: &Value, kept: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, kept) {
         (Value::Object(a), Value::Object(b)) => {
             for (key, value) in a {
-                let child = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
                 match b.get(key) {
-                    Some(k) => unknown_fields(value, k, &child, out),
+                    Some(k @ (Value::Object(_) | Value::Array(_))) => {
+                        if len > 0 {
+                            path.push('.');
+                        }
+                        path.push_str(key);
+                        unknown_fields(value, k, path, out);
+                        path.truncate(len);
+                    }
+                    Some(_) => {}
                     None if value.is_null() || is_empty(value) => {}
-                    None => out.push(child),
+                    None if len == 0 => out.push(key.clone()),
+                    None => out.push(format!("{path}.{key}")),
                 }
             }
         }
         (Value::Array(a), Value::Array(b)) => {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                unknown_fields(x, y, &format!("{path}[{i}]"), out);
+                if matches!(x, Value::Object(_) | Value::Array(_)) {
+                    use std::fmt::Write;
+                    let _ = write!(path, "[{i}]");
+                    unknown_fields(x, y, path, out);
+                    path.truncate(len);
+                }
             }
         }
         _ => {}
@@ -116,7 +128,7 @@ mod tests {
         let kept =
             json!({"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a"}]}}}});
         let mut out = Vec::new();
-        unknown_fields(&input, &kept, "", &mut out);
+        unknown_fields(&input, &kept, &mut String::new(), &mut out);
         assert_eq!(
             out,
             vec!["spec.bogus", "spec.template.spec.containers[0].nope"]
