@@ -145,6 +145,16 @@ fn special_forms(name: &str, schema: &mut Value) {
             map.remove("oneOf");
         }
     }
+    // k8s-openapi gives a few kinds (TokenReview, SubjectAccessReview, ...)
+    // a non-optional `metadata`, which schemars lists as required. Upstream
+    // never requires it (nor apiVersion or kind), and kubectl's client-side
+    // validation refuses a manifest without `metadata:` if we say so.
+    if let Some(Value::Array(required)) = map.get_mut("required") {
+        required.retain(|f| !matches!(f.as_str(), Some("metadata" | "apiVersion" | "kind")));
+        if required.is_empty() {
+            map.remove("required");
+        }
+    }
 }
 
 fn strategy_name(strategy: Strategy) -> &'static str {
@@ -336,6 +346,17 @@ mod tests {
                 "{} lacks its GVK",
                 resource.type_name
             );
+        }
+    }
+
+    #[test]
+    fn metadata_is_never_required() {
+        let defs = definitions();
+        let review = &defs["io.k8s.api.authentication.v1.TokenReview"];
+        assert_eq!(review["required"], json!(["spec"]));
+        for (name, schema) in defs {
+            let required = schema["required"].as_array().cloned().unwrap_or_default();
+            assert!(!required.contains(&json!("metadata")), "{name}");
         }
     }
 
