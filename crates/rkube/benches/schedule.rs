@@ -95,6 +95,33 @@ fn server_has_flag(flag: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// CPU time (user + system, all threads) a process has used so far. /proc
+/// counts it in USER_HZ ticks, which Linux fixes at 100 per second.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    // The command name (field 2) may hold spaces: count from its ")".
+    let rest = stat
+        .rsplit_once(')')
+        .context("no command name in /proc stat")?
+        .1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> anyhow::Result<u64> {
+        let f = fields.get(i).context("short /proc stat line")?;
+        Ok(f.parse()?)
+    };
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    Ok((tick(11)? + tick(12)?) as f64 / 100.0)
+}
+
+/// The 1-minute load average: how busy the shared machine was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -221,13 +248,15 @@ fn algorithm_rate(nodes: usize, pods: usize) -> f64 {
     pods as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Raw creates of pods no scheduler takes: the server's own pace.
-async fn raw_create_rate(api: &Api, pods: usize) -> anyhow::Result<f64> {
+/// Raw creates of pods no scheduler takes: the server's own pace, and its
+/// CPU time per create (server `pid`).
+async fn raw_create_rate(api: &Api, pods: usize, pid: u32) -> anyhow::Result<(f64, f64)> {
     let conn = api.connect().await?;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": RAW_NS}});
     conn.create("/api/v1/namespaces", ns.to_string().into())
         .await?;
     let per = pods / CLIENTS;
+    let cpu = cpu_seconds(pid)?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
@@ -255,7 +284,9 @@ async fn raw_create_rate(api: &Api, pods: usize) -> anyhow::Result<f64> {
     for t in tasks {
         t.await??;
     }
-    Ok((per * CLIENTS) as f64 / start.elapsed().as_secs_f64())
+    let n = (per * CLIENTS) as f64;
+    let rate = n / start.elapsed().as_secs_f64();
+    Ok((rate, (cpu_seconds(pid)? - cpu) * 1000.0 / n))
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -268,7 +299,7 @@ async fn run() -> anyhow::Result<()> {
     let mut server = Server::start()?;
     let api = server.wait_ready().await?;
     let conn = api.connect().await?;
-    let _agent = start_agent(&server, sizes.nodes)?;
+    let agent = start_agent(&server, sizes.nodes)?;
     let registering = Instant::now();
     loop {
         let n = count(&conn, "/api/v1/nodes").await?;
@@ -299,6 +330,8 @@ async fn run() -> anyhow::Result<()> {
     // Let the watch register before the first pod exists.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per = sizes.pods / DEPLOYMENTS;
+    let load_before = load_average();
+    let cpu_before = (cpu_seconds(server.pid())?, cpu_seconds(agent.0.id())?);
     for i in 0..DEPLOYMENTS {
         conn.create(
             &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
@@ -307,6 +340,9 @@ async fn run() -> anyhow::Result<()> {
         .await?;
     }
     let seen = watcher.await??;
+    let cpu_server = cpu_seconds(server.pid())? - cpu_before.0;
+    let cpu_agent = cpu_seconds(agent.0.id())? - cpu_before.1;
+    let load_after = load_average();
     let want = per * DEPLOYMENTS;
     let busy_rss = server.rss()? as f64 / MIB;
     if seen.bound.len() < want {
@@ -348,7 +384,7 @@ async fn run() -> anyhow::Result<()> {
             .as_secs_f64()
             .max(1e-3);
 
-    let raw_rate = raw_create_rate(&api, sizes.raw_pods).await?;
+    let (raw_rate, raw_cpu_ms) = raw_create_rate(&api, sizes.raw_pods, server.pid()).await?;
     let algo_rate = algorithm_rate(sizes.nodes, want);
 
     println!();
@@ -375,6 +411,25 @@ async fn run() -> anyhow::Result<()> {
         "create-to-bound p99, ms",
         format!("{:.0}", quantile_ms(&latencies, 0.99)),
     );
+    // On a shared machine the rate follows how much CPU the server got;
+    // its CPU time per pod is the steadier measure of its own cost.
+    let bound = seen.bound.len().max(1) as f64;
+    row(
+        "server CPU per pod bound, ms",
+        format!("{:.2}", cpu_server * 1000.0 / bound),
+    );
+    row(
+        "server CPU used while scheduling, cores",
+        format!("{:.2}", cpu_server / span.max(1e-3)),
+    );
+    row(
+        "simulated nodes' CPU per pod bound, ms",
+        format!("{:.2}", cpu_agent * 1000.0 / bound),
+    );
+    row(
+        "load average before / after",
+        format!("{load_before} / {load_after}"),
+    );
     row(
         "baseline: raw pod creates per second",
         format!("{raw_rate:.0}"),
@@ -382,6 +437,14 @@ async fn run() -> anyhow::Result<()> {
     row(
         "scheduled/s as a share of raw creates/s",
         format!("{:.2}", scheduled_rate / raw_rate),
+    );
+    row(
+        "baseline: server CPU per raw create, ms",
+        format!("{raw_cpu_ms:.2}"),
+    );
+    row(
+        "server CPU per pod bound / per raw create",
+        format!("{:.2}", cpu_server * 1000.0 / bound / raw_cpu_ms),
     );
     row(
         "baseline: the algorithm alone, pods/s",
