@@ -140,17 +140,18 @@ impl ResourceStore {
 
     /// A stored object's bytes with its resourceVersion put into its
     /// metadata, without decoding it: lists of thousands of objects are
-    /// served this way. Stored objects are compact JSON whose keys sort
-    /// `apiVersion`, `kind`, `metadata`, so the first `"metadata":{` is
-    /// the object's own. `None` when the bytes do not look like that.
+    /// served this way. The object's own `metadata` is found by scanning
+    /// its top-level keys (a ControllerRevision's `data` holds a pod
+    /// template whose `metadata` comes first). `None` when the bytes are
+    /// not an object with a `metadata` object.
     fn raw_with_rv(kv: &KeyValue) -> Option<Vec<u8>> {
-        const META: &[u8] = b"\"metadata\":{";
-        let at = kv.value.windows(META.len()).position(|w| w == META)? + META.len();
+        let at = top_level_object(&kv.value, b"metadata")?;
         let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
         let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
         out.extend_from_slice(&kv.value[..at]);
         out.extend_from_slice(rv.as_bytes());
-        if kv.value.get(at) != Some(&b'}') {
+        let next = kv.value[at..].iter().find(|b| !b.is_ascii_whitespace());
+        if next != Some(&b'}') {
             out.push(b',');
         }
         out.extend_from_slice(&kv.value[at..]);
@@ -205,5 +206,93 @@ pub(crate) fn storage_error(
             1,
         ),
         other => StatusError::internal_error(other),
+    }
+}
+
+/// Where the object value of top-level key `name` starts (just after its
+/// `{`) in the JSON object `json`, found without decoding it.
+fn top_level_object(json: &[u8], name: &[u8]) -> Option<usize> {
+    let mut i = skip_ws(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = skip_ws(json, i);
+        if json.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(json, i)?;
+        let key = &json[i + 1..key_end - 1];
+        i = skip_ws(json, key_end);
+        if json.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(json, i + 1);
+        if key == name {
+            return (json.get(i) == Some(&b'{')).then_some(i + 1);
+        }
+        i = skip_ws(json, value_end(json, i)?);
+        match json.get(i) {
+            Some(b',') => i += 1,
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string starting at `json[start] == '"'`.
+fn string_end(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        match json.get(i)? {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+}
+
+/// The index just past the value starting at `json[start]`.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    match json.get(start)? {
+        b'"' => string_end(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            loop {
+                match json.get(i)? {
+                    b'"' => {
+                        i = string_end(json, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+        _ => {
+            let mut i = start;
+            while json
+                .get(i)
+                .is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !b.is_ascii_whitespace())
+            {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
     }
 }

@@ -242,4 +242,37 @@ mod tests {
         );
         assert!(ResourceStore::raw_with_rv(&kv(&json!({"kind": "X"}), 7)).is_none());
     }
+
+    #[test]
+    fn raw_bytes_find_the_objects_own_metadata_after_nested_ones() {
+        // A ControllerRevision: `data` sorts before `metadata` and holds a
+        // pod template with its own metadata.
+        let obj = json!({"apiVersion": "apps/v1", "data": {"spec": {"template": {
+            "metadata": {"labels": {"a": "b"}}, "x": [1, "]}", {"y": null}]}}},
+            "kind": "ControllerRevision", "metadata": {"name": "r"}, "revision": 2});
+        let raw = ResourceStore::raw_with_rv(&kv(&obj, 9)).unwrap();
+        let back: Value = serde_json::from_slice(&raw).unwrap();
+        let mut expected = obj.clone();
+        expected["metadata"]["resourceVersion"] = "9".into();
+        assert_eq!(back, expected);
+        let spaced = KeyValue {
+            value: br#" { "kind" : "X" , "n" : -1.5e3, "t": true, "metadata" : { } } "#.to_vec(),
+            ..kv(&json!({}), 3)
+        };
+        let back: Value =
+            serde_json::from_slice(&ResourceStore::raw_with_rv(&spaced).unwrap()).unwrap();
+        assert_eq!(back["metadata"]["resourceVersion"], "3");
+        for bad in [
+            &b"[]"[..],
+            b"{\"metadata\": 1}",
+            b"{\"a\": \"unterminated",
+            b"{",
+        ] {
+            let kv = KeyValue {
+                value: bad.to_vec(),
+                ..kv(&json!({}), 3)
+            };
+            assert!(ResourceStore::raw_with_rv(&kv).is_none(), "{bad:?}");
+        }
+    }
 }
