@@ -288,6 +288,10 @@ async fn publish(
     own_cidr: Ipv4Net,
 ) -> Result<(), Error> {
     net.set_pod_cidr(own_cidr)?;
+    if matches!(cfg.backend, Backend::Vxlan | Backend::HostGw) {
+        let gateway = crate::ipam::first_host(own_cidr);
+        routes::host_service_access(ip, cfg.service_cidr, crate::bridge::BRIDGE, gateway)?;
+    }
     let (kind, data) = match cfg.backend {
         Backend::Vxlan => {
             let mac = setup_vtep(ip, cfg, own_cidr)?;

@@ -6,6 +6,8 @@
 //! Upstream counterpart: flannel's `--ip-masq` rules
 //! (`pkg/trafficmngr`), k3s' blackhole routes for the cluster CIDRs.
 
+use std::net::Ipv4Addr;
+
 use ipnet::Ipv4Net;
 
 use crate::cmd::{ensure, Ip};
@@ -21,6 +23,48 @@ pub fn unreachable(ip: &dyn Ip, cidrs: &[Ipv4Net]) -> Result<(), Error> {
             None,
             "ip",
             &["route", "replace", "unreachable", &c.trunc().to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// The routing table, and the preference of the rule using it, through
+/// which the node itself reaches Service IPs.
+pub const HOST_SERVICES_TABLE: &str = "4242";
+
+/// Lets processes on the node (and hostNetwork pods) connect to Service
+/// IPs despite the service range's unreachable route: a socket's route is
+/// chosen at connect(), before the proxy's output DNAT could act, so the
+/// unreachable route failed every such connect. Locally made packets
+/// (`iif lo`) to the range use a table that sends them into the pod
+/// bridge, from the bridge's address: a DNAT'd packet is routed again to
+/// its endpoint, and one to an address no Service holds goes nowhere but
+/// the node's own bridge. Forwarded traffic still meets the unreachable
+/// route.
+pub fn host_service_access(
+    ip: &dyn Ip,
+    service: Ipv4Net,
+    bridge: &str,
+    source: Ipv4Addr,
+) -> Result<(), Error> {
+    let svc = service.trunc().to_string();
+    let src = source.to_string();
+    let table = HOST_SERVICES_TABLE;
+    ip.run(
+        None,
+        "ip",
+        &[
+            "route", "replace", &svc, "dev", bridge, "src", &src, "table", table,
+        ],
+    )?;
+    let rules = ip.run(None, "ip", &["rule", "list", "pref", table])?;
+    if !rules.contains(&svc) {
+        ip.run(
+            None,
+            "ip",
+            &[
+                "rule", "add", "pref", table, "iif", "lo", "to", &svc, "lookup", table,
+            ],
         )?;
     }
     Ok(())
@@ -101,6 +145,22 @@ mod tests {
             vec![
                 "ip route replace unreachable 10.42.0.0/16",
                 "ip route replace unreachable 10.43.0.0/16"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_node_reaches_services_through_its_own_table() {
+        let rec = Recorder::default();
+        let svc = "10.43.0.0/16".parse().unwrap();
+        host_service_access(&rec, svc, "rkube0", "10.42.3.1".parse().unwrap()).unwrap();
+        let calls = rec.calls.lock().unwrap();
+        assert_eq!(
+            *calls,
+            vec![
+                "ip route replace 10.43.0.0/16 dev rkube0 src 10.42.3.1 table 4242",
+                "ip rule list pref 4242",
+                "ip rule add pref 4242 iif lo to 10.43.0.0/16 lookup 4242",
             ]
         );
     }

@@ -378,6 +378,31 @@ fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
     });
     assert!(ok, "NodePort reached only {seen:?}");
 
+    // The nodes themselves (what hostNetwork pods share) reach the
+    // ClusterIP: the service range's unreachable route does not stop them.
+    for n in &c.nodes {
+        let url = format!("http://{cluster_ip}/");
+        let mut last = String::new();
+        let ok = eventually(Duration::from_secs(30), || {
+            let out = std::process::Command::new("ip")
+                .args(["netns", "exec", &n.netns, "curl", "-s", "-m", "5", &url])
+                .output()
+                .unwrap();
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            names.contains(last.trim())
+        });
+        assert!(
+            ok,
+            "node {} could not reach {url}: {last}\n{}",
+            n.name,
+            diag(&c)
+        );
+    }
+
     // ClientIP affinity: every request from one client goes to one pod.
     for i in 0..3 {
         let got: BTreeSet<String> = fetch(&c, &format!("c-{i}"), "http://sticky/", 12)
