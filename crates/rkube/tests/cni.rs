@@ -306,6 +306,10 @@ impl Drop for Node {
         self.kill_agent();
         let _ = self.server.kill();
         let _ = self.server.wait();
+        // The pods' containers outlive their agent (by design, for agent
+        // restarts): end them and free their pinned namespaces.
+        support::cluster::remove_cgroups(&format!("rkube-test/cni{}", self.tag));
+        support::cluster::unmount_under(self.dir.path());
         // The namespace takes the plugin's bridge and the pods' veths.
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])

@@ -274,7 +274,7 @@ fn start_server(addr: &str) -> Server {
 
 /// Kills what still runs in cgroup `parent` (relative to every mounted
 /// hierarchy) and removes its directories, deepest first.
-fn remove_cgroups(parent: &str) {
+pub fn remove_cgroups(parent: &str) {
     let mut dirs = Vec::new();
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
@@ -317,7 +317,7 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Lazily unmounts everything under `dir` (the sandboxes' pinned
 /// namespaces), so the temp dir can be removed.
-fn unmount_under(dir: &Path) {
+pub fn unmount_under(dir: &Path) {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<&str> = info
         .lines()
