@@ -378,6 +378,70 @@ fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
     });
     assert!(ok, "NodePort reached only {seen:?}");
 
+    // LoadBalancer: the built-in service load balancer publishes node
+    // addresses as the ingress, and the Service answers there on its port.
+    c.server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web-lb}\nspec:\n  type: LoadBalancer\n  \
+         selector: {app: web}\n  ports: [{port: 8081, targetPort: 8080}]\n",
+    );
+    let mut ingress = String::new();
+    let ok = eventually(Duration::from_secs(60), || {
+        ingress = get(
+            &c,
+            &["service", "web-lb"],
+            "{.status.loadBalancer.ingress[*].ip}",
+        );
+        !ingress.trim().is_empty()
+    });
+    assert!(ok, "web-lb got no ingress\n{}", diag(&c));
+    for lb in ingress.split_whitespace() {
+        assert!(
+            ips.iter().any(|ip| ip == lb),
+            "ingress {lb} is not a node address {ips:?}"
+        );
+        let addr: SocketAddr = format!("{lb}:8081").parse().unwrap();
+        let mut last = None;
+        let ok = eventually(Duration::from_secs(30), || {
+            last = Some(host_get(addr));
+            matches!(&last, Some(Ok(body)) if names.contains(body))
+        });
+        assert!(
+            ok,
+            "LoadBalancer {addr} did not answer: {last:?}\n{}",
+            diag(&c)
+        );
+    }
+
+    // externalTrafficPolicy Local: a node's NodePort sends only to the
+    // backend on that node (one web pod per node).
+    c.server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web-local}\nspec:\n  type: NodePort\n  \
+         externalTrafficPolicy: Local\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    let local_port = get(&c, &["service", "web-local"], "{.spec.ports[0].nodePort}");
+    for (i, ip) in ips.iter().enumerate() {
+        let addr: SocketAddr = format!("{ip}:{local_port}").parse().unwrap();
+        let mut got = BTreeSet::new();
+        let ok = eventually(Duration::from_secs(30), || {
+            if let Ok(body) = host_get(addr) {
+                got.insert(body);
+            }
+            got.len() == 1 && got.contains(&web[i].0)
+        });
+        for _ in 0..5 {
+            if let Ok(body) = host_get(addr) {
+                got.insert(body);
+            }
+        }
+        assert!(
+            ok && got.len() == 1,
+            "{addr} (Local) answered from {got:?}, its pod is {}",
+            web[i].0
+        );
+    }
+
     // The nodes themselves (what hostNetwork pods share) reach the
     // ClusterIP: the service range's unreachable route does not stop them.
     for n in &c.nodes {
