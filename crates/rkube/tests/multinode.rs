@@ -442,6 +442,77 @@ fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
         );
     }
 
+    // internalTrafficPolicy Local: a client pod reaches only the backend on
+    // its own node.
+    c.server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web-itl}\nspec:\n  \
+         internalTrafficPolicy: Local\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    for (i, (own, _)) in web.iter().enumerate() {
+        let mut got = Vec::new();
+        let ok = eventually(Duration::from_secs(30), || {
+            got = fetch(&c, &format!("c-{i}"), "http://web-itl/", 6);
+            got.len() >= 4 && got.iter().all(|b| b == own)
+        });
+        assert!(
+            ok,
+            "c-{i} via web-itl reached {got:?}, its node's pod is {own}"
+        );
+    }
+
+    // externalIPs: the Service answers at an address it lists.
+    c.server.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: web-ext}}\nspec:\n  \
+             externalIPs: [{}]\n  selector: {{app: web}}\n  ports: [{{port: 8082, targetPort: 8080}}]\n",
+            ips[1]
+        ),
+    );
+    let addr: SocketAddr = format!("{}:8082", ips[1]).parse().unwrap();
+    let mut last = None;
+    let ok = eventually(Duration::from_secs(30), || {
+        last = Some(host_get(addr));
+        matches!(&last, Some(Ok(body)) if names.contains(body))
+    });
+    assert!(
+        ok,
+        "externalIP {addr} did not answer: {last:?}\n{}",
+        diag(&c)
+    );
+
+    // Pod egress leaving the cluster network is masqueraded: a host outside
+    // it sees the node's address, not the pod's.
+    let third = ips[1].rsplit_once('.').unwrap().0.to_string();
+    let listener = std::net::TcpListener::bind(format!("{third}.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let seen_from = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok((mut s, peer)) = listener.accept() {
+                let _ = s.set_nonblocking(false);
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nmasq\n");
+                return Some(peer.ip().to_string());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    });
+    let url = format!("http://{third}.1:{port}/");
+    let mut body = Vec::new();
+    eventually(Duration::from_secs(30), || {
+        body = fetch(&c, "c-1", &url, 1);
+        body == ["masq"]
+    });
+    let peer = seen_from.join().unwrap();
+    assert_eq!(
+        peer.as_deref(),
+        Some(ips[1].as_str()),
+        "egress from c-1 arrived from {peer:?} (body {body:?})"
+    );
+
     // The nodes themselves (what hostNetwork pods share) reach the
     // ClusterIP: the service range's unreachable route does not stop them.
     for n in &c.nodes {
