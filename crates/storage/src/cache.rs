@@ -108,7 +108,11 @@ impl CachedStore {
         let mut rx = self.state.revision.subscribe();
         let ready = |r: &Revision| *r >= rev;
         let waited = tokio::time::timeout(CATCH_UP, rx.wait_for(ready)).await;
-        matches!(waited, Ok(Ok(_))) && self.read().ready
+        // `waited` holds the revision channel's read lock; the feeder takes
+        // the data lock before that channel's, so let go before reading.
+        let arrived = matches!(waited, Ok(Ok(_)));
+        drop(waited);
+        arrived && self.read().ready
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
@@ -237,8 +241,9 @@ async fn load(inner: &dyn Store, state: &State) -> Result<WatchStream> {
         window_start: revision,
         events: broadcast::channel(HISTORY).0,
     };
-    state.revision.send_replace(revision);
     tracing::debug!(revision, keys = data.kvs.len(), "watch cache loaded");
+    drop(data);
+    state.revision.send_replace(revision);
     Ok(events)
 }
 
