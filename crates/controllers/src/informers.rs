@@ -5,13 +5,21 @@
 //! controller manager starts one informer per resource and hands it to
 //! every controller that needs it; without that, ten controllers watching
 //! pods would hold ten copies of every pod. Here [`Informers::store`] gives
-//! the shared cache and [`Informers::stream`] a stream of every object that
-//! changes, ready to drive a kube-rs `Controller`:
+//! the shared cache and [`Informers::shared_stream`] a stream of every
+//! object that changes, ready to drive a kube-rs `Controller`:
 //!
 //! ```ignore
-//! Controller::for_stream(informers.stream::<ReplicaSet>(), informers.store::<ReplicaSet>())
-//!     .owns_stream(informers.stream::<Pod>())
+//! Controller::for_shared_stream(
+//!     informers.shared_stream::<ReplicaSet>(),
+//!     informers.store::<ReplicaSet>(),
+//! )
+//! .watches_shared_stream(informers.shared_stream::<Pod>(), |pod: Arc<Pod>| ...)
 //! ```
+//!
+//! Subscribers are handed the cache's own `Arc`, never a copy: with
+//! 10,000 pods and a dozen pod subscribers, per-subscriber deep copies were
+//! a burst of short-lived allocations on every change that glibc's arenas
+//! kept as resident memory.
 //!
 //! kube-rs's own shared reflector does not pass deletions on to
 //! subscribers, which controllers need (a deleted pod must make its
@@ -85,22 +93,9 @@ impl Informers {
     }
 
     /// Every `K` in the cache, then every `K` that is added, modified or
-    /// deleted from now on (deleted ones in their last state). A
-    /// subscriber that falls too far behind is sent the whole cache again.
-    ///
-    /// Each item is a deep copy made for this subscriber; prefer
-    /// [`Informers::shared_stream`] (kube-rs `Controller::for_shared_stream`,
-    /// `owns_shared_stream`, `watches_shared_stream`), which hands out the
-    /// cache's own copy.
-    pub fn stream<K: Kind>(
-        &self,
-    ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
-        self.shared_stream::<K>()
-            .map(|obj| Ok(Arc::unwrap_or_clone(obj)))
-    }
-
-    /// [`Informers::stream`] without the copies: every subscriber gets the
-    /// `Arc` the cache holds (or, for a deletion, the last state).
+    /// deleted from now on (deleted ones in their last state). Every
+    /// subscriber gets the `Arc` the cache holds, not a copy. A subscriber
+    /// that falls too far behind is sent the whole cache again.
     pub fn shared_stream<K: Kind>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let shared = self.shared::<K>();
         // Subscribe before taking the snapshot so nothing falls between.

@@ -22,6 +22,7 @@ pub mod leader_election;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podgc;
 pub mod pods;
 pub mod replicaset;
@@ -115,6 +116,11 @@ pub const CONTROLLERS: &[(&str, &str, Start)] = &[
     ("service-lb-controller", "servicelb", |c, _, i| {
         Box::pin(servicelb::run(c, i.clone()))
     }),
+    (
+        "persistentvolume-binder-controller",
+        "persistentvolume-binder",
+        |c, _, i| Box::pin(persistentvolume::run(c, i.clone())),
+    ),
 ];
 
 /// Errors of the controller manager.

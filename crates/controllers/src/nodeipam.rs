@@ -89,7 +89,7 @@ pub async fn run(client: kube::Client, cluster_cidr: String, informers: Arc<Info
     };
     let api: Api<Node> = Api::all(client);
     let store = informers.store::<Node>();
-    let mut stream = Box::pin(informers.stream::<Node>());
+    let mut stream = Box::pin(informers.shared_stream::<Node>());
     let _ = store.wait_until_ready().await;
     let mut set = CidrSet::new(cluster);
     for n in store.state() {
@@ -102,15 +102,14 @@ pub async fn run(client: kube::Client, cluster_cidr: String, informers: Arc<Info
     // node must never get a second range.
     let mut given: HashMap<String, Ipv4Net> = HashMap::new();
     let mut full_logged = false;
-    while let Some(ev) = stream.next().await {
-        let Ok(node) = ev else { continue };
+    while let Some(node) = stream.next().await {
         let Some(name) = node.metadata.name.clone() else {
             continue;
         };
         // The stream also carries deletions (in their last state): a node
         // no longer in the cache frees its range.
         let live = store
-            .get(&kube::runtime::reflector::ObjectRef::from_obj(&node))
+            .get(&kube::runtime::reflector::ObjectRef::from_obj(&*node))
             .is_some_and(|n| n.metadata.uid == node.metadata.uid);
         let uid = node.metadata.uid.clone().unwrap_or_default();
         if !live {

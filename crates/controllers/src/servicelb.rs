@@ -67,8 +67,8 @@ fn current(svc: &Service) -> Vec<String> {
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let services = informers.store::<Service>();
     let nodes = informers.store::<Node>();
-    let svc_events = informers.stream::<Service>().map(|r| r.ok().map(Some));
-    let node_events = informers.stream::<Node>().map(|r| r.ok().map(|_| None));
+    let svc_events = informers.shared_stream::<Service>().map(|s| Some(Some(s)));
+    let node_events = informers.shared_stream::<Node>().map(|_| Some(None));
     let mut events = Box::pin(futures::stream::select(svc_events, node_events));
     let _ = services.wait_until_ready().await;
     let _ = nodes.wait_until_ready().await;
@@ -76,7 +76,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         let Some(which) = ev else { continue };
         let targets: Vec<Arc<Service>> = match which {
             Some(svc) => services
-                .get(&kube::runtime::reflector::ObjectRef::from_obj(&svc))
+                .get(&kube::runtime::reflector::ObjectRef::from_obj(&*svc))
                 .into_iter()
                 .collect(),
             None => services.state(),

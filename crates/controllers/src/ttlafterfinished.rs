@@ -125,7 +125,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         client,
         backoff: Backoff::default(),
     });
-    Controller::for_stream(informers.stream::<Job>(), jobs)
+    Controller::for_shared_stream(informers.shared_stream::<Job>(), jobs)
         .run(
             |job, ctx: Arc<Ctx>| async move {
                 let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());

@@ -62,8 +62,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     if a.is_err() || b.is_err() {
         return;
     }
-    Controller::for_stream(informers.stream::<CronJob>(), cronjobs)
-        .owns_stream(informers.stream::<Job>())
+    Controller::for_shared_stream(informers.shared_stream::<CronJob>(), cronjobs)
+        .owns_shared_stream(informers.shared_stream::<Job>())
         .run(
             |cj, ctx| async move {
                 let key = key(&cj);

@@ -226,11 +226,11 @@ pub fn pod_owners<K>(
     store: Store<K>,
     index: Arc<PodIndex>,
     selector: fn(&K) -> Option<&LabelSelector>,
-) -> impl Fn(Pod) -> Vec<ObjectRef<K>> + Send + Sync + 'static
+) -> impl Fn(Arc<Pod>) -> Vec<ObjectRef<K>> + Send + Sync + 'static
 where
     K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    move |pod: Pod| {
+    move |pod: Arc<Pod>| {
         index.observe(&pod);
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         match controller_of(&pod.metadata) {

@@ -95,14 +95,14 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         client,
     });
     let node_trigger = node_changes(sets.clone(), ctx.nodes.clone());
-    Controller::for_stream(informers.stream::<DaemonSet>(), sets.clone())
-        .watches_stream(
-            informers.stream::<Pod>(),
+    Controller::for_shared_stream(informers.shared_stream::<DaemonSet>(), sets.clone())
+        .watches_shared_stream(
+            informers.shared_stream::<Pod>(),
             common::pod_owners(sets.clone(), ctx.index.clone(), |d: &DaemonSet| {
                 d.spec.as_ref().map(|s| &s.selector)
             }),
         )
-        .watches_stream(informers.stream::<Node>(), node_trigger)
+        .watches_shared_stream(informers.shared_stream::<Node>(), node_trigger)
         .run(
             |ds, ctx| async move {
                 let key = key(&ds);
@@ -132,9 +132,9 @@ fn key(ds: &DaemonSet) -> String {
 fn node_changes(
     sets: Store<DaemonSet>,
     nodes: Store<Node>,
-) -> impl Fn(Node) -> Vec<ObjectRef<DaemonSet>> + Send + Sync + 'static {
+) -> impl Fn(Arc<Node>) -> Vec<ObjectRef<DaemonSet>> + Send + Sync + 'static {
     let seen: Mutex<HashMap<String, u32>> = Mutex::new(HashMap::new());
-    move |node: Node| {
+    move |node: Arc<Node>| {
         let name = node.name_any();
         let present = nodes.get(&ObjectRef::new(&name)).is_some();
         let digest = present.then(|| {

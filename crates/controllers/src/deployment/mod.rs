@@ -74,11 +74,12 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let _ = pod_store.wait_until_ready().await;
     let (for_rs, for_pods) = (deployments.clone(), deployments.clone());
     let rs_for_pods = replicasets.clone();
-    Controller::for_stream(informers.stream::<Deployment>(), deployments)
-        .watches_stream(informers.stream::<ReplicaSet>(), move |rs: ReplicaSet| {
-            deployments_of_rs(&for_rs, &rs)
-        })
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(informers.shared_stream::<Deployment>(), deployments)
+        .watches_shared_stream(
+            informers.shared_stream::<ReplicaSet>(),
+            move |rs: Arc<ReplicaSet>| deployments_of_rs(&for_rs, &rs),
+        )
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             recreate_deployment_of_pod(&for_pods, &rs_for_pods, &pod)
         })
         .run(

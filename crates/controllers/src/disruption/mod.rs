@@ -223,8 +223,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         backoff: Backoff::default(),
     });
     let pdb_store = pdbs.clone();
-    Controller::for_stream(informers.stream::<PodDisruptionBudget>(), pdbs)
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(informers.shared_stream::<PodDisruptionBudget>(), pdbs)
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             index.observe(&pod);
             // Budgets are few: sync those of the pod's namespace.
             let ns = pod.namespace().unwrap_or_default();

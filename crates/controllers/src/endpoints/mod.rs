@@ -173,10 +173,10 @@ async fn sync(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 async fn clean_up_deleted(client: kube::Client, informers: Arc<Informers>) {
     let services = informers.store::<Service>();
     let endpoints = informers.store::<Endpoints>();
-    let stream = informers.stream::<Service>();
+    let stream = informers.shared_stream::<Service>();
     futures::pin_mut!(stream);
-    while let Some(Ok(svc)) = stream.next().await {
-        let r = ObjectRef::from_obj(&svc);
+    while let Some(svc) = stream.next().await {
+        let r = ObjectRef::from_obj(&*svc);
         if services.get(&r).is_some() {
             continue;
         }
@@ -224,16 +224,19 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     });
     tokio::spawn(clean_up_deleted(client, informers.clone()));
     let svc_store = services.clone();
-    Controller::for_stream(informers.stream::<Service>(), services)
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(informers.shared_stream::<Service>(), services)
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             index.observe(&pod);
             let present = index.store().get(&ObjectRef::from_obj(&pod)).is_some();
             membership.services_for(&pod, present, &svc_store)
         })
-        .watches_stream(informers.stream::<Endpoints>(), |ep: Endpoints| {
-            let ns = ep.namespace().unwrap_or_default();
-            Some(ObjectRef::<Service>::new(&ep.name_any()).within(&ns))
-        })
+        .watches_shared_stream(
+            informers.shared_stream::<Endpoints>(),
+            |ep: Arc<Endpoints>| {
+                let ns = ep.namespace().unwrap_or_default();
+                Some(ObjectRef::<Service>::new(&ep.name_any()).within(&ns))
+            },
+        )
         .run(
             |svc, ctx: Arc<Ctx>| async move {
                 let key = key_of(&*svc);

@@ -199,19 +199,22 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         expectations: Expectations::default(),
         backoff: Backoff::default(),
     });
-    Controller::for_stream(informers.stream::<Endpoints>(), endpoints)
-        .watches_stream(informers.stream::<Service>(), |svc: Service| {
+    Controller::for_shared_stream(informers.shared_stream::<Endpoints>(), endpoints)
+        .watches_shared_stream(informers.shared_stream::<Service>(), |svc: Arc<Service>| {
             let ns = svc.namespace().unwrap_or_default();
             Some(ObjectRef::<Endpoints>::new(&svc.name_any()).within(&ns))
         })
-        .watches_stream(informers.stream::<EndpointSlice>(), |s: EndpointSlice| {
-            let ns = s.namespace().unwrap_or_default();
-            let l: &BTreeMap<String, String> = s.labels();
-            (l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME))
-                .then(|| l.get(SERVICE_NAME_LABEL))
-                .flatten()
-                .map(|name| ObjectRef::<Endpoints>::new(name).within(&ns))
-        })
+        .watches_shared_stream(
+            informers.shared_stream::<EndpointSlice>(),
+            |s: Arc<EndpointSlice>| {
+                let ns = s.namespace().unwrap_or_default();
+                let l: &BTreeMap<String, String> = s.labels();
+                (l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME))
+                    .then(|| l.get(SERVICE_NAME_LABEL))
+                    .flatten()
+                    .map(|name| ObjectRef::<Endpoints>::new(name).within(&ns))
+            },
+        )
         .run(
             |ep, ctx: Arc<Ctx>| async move {
                 let key = format!("{}/{}", ep.namespace().unwrap_or_default(), ep.name_any());

@@ -257,20 +257,23 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         backoff: Backoff::default(),
     });
     let svc_store = services.clone();
-    Controller::for_stream(informers.stream::<Service>(), services)
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(informers.shared_stream::<Service>(), services)
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             index.observe(&pod);
             let present = index.store().get(&ObjectRef::from_obj(&pod)).is_some();
             membership.services_for(&pod, present, &svc_store)
         })
-        .watches_stream(informers.stream::<EndpointSlice>(), |s: EndpointSlice| {
-            let ns = s.namespace().unwrap_or_default();
-            let l = s.labels();
-            (l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME))
-                .then(|| l.get(SERVICE_NAME_LABEL))
-                .flatten()
-                .map(|svc| ObjectRef::<Service>::new(svc).within(&ns))
-        })
+        .watches_shared_stream(
+            informers.shared_stream::<EndpointSlice>(),
+            |s: Arc<EndpointSlice>| {
+                let ns = s.namespace().unwrap_or_default();
+                let l = s.labels();
+                (l.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME))
+                    .then(|| l.get(SERVICE_NAME_LABEL))
+                    .flatten()
+                    .map(|svc| ObjectRef::<Service>::new(svc).within(&ns))
+            },
+        )
         .run(
             |svc, ctx: Arc<Ctx>| async move {
                 let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());

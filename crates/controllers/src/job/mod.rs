@@ -77,12 +77,12 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         j.spec.as_ref().and_then(|s| s.selector.as_ref())
     });
     let orphans = jobs.clone();
-    let pod_trigger = move |pod: Pod| {
+    let pod_trigger = move |pod: Arc<Pod>| {
         release_orphan(&client, &orphans, &pod);
         owners(pod)
     };
-    Controller::for_stream(informers.stream::<Job>(), jobs.clone())
-        .watches_stream(informers.stream::<Pod>(), pod_trigger)
+    Controller::for_shared_stream(informers.shared_stream::<Job>(), jobs.clone())
+        .watches_shared_stream(informers.shared_stream::<Pod>(), pod_trigger)
         .run(
             |job, ctx| async move {
                 let key = key(&job);

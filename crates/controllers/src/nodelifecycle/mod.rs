@@ -403,14 +403,12 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         backoff: Backoff::default(),
     });
     let index = by_node.clone();
-    let pod_stream = informers.stream::<Pod>().map(move |p| {
-        if let Ok(p) = &p {
-            index.observe(p);
-        }
+    let pod_stream = informers.shared_stream::<Pod>().map(move |p| {
+        index.observe(&p);
         p
     });
-    Controller::for_stream(pod_stream, pods)
-        .watches_stream(informers.stream::<Node>(), move |node: Node| {
+    Controller::for_shared_stream(pod_stream, pods)
+        .watches_shared_stream(informers.shared_stream::<Node>(), move |node: Arc<Node>| {
             // Only a node with NoExecute taints can evict anything.
             let tainted = node
                 .spec

@@ -88,15 +88,13 @@ async fn run<K: Replicated>(client: kube::Client, informers: Arc<Informers>) {
     // Owners that left the cache were deleted: drop their expectations
     // (the controller never syncs a deleted owner to do it).
     let (gone_store, gone_index) = (owners.clone(), index.clone());
-    let owner_changes = informers.stream::<K>().inspect(move |o| {
-        if let Ok(o) = o {
-            if gone_store.get(&ObjectRef::from_obj(o)).is_none() {
-                gone_index.forget(o.meta().uid.as_deref().unwrap_or(""));
-            }
+    let owner_changes = informers.shared_stream::<K>().inspect(move |o| {
+        if gone_store.get(&ObjectRef::from_obj(&**o)).is_none() {
+            gone_index.forget(o.meta().uid.as_deref().unwrap_or(""));
         }
     });
-    Controller::for_stream(owner_changes, owners)
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(owner_changes, owners)
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             owners_to_sync(&index, &mapper_owners, &pod)
         })
         .run(

@@ -194,26 +194,32 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     macro_rules! of_ns {
         ($store:expr) => {{
             let store = $store.clone();
-            move |o| quotas_of(&store, ResourceExt::namespace(&o))
+            move |o| quotas_of(&store, ResourceExt::namespace(&*o))
         }};
     }
     let q = quotas.clone();
-    Controller::for_stream(informers.stream::<ResourceQuota>(), quotas.clone())
-        .watches_stream(informers.stream::<Pod>(), move |pod: Pod| {
+    Controller::for_shared_stream(informers.shared_stream::<ResourceQuota>(), quotas.clone())
+        .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             index.observe(&pod);
             quotas_of(&q, pod.namespace())
         })
-        .watches_stream(informers.stream::<Service>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<PersistentVolumeClaim>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<ConfigMap>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<Secret>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<ReplicationController>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<Deployment>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<ReplicaSet>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<StatefulSet>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<DaemonSet>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<Job>(), of_ns!(quotas))
-        .watches_stream(informers.stream::<CronJob>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<Service>(), of_ns!(quotas))
+        .watches_shared_stream(
+            informers.shared_stream::<PersistentVolumeClaim>(),
+            of_ns!(quotas),
+        )
+        .watches_shared_stream(informers.shared_stream::<ConfigMap>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<Secret>(), of_ns!(quotas))
+        .watches_shared_stream(
+            informers.shared_stream::<ReplicationController>(),
+            of_ns!(quotas),
+        )
+        .watches_shared_stream(informers.shared_stream::<Deployment>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<ReplicaSet>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<StatefulSet>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<DaemonSet>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<Job>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<CronJob>(), of_ns!(quotas))
         .run(
             |quota, ctx: Arc<Ctx>| async move {
                 let key = format!(

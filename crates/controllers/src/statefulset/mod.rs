@@ -84,9 +84,9 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         recorder: common::recorder(&client, COMPONENT),
         client,
     });
-    Controller::for_stream(informers.stream::<StatefulSet>(), sets.clone())
-        .watches_stream(
-            informers.stream::<Pod>(),
+    Controller::for_shared_stream(informers.shared_stream::<StatefulSet>(), sets.clone())
+        .watches_shared_stream(
+            informers.shared_stream::<Pod>(),
             common::pod_owners(sets, ctx.index.clone(), |s: &StatefulSet| {
                 s.spec.as_ref().map(|s| &s.selector)
             }),
