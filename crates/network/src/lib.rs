@@ -47,6 +47,22 @@ pub struct PodIps {
 pub trait PodNetwork: Send + Sync + std::fmt::Debug {
     fn attach(&self, pod: &PodRef<'_>, netns: &Path) -> Result<PodIps, Error>;
     fn detach(&self, pod: &PodRef<'_>) -> Result<(), Error>;
+
+    /// Whether pods can be attached now; the error is the network
+    /// plugin's own message, which the kubelet reports in the Node's
+    /// Ready condition (upstream: the runtime's NetworkReady status,
+    /// e.g. "cni plugin not initialized" while no CNI config exists).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether the pod's attachment is still as attach left it (CNI
+    /// CHECK); the kubelet asks when it re-adopts a running pod. A
+    /// network with nothing to verify says yes.
+    fn check(&self, pod: &PodRef<'_>) -> Result<(), Error> {
+        let _ = pod;
+        Ok(())
+    }
 }
 
 /// Errors of the pod network.

@@ -317,7 +317,27 @@ fn cni_args(pod: &PodRef<'_>) -> String {
     )
 }
 
+/// What the runtime reports while no network config is loadable (the
+/// text containerd's CRI plugin gives the kubelet).
+pub const NOT_INITIALIZED: &str = "cni plugin not initialized";
+
 impl PodNetwork for CniNetwork {
+    fn ready(&self) -> Result<(), String> {
+        // Loaded afresh each time: operators drop a config in (or fix
+        // one) while the agent runs, and the node turns Ready then.
+        match config::load(&self.conf_dir) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "cni: network not ready");
+                Err(NOT_INITIALIZED.to_string())
+            }
+        }
+    }
+
+    fn check(&self, pod: &PodRef<'_>) -> Result<(), crate::Error> {
+        CniNetwork::check(self, pod).map_err(Into::into)
+    }
+
     fn attach(&self, pod: &PodRef<'_>, netns: &Path) -> Result<PodIps, crate::Error> {
         let netns_s = netns.to_string_lossy().into_owned();
         if let Some(a) = self.cached(pod.uid)? {

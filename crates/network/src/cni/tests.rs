@@ -274,3 +274,71 @@ fn old_versions_get_no_prev_result_on_del_and_no_check() {
     assert_eq!(ops, [Op::Del, Op::Del]);
     assert!(calls[4..].iter().all(|c| c.4.get("prevResult").is_none()));
 }
+
+/// A plugin binary (a shell script) that logs each call's command,
+/// container, netns, interface and stdin, answers ADD with one address,
+/// and fails CHECK with a CNI error object once `broken` exists.
+const SCRIPT: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+input=$(cat)
+printf '%s|%s|%s|%s|%s\n' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_NETNS" "$CNI_IFNAME" "$input" >> "$dir/calls"
+case "$CNI_COMMAND" in
+VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+ADD) echo '{"cniVersion":"1.0.0","interfaces":[{"name":"eth0","sandbox":"'"$CNI_NETNS"'"}],"ips":[{"address":"10.9.0.2/24","interface":0}]}' ;;
+CHECK) if [ -e "$dir/broken" ]; then
+    echo '{"cniVersion":"1.0.0","code":999,"msg":"eth0 lost its address"}'; exit 1
+  fi ;;
+esac
+"#;
+
+#[test]
+fn check_runs_the_plugin_with_the_cached_result_and_reports_its_error() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let plugin = bin.join("fakenet");
+    std::fs::write(&plugin, SCRIPT).unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = d.path().join("net.d");
+    let net = CniNetwork::from_config(&CniConfig {
+        bin_dirs: vec![bin.clone()],
+        conf_dir: conf.clone(),
+        cache_dir: d.path().join("cache"),
+    });
+    let net: &dyn PodNetwork = &net;
+    // No config yet: not ready, in the runtime's words.
+    assert_eq!(net.ready(), Err(NOT_INITIALIZED.to_string()));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("10-fake.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"fake","plugins":[{"type":"fakenet"}]}"#,
+    )
+    .unwrap();
+    assert_eq!(net.ready(), Ok(()));
+
+    let ns = d.path().join("ns");
+    std::fs::write(&ns, "").unwrap();
+    net.attach(&pod("u1"), &ns).unwrap();
+    net.check(&pod("u1")).unwrap();
+    let calls = std::fs::read_to_string(bin.join("calls")).unwrap();
+    let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.splitn(5, '|').collect()).collect();
+    let ops: Vec<&str> = calls.iter().map(|c| c[0]).collect();
+    assert_eq!(ops, ["VERSION", "ADD", "CHECK"]);
+    let check = &calls[2];
+    assert_eq!(check[1..4], ["u1", ns.to_str().unwrap(), IFNAME]);
+    let stdin: Value = serde_json::from_str(check[4]).unwrap();
+    assert_eq!(stdin["name"], "fake");
+    assert_eq!(stdin["cniVersion"], "1.0.0");
+    assert_eq!(stdin["prevResult"]["ips"][0]["address"], "10.9.0.2/24");
+
+    // The plugin finds the attachment broken: its error, named.
+    std::fs::write(bin.join("broken"), "").unwrap();
+    let e = net.check(&pod("u1")).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "plugin type=\"fakenet\" failed (CHECK): code 999: eth0 lost its address"
+    );
+    // A pod this network never attached has nothing to check.
+    net.check(&pod("unknown")).unwrap();
+}
