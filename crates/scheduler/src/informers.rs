@@ -7,7 +7,10 @@
 //! PriorityClasses are only kept as a name -> value table that the pod
 //! watch uses to resolve priorities the API server left unset. After a
 //! watch restarts (a relist), `Resynced` carries the full set of names so
-//! the loop can drop what disappeared meanwhile.
+//! the loop can drop what disappeared meanwhile. Namespace and
+//! PodDisruptionBudget changes only wake waiting pods
+//! ([`ClusterEvent::NamespacesChanged`], [`ClusterEvent::BudgetsChanged`]);
+//! their tables are kept by [`crate::watched`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -33,7 +36,16 @@ pub enum ClusterEvent {
     NodeDeleted(String),
     /// A relist finished: these node names exist.
     NodesResynced(HashSet<String>),
+    /// A namespace's labels changed, or a namespace came or went: pods
+    /// rejected by an affinity term's namespaceSelector may fit now.
+    NamespacesChanged,
+    /// A PodDisruptionBudget changed what preemption weighs.
+    BudgetsChanged,
 }
+
+/// The plugins a namespace change can help (upstream: InterPodAffinity is
+/// the only plugin registering Namespace events).
+pub const NAMESPACE_CHANGE_HELPS: &[&str] = &[crate::plugins::inter_pod_affinity::NAME];
 
 /// PriorityClass values by name; "" holds the globalDefault, if any.
 #[derive(Clone, Default)]

@@ -27,6 +27,7 @@ pub mod resources;
 pub mod schedule;
 pub mod scheduler;
 pub mod selectors;
+pub mod watched;
 
 use std::sync::Arc;
 
@@ -78,10 +79,14 @@ async fn schedule(client: kube::Client) -> Error {
     let listers = podinfo::Listers::default();
     let (ns_listed_tx, ns_listed_rx) = tokio::sync::oneshot::channel();
     let (svc_listed_tx, svc_listed_rx) = tokio::sync::oneshot::channel();
+    let ns_tx = tx.clone();
     tasks.0.push(tokio::spawn(namespaces::watch_namespaces(
         client.clone(),
         listers.namespaces.clone(),
         ns_listed_tx,
+        move || {
+            let _ = ns_tx.send(informers::ClusterEvent::NamespacesChanged);
+        },
     )));
     tasks
         .0
@@ -95,16 +100,20 @@ async fn schedule(client: kube::Client) -> Error {
         client.clone(),
         tx.clone(),
     )));
+    let budgets = preemption_pdb::Budgets::default();
+    let pdb_tx = tx.clone();
+    tasks.0.push(tokio::spawn(preemption_pdb::watch_budgets(
+        client.clone(),
+        budgets.clone(),
+        move || {
+            let _ = pdb_tx.send(informers::ClusterEvent::BudgetsChanged);
+        },
+    )));
     tasks.0.push(tokio::spawn(informers::watch_pods(
         client.clone(),
         classes,
         listers,
         tx,
-    )));
-    let budgets = preemption_pdb::Budgets::default();
-    tasks.0.push(tokio::spawn(preemption_pdb::watch_budgets(
-        client.clone(),
-        budgets.clone(),
     )));
     let api = Arc::new(api::KubeApi::new(client));
     scheduler::Scheduler::new(api)

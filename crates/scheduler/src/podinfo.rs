@@ -142,9 +142,9 @@ pub struct PodInfo {
     /// The uid of the controlling owner (ReplicaSet, StatefulSet, ...);
     /// the default spreading groups pods by it.
     pub controller_uid: Option<String>,
-    /// The merged selectors of the Services selecting the pod when it was
-    /// parsed; the default spreading counts the pods they select too.
-    pub service_selector: Option<Labels>,
+    /// The Services, for a pod still to be placed: the default spreading
+    /// counts the pods they select too ([`PodInfo::service_selector`]).
+    pub services: Option<ServiceSelectors>,
     /// The normalized images of its init and app containers, for
     /// ImageLocality (kept only while the pod waits to be placed).
     pub images: Vec<String>,
@@ -220,8 +220,8 @@ impl PodInfo {
         };
         let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or_default();
         // Only a pod still to be placed is spread by its Services.
-        let service_selector = match (&spec.node_name, &meta.labels) {
-            (None, Some(labels)) => listers.services.selecting(&namespace, labels),
+        let services = match (&spec.node_name, &meta.labels) {
+            (None, Some(_)) => Some(listers.services.clone()),
             _ => None,
         };
         let images = match &spec.node_name {
@@ -294,7 +294,7 @@ impl PodInfo {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
-            service_selector,
+            services,
             images,
             start_time: start,
             scheduled_condition,
@@ -313,6 +313,15 @@ impl PodInfo {
             || !self.required_anti_affinity.is_empty()
             || !self.preferred_affinity.is_empty()
             || !self.preferred_anti_affinity.is_empty()
+    }
+
+    /// The merged selectors of the Services selecting the pod now: read in
+    /// each scheduling cycle, so Services created or changed while the pod
+    /// waits count (upstream reads its Service lister in PreScore).
+    pub fn service_selector(&self) -> Option<Labels> {
+        self.services
+            .as_ref()?
+            .selecting(&self.namespace, &self.labels)
     }
 }
 

@@ -8,18 +8,16 @@
 //! whose victims break fewer budgets and gives back budget-protected pods
 //! first, but still preempts when nothing else works.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::collections::HashSet;
+use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 
 use crate::podinfo::PodInfo;
 use crate::selectors::{selector_is_empty, selector_matches};
+use crate::watched::{self, Table};
 
 /// What preemption needs of one budget.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,66 +54,37 @@ impl Budget {
     }
 }
 
-/// The budgets by "namespace/name", shared between the watch and the
+/// The budgets by namespace and name, shared between the watch and the
 /// scheduling loop.
 #[derive(Clone, Default)]
-pub struct Budgets(Arc<RwLock<HashMap<String, Budget>>>);
+pub struct Budgets(Table<Budget>);
 
 impl Budgets {
     /// The budgets now.
     pub fn snapshot(&self) -> Vec<Budget> {
-        self.0
-            .read()
-            .expect("budgets lock")
-            .values()
-            .cloned()
-            .collect()
+        self.0.with_all(|all| all.cloned().collect())
     }
 
-    pub fn set(&self, key: String, b: Budget) {
-        self.0.write().expect("budgets lock").insert(key, b);
-    }
-
-    fn remove(&self, key: &str) {
-        self.0.write().expect("budgets lock").remove(key);
-    }
-
-    fn retain(&self, keys: &HashSet<String>) {
-        self.0
-            .write()
-            .expect("budgets lock")
-            .retain(|k, _| keys.contains(k));
+    /// Set the budget `ns`/`name`; whether preemption sees a change.
+    pub fn set(&self, ns: &str, name: &str, b: Budget) -> bool {
+        self.0.set(ns, name, Some(b))
     }
 }
 
-fn key(pdb: &PodDisruptionBudget) -> String {
-    format!(
-        "{}/{}",
-        pdb.metadata.namespace.as_deref().unwrap_or_default(),
-        pdb.metadata.name.as_deref().unwrap_or_default()
-    )
+fn budget_of(pdb: &PodDisruptionBudget) -> Option<Budget> {
+    Some(Budget::new(pdb))
 }
 
-/// Keep `budgets` up to date. Never returns.
-pub async fn watch_budgets(client: kube::Client, budgets: Budgets) {
+/// Keep `budgets` up to date; after the first list, `changed` runs
+/// whenever what preemption weighs changes (a budget came or went, its
+/// selector or disruptionsAllowed moved) — not on every status write of
+/// the disruption controller. Never returns.
+pub async fn watch_budgets(client: kube::Client, budgets: Budgets, changed: impl FnMut() + Send) {
     let api: Api<PodDisruptionBudget> = Api::all(client);
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing = HashSet::new();
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(p)) => {
-                listing.insert(key(&p));
-                budgets.set(key(&p), Budget::new(&p));
-            }
-            Ok(Event::InitDone) => budgets.retain(&std::mem::take(&mut listing)),
-            Ok(Event::Apply(p)) => budgets.set(key(&p), Budget::new(&p)),
-            Ok(Event::Delete(p)) => budgets.remove(&key(&p)),
-            Err(e) => tracing::warn!(error = %e, "poddisruptionbudget watch failed"),
-        }
-    }
+    // Nothing waits for the first list: without budgets preemption still
+    // works, only less carefully.
+    let (listed, _) = tokio::sync::oneshot::channel();
+    watched::keep(api, budgets.0, budget_of, listed, changed).await
 }
 
 /// Split `pods` (most important first) into those whose eviction would

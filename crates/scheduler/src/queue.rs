@@ -252,6 +252,27 @@ impl SchedulingQueue {
         }
     }
 
+    /// A PodDisruptionBudget changed: move the unschedulable pods that
+    /// failed on some node and may preempt, since the budgets steer which
+    /// victims (and so which node) preemption picks.
+    pub fn move_preemptors(&mut self, now: Instant) {
+        self.move_request_cycle = self.cycle;
+        let helped: Vec<String> = self
+            .unschedulable
+            .iter()
+            .filter(|uid| {
+                self.entries.get(*uid).is_some_and(|e| {
+                    !e.qp.pod.never_preempt && !e.qp.unschedulable_plugins.is_empty()
+                })
+            })
+            .cloned()
+            .collect();
+        for uid in helped {
+            self.unschedulable.remove(&uid);
+            self.requeue_after_event(&uid, now);
+        }
+    }
+
     /// Move pods whose backoff ended to the active heap, and pods left
     /// unschedulable too long back into play.
     pub fn flush(&mut self, now: Instant) {
@@ -403,6 +424,52 @@ mod tests {
         assert!(q.is_empty());
         q.failed("p", vec![], later);
         assert!(q.is_empty(), "a deleted pod does not come back");
+    }
+
+    #[test]
+    fn a_namespace_change_wakes_only_pods_waiting_on_pod_affinity() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(5);
+        let mut q = SchedulingQueue::default();
+        for uid in ["affinity", "selector"] {
+            q.add_or_update(pod(uid, 0), t0);
+        }
+        q.pop().unwrap();
+        q.pop().unwrap();
+        q.failed("affinity", vec!["InterPodAffinity"], t0);
+        q.failed("selector", vec!["NodeAffinity"], t0);
+        q.move_on_event(Some(crate::informers::NAMESPACE_CHANGE_HELPS), later);
+        assert_eq!(
+            q.pop().map(|p| p.pod.uid.clone()).as_deref(),
+            Some("affinity")
+        );
+        assert!(q.pop().is_none(), "a node-affinity failure stays parked");
+    }
+
+    #[test]
+    fn a_budget_change_wakes_pods_that_may_preempt() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(5);
+        let mut q = SchedulingQueue::default();
+        let mut never = (*pod("never", 10)).clone();
+        never.never_preempt = true;
+        q.add_or_update(Arc::new(never), t0);
+        q.add_or_update(pod("preemptor", 10), t0);
+        q.add_or_update(pod("no-nodes", 10), t0);
+        for _ in 0..3 {
+            q.pop().unwrap();
+        }
+        q.failed("never", vec!["NodeResourcesFit"], t0);
+        q.failed("preemptor", vec!["NodeResourcesFit"], t0);
+        q.failed("no-nodes", vec![], t0);
+        q.move_preemptors(later);
+        q.flush(later);
+        let woken: Vec<String> = std::iter::from_fn(|| q.pop())
+            .map(|p| p.pod.uid.clone())
+            .collect();
+        // "no-nodes" failed without a node to judge (an error): it is in
+        // backoff and came back by itself; "never" stays parked.
+        assert_eq!(woken, vec!["preemptor", "no-nodes"]);
     }
 
     #[test]

@@ -146,6 +146,10 @@ impl<A: ClusterApi> Scheduler<A> {
                 }
                 self.nodes_synced = true;
             }
+            ClusterEvent::NamespacesChanged => self
+                .queue
+                .move_on_event(Some(crate::informers::NAMESPACE_CHANGE_HELPS), now),
+            ClusterEvent::BudgetsChanged => self.queue.move_preemptors(now),
         }
     }
 

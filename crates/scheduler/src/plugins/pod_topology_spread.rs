@@ -233,12 +233,12 @@ fn score_constraints(pod: &PodInfo) -> (Vec<Constraint>, bool) {
     if !pod.spread_constraints.is_empty() {
         return (constraints(pod, "ScheduleAnyway"), true);
     }
-    let matcher = match (&pod.controller_uid, &pod.service_selector) {
+    let matcher = match (&pod.controller_uid, pod.service_selector()) {
         (None, None) => return (Vec::new(), false),
         (Some(owner), None) => Matcher::Owner(owner.clone()),
         (owner, Some(labels)) => Matcher::Default {
             owner: owner.clone(),
-            labels: labels.clone(),
+            labels,
         },
     };
     let default = |key: &str, max_skew| Constraint {
@@ -510,12 +510,18 @@ mod tests {
             &[("a", Some("z1")), ("b", Some("z2"))],
             vec![(web("w1"), "a"), (web("w2"), "a"), (pod("x", &[]), "b")],
         );
-        // A bare pod a Service selects spreads away from its siblings.
+        // Without the Service (and without an owner) nothing spreads it.
+        let services = crate::plugins::service_selectors::ServiceSelectors::default();
         let mut p = web("w3");
-        p.service_selector = Some(p.labels.clone());
+        p.services = Some(services.clone());
+        assert_eq!(scores(&c, &p), vec![0, 0]);
+        // A Service created while the pod waits counts in its next cycle:
+        // the bare pod now spreads away from its siblings.
+        services.set(&p.namespace, "web", Some(p.labels.clone()));
         let s = scores(&c, &p);
         assert!(s[1] > s[0], "{s:?}");
-        // Without the Service (and without an owner) nothing spreads it.
-        assert_eq!(scores(&c, &web("w4")), vec![0, 0]);
+        // And no longer once the Service is gone.
+        services.set(&p.namespace, "web", None);
+        assert_eq!(scores(&c, &p), vec![0, 0]);
     }
 }

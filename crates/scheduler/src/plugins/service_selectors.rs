@@ -4,109 +4,68 @@
 //! Upstream counterpart: the Service lister behind `helper.DefaultSelector`
 //! (`pkg/scheduler/framework/plugins/helper/spread.go`), which
 //! PodTopologySpread's system defaults and SelectorSpread use to find a
-//! pod's siblings. A pod's Services are looked up once, when the
-//! scheduler parses the pod; the pods counted against it are matched by
-//! labels when it is scheduled.
+//! pod's siblings. A pod's Services are looked up in each scheduling cycle
+//! ([`crate::podinfo::PodInfo::service_selector`]), so a Service created
+//! or changed after the pod counts; the pods counted against it are
+//! matched by labels.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
-
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::watcher::{self, watcher, Event};
-use kube::runtime::WatchStreamExt;
 use kube::Api;
 
 use crate::selectors::Labels;
+use crate::watched::{self, Table};
 
 /// Selectors by namespace, then by Service name; Services without a
 /// selector are left out (they select nothing).
 #[derive(Clone, Default)]
-pub struct ServiceSelectors(Arc<RwLock<HashMap<String, HashMap<String, Labels>>>>);
+pub struct ServiceSelectors(Table<Labels>);
+
+impl std::fmt::Debug for ServiceSelectors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServiceSelectors")
+    }
+}
 
 impl ServiceSelectors {
     pub fn set(&self, ns: &str, name: &str, selector: Option<Labels>) {
-        let mut map = self.0.write().expect("service selectors lock");
-        match selector.filter(|s| !s.is_empty()) {
-            Some(s) => {
-                map.entry(ns.to_string())
-                    .or_default()
-                    .insert(name.to_string(), s);
-            }
-            None => {
-                if let Some(m) = map.get_mut(ns) {
-                    m.remove(name);
-                }
-            }
-        }
-    }
-
-    fn retain(&self, keys: &HashSet<(String, String)>) {
-        let mut map = self.0.write().expect("service selectors lock");
-        for (ns, m) in map.iter_mut() {
-            m.retain(|name, _| keys.contains(&(ns.clone(), name.clone())));
-        }
-        map.retain(|_, m| !m.is_empty());
+        self.0.set(ns, name, selector.filter(|s| !s.is_empty()));
     }
 
     /// The selectors of every Service in `ns` selecting `labels`, merged
     /// into one; None when no Service selects them.
     pub fn selecting(&self, ns: &str, labels: &Labels) -> Option<Labels> {
-        let map = self.0.read().expect("service selectors lock");
-        let mut merged: Option<Labels> = None;
-        for sel in map.get(ns)?.values() {
-            if sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                merged
-                    .get_or_insert_with(Labels::new)
-                    .extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.0.with_namespace(ns, |sels| {
+            let mut merged: Option<Labels> = None;
+            for sel in sels {
+                if sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    merged
+                        .get_or_insert_with(Labels::new)
+                        .extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+                }
             }
-        }
-        merged
+            merged
+        })
     }
 }
 
-fn parts(svc: &Service) -> (String, String, Option<Labels>) {
-    (
-        svc.metadata.namespace.clone().unwrap_or_default(),
-        svc.metadata.name.clone().unwrap_or_default(),
-        svc.spec.as_ref().and_then(|s| s.selector.clone()),
-    )
+fn selector_of(svc: &Service) -> Option<Labels> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
 }
 
 /// Keep `table` up to date; `listed` fires once the first list is in.
-/// Never returns.
+/// Services only steer scores, so their changes wake no pod (upstream's
+/// PodTopologySpread registers no Service events either); a pod reads
+/// them anew in each scheduling cycle. Never returns.
 pub async fn watch_services(
     client: kube::Client,
     table: ServiceSelectors,
     listed: tokio::sync::oneshot::Sender<()>,
 ) {
-    let mut listed = Some(listed);
     let api: Api<Service> = Api::all(client);
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut listing = HashSet::new();
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(svc)) | Ok(Event::Apply(svc)) => {
-                let (ns, name, sel) = parts(&svc);
-                listing.insert((ns.clone(), name.clone()));
-                table.set(&ns, &name, sel);
-            }
-            Ok(Event::InitDone) => {
-                table.retain(&std::mem::take(&mut listing));
-                if let Some(tx) = listed.take() {
-                    let _ = tx.send(());
-                }
-            }
-            Ok(Event::Delete(svc)) => {
-                let (ns, name, _) = parts(&svc);
-                table.set(&ns, &name, None);
-            }
-            Err(e) => tracing::warn!(error = %e, "service watch failed"),
-        }
-    }
+    watched::keep(api, table.0, selector_of, listed, || {}).await
 }
 
 #[cfg(test)]
