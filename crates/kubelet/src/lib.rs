@@ -194,6 +194,7 @@ pub async fn run(
     let manager = PodManager::new(shared.clone());
     let manager = manager.start().await?;
     tokio::spawn(reporter.clone().lease_loop());
+    tokio::spawn(reporter.clone().network_loop());
     tokio::spawn(reporter.status_loop());
     manager.run().await;
     Ok(())

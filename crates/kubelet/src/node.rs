@@ -27,6 +27,8 @@ use crate::images::Images;
 use crate::sysinfo::{Host, Machine};
 use crate::{Config, Error, KUBELET_VERSION};
 
+mod network;
+
 /// Hard eviction thresholds: memory.available and nodefs.available (as
 /// a percentage of the filesystem), upstream's `--eviction-hard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +215,12 @@ impl Reporter {
                     address: c.hostname.clone(),
                 },
             ]),
-            conditions: Some(conditions(m, c.eviction, prev, &now)),
+            conditions: Some({
+                let mut all = conditions(m, c.eviction, prev, &now);
+                let why = network::not_ready(c.network.as_deref());
+                network::apply(&mut all, why.as_deref(), prev, &now);
+                all
+            }),
             daemon_endpoints: Some(NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint {
                     port: c.kubelet_port as i32,

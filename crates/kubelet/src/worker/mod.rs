@@ -206,6 +206,7 @@ impl Worker {
             netns: sb.netns,
             ip: None,
         });
+        self.check_network().await;
     }
 
     fn latest(&self, name: &str) -> Option<&Attempt> {

@@ -76,6 +76,57 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// After an agent restart re-adopted the sandbox: asks the network
+    /// whether the pod's attachment is still as it was made (CNI CHECK).
+    /// If not, a Warning event, and the attachment is released, so the
+    /// sync that follows attaches the sandbox afresh (upstream leaves the
+    /// reaction to the runtime; a pod whose interface or address went
+    /// missing would otherwise stay cut off).
+    pub(super) async fn check_network(&mut self) {
+        let Some(net) = self.shared.config.network.clone() else {
+            return;
+        };
+        let Some(pod) = self.rx.borrow().clone() else {
+            return;
+        };
+        if spec::host_network(&pod) || self.sandbox.is_none() {
+            return;
+        }
+        let (ns, name) = (
+            pod.metadata.namespace.clone().unwrap_or_default(),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let uid = self.uid.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let pod = rkube_network::PodRef {
+                namespace: &ns,
+                name: &name,
+                uid: &uid,
+            };
+            let checked = net.check(&pod);
+            if checked.is_err() {
+                if let Err(e) = net.detach(&pod) {
+                    tracing::warn!(error = %e, "release a pod network that failed its check");
+                }
+            }
+            checked
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => tracing::info!(uid = %self.uid, "pod network checked"),
+            Ok(Err(e)) => self.event(
+                &pod,
+                None,
+                Kind::Warning,
+                "PodNetworkCheckFailed",
+                format!("The pod network is not as it was set up ({e}); setting it up again"),
+            ),
+            Err(e) => tracing::warn!(uid = %self.uid, error = %e, "pod network check"),
+        }
+    }
+}
+
 /// Releases the pod's address and interfaces (idempotent).
 pub(crate) async fn detach_network(shared: &crate::Shared, uid: &str) {
     let Some(net) = shared.config.network.clone() else {
