@@ -1,24 +1,25 @@
 //! CNI mode (issue 7) with Debian's real CNI plugins (bridge, host-local,
 //! portmap from /usr/lib/cni), as root: an agent in a network namespace
 //! the test makes, `--network-backend cni` with a conflist in the test's
-//! temp dir. Pods get addresses from host-local, reach each other over
-//! the plugin's bridge, keep them across an agent restart without a
-//! second ADD, release them on deletion (DEL), and a broken network
-//! config shows as a pod event. Also: the agent's default pod network
-//! (vxlan) refuses clearly to run without root.
+//! temp dir. The node is NotReady (NetworkPluginNotReady) until the
+//! conflist appears. Pods get addresses from host-local, reach each other
+//! over the plugin's bridge, keep them across an agent restart without a
+//! second ADD (the re-adoption runs CHECK; a pod whose interface lost its
+//! address fails it and is attached afresh), release them on deletion
+//! (DEL), and a broken network config shows as a pod event. Also: the
+//! agent's default pod network (vxlan) refuses clearly to run without
+//! root.
 //! All traffic stays inside namespaces the test (or its pods) made.
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
+use support::images::{write_busybox, BUSYBOX as IMAGE};
 use support::{eventually, free_port, kubectl_bin};
 
-const IMAGE: &str = "example.com/test/busybox:1";
 const NETWORK: &str = "rkt-cni";
 const NODE: &str = "cni-node";
 /// Agents start and pods run while other tests load the machine.
@@ -109,12 +110,38 @@ impl Node {
             node.kubeconfig.exists() && node.kubectl(&["get", "--raw", "/readyz"]).status.success()
         });
         assert!(ready, "server not ready:\n{}", node.logs());
+        // The agent starts before its network config exists (see the
+        // test); the directory is there, empty.
         std::fs::create_dir_all(node.conf_dir()).unwrap();
-        std::fs::write(node.conf_dir().join("10-rkt.conflist"), node.conflist()).unwrap();
-        write_image(&node.data());
+        write_busybox(&node.data());
         node.start_agent();
-        node.wait_ready();
         node
+    }
+
+    /// The Node's Ready condition as `status|reason|message`.
+    fn ready_condition(&self) -> String {
+        self.get(
+            &["node", NODE],
+            "{.status.conditions[?(@.type==\"Ready\")].status}|\
+             {.status.conditions[?(@.type==\"Ready\")].reason}|\
+             {.status.conditions[?(@.type==\"Ready\")].message}",
+        )
+    }
+
+    /// The log of the agent's current run.
+    fn agent_log(&self) -> String {
+        let p = self
+            .dir
+            .path()
+            .join(format!("agent-{}.log", self.agent_runs));
+        std::fs::read_to_string(p).unwrap_or_default()
+    }
+
+    /// The network namespace the attachment cache records for pod `uid`.
+    fn cached_netns(&self, uid: &str) -> String {
+        let p = self.data().join(format!("agent/cni/{uid}.json"));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        v["netns"].as_str().unwrap().to_string()
     }
 
     fn data(&self) -> PathBuf {
@@ -320,22 +347,6 @@ impl Drop for Node {
     }
 }
 
-fn write_image(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
-        .unwrap();
-}
-
 fn web(name: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -374,6 +385,26 @@ spec:
 #[test]
 fn cni_plugins_attach_pods_keep_them_across_restarts_and_release_on_delete() {
     let mut node = Node::start();
+    // No CNI config yet: the node registers NotReady with the runtime's
+    // NetworkReady message, as a kubelet on containerd does ...
+    let want = "False|KubeletNotReady|container runtime network not ready: NetworkReady=false \
+                reason:NetworkPluginNotReady message:Network plugin returns error: \
+                cni plugin not initialized";
+    let mut last = String::new();
+    let ok = eventually(WAIT, || {
+        last = node.ready_condition();
+        last == want
+    });
+    assert!(ok, "Ready condition {last:?}\n{}", node.logs());
+    // ... and turns Ready once a config appears (without a restart).
+    std::fs::write(node.conf_dir().join("10-rkt.conflist"), node.conflist()).unwrap();
+    node.wait_ready();
+    assert!(
+        node.ready_condition().starts_with("True|KubeletReady|"),
+        "{}",
+        node.ready_condition()
+    );
+
     // Pods' routes are the plugins' business, but Service addresses
     // still never leave the node.
     let routes = Command::new("ip")
@@ -416,6 +447,51 @@ fn cni_plugins_attach_pods_keep_them_across_restarts_and_release_on_delete() {
         "host-local store after the restart: {held:?}\n{}",
         node.logs()
     );
+    // Re-adopting it, the agent ran the plugins' CHECK (cniVersion 1.0.0,
+    // with the cached result as prevResult), which passed.
+    let checked = eventually(WAIT, || {
+        node.agent_log()
+            .lines()
+            .any(|l| l.contains("pod network checked") && l.contains(&uid))
+    });
+    assert!(checked, "no CHECK of {uid}:\n{}", node.logs());
+    assert!(!node.events("web").contains("PodNetworkCheckFailed"));
+
+    // The pod's interface loses its address behind the agent's back: the
+    // next re-adoption's CHECK fails (the bridge plugin misses the
+    // address), says so in an event, and attaches the pod afresh.
+    let netns = node.cached_netns(&uid);
+    let flushed = Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "addr", "flush", "dev", "eth0"])
+        .output()
+        .unwrap();
+    assert!(flushed.status.success(), "{flushed:?}");
+    node.kill_agent();
+    node.start_agent();
+    node.wait_ready();
+    let said = eventually(WAIT, || {
+        let ev = node.events("web");
+        ev.contains("PodNetworkCheckFailed: The pod network is not as it was set up (plugin type=\"bridge\" failed (CHECK)")
+    });
+    assert!(said, "events: {}\n{}", node.events("web"), node.logs());
+    // Attached again: one address held for the pod, the one in its
+    // status, and reachable.
+    let mut web_ip = String::new();
+    let ok = eventually(WAIT, || {
+        let held = node.held();
+        let mine: Vec<_> = held.iter().filter(|(_, o)| o.contains(&uid)).collect();
+        web_ip = node.get(&["pod", "web"], "{.status.podIP}");
+        mine.len() == 1 && mine[0].0 == web_ip
+    });
+    assert!(
+        ok,
+        "after the repair: status {web_ip:?}, held {:?}\n{}",
+        node.held(),
+        node.logs()
+    );
+    node.apply(&client("fetch-repaired", &web_ip, "hello-web"));
+    node.wait_succeeded("fetch-repaired");
 
     // DEL on deletion: host-local releases the address, the attachment
     // cache entry goes.

@@ -19,28 +19,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
 use support::cluster::Cluster;
 use support::eventually;
-
-const IMAGE: &str = "example.com/test/busybox:1";
-
-fn write_image(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
-        .unwrap();
-}
+use support::images::{write_busybox, BUSYBOX as IMAGE};
 
 /// httpd answering with the pod's hostname; Ready unless /tmp/unready
 /// exists.
@@ -234,7 +215,7 @@ fn echo(conn: &mut BufReader<TcpStream>, msg: &str) -> std::io::Result<String> {
 
 #[test]
 fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
-    let mut c = Cluster::start(3, "vxlan", write_image);
+    let mut c = Cluster::start(3, "vxlan", write_busybox);
     let nodes: Vec<String> = c.nodes.iter().map(|n| n.name.clone()).collect();
     let ips: Vec<String> = c.nodes.iter().map(|n| n.ip.clone()).collect();
 
@@ -545,10 +526,122 @@ fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
             .collect();
         assert_eq!(got.len(), 1, "c-{i} was balanced over {got:?}");
     }
+    affinity_timeout(&c, &web);
 
     readiness(&c, &web, &names);
     agent_restart(&mut c, &web, &names, node_port);
     scale_to_zero(&c, &cluster_ip, node_port);
+}
+
+/// The ClientIP affinity timeout of the `sticky-short` Service.
+const AFFINITY_SECS: u64 = 6;
+
+/// Node `node`'s affinity entries for Service `svc` (default namespace):
+/// (backend pod IP, client IP, seconds until it expires), read from the
+/// proxy's nft sets (`affinity-<ns>/<svc>/<proto>/<port>__<ip>/<port>`).
+fn affinity_entries(c: &Cluster, node: usize, svc: &str) -> Vec<(String, String, u64)> {
+    let out = c.exec_in(node, &["nft", "-j", "list", "sets", "ip"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let prefix = format!("affinity-default/{svc}/");
+    let mut found = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let set = &item["set"];
+        let Some(name) = set["name"].as_str().filter(|n| n.starts_with(&prefix)) else {
+            continue;
+        };
+        let backend = name
+            .rsplit_once("__")
+            .and_then(|(_, ep)| ep.split_once('/'))
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_default();
+        for e in set["elem"].as_array().into_iter().flatten() {
+            let client = e["elem"]["val"].as_str().unwrap_or_default().to_string();
+            let expires = e["elem"]["expires"].as_u64().unwrap_or(0);
+            found.push((backend.clone(), client, expires));
+        }
+    }
+    found
+}
+
+/// sessionAffinityConfig.clientIP.timeoutSeconds: a client sticks to one
+/// backend while it keeps talking (each new connection refreshes the
+/// timeout, as upstream's `update @set`), its entry in the node's
+/// affinity set expires once it has been quiet for the timeout, and new
+/// connections are then balanced afresh (another backend is reached).
+fn affinity_timeout(c: &Cluster, web: &[(String, String)]) {
+    c.server.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: sticky-short}}\nspec:\n  \
+             selector: {{app: web}}\n  sessionAffinity: ClientIP\n  \
+             sessionAffinityConfig: {{clientIP: {{timeoutSeconds: {AFFINITY_SECS}}}}}\n  \
+             ports: [{{port: 80, targetPort: 8080}}]\n"
+        ),
+    );
+    let client_ip = get(c, &["pod", "c-0"], "{.status.podIP}");
+    let by_ip = |ip: &str| web.iter().find(|(_, i)| i == ip).map(|(n, _)| n.clone());
+    // Wait until the rules are in force (the first answer).
+    let mut first = Vec::new();
+    let ok = eventually(Duration::from_secs(60), || {
+        first = fetch(c, "c-0", "http://sticky-short/", 1);
+        first.len() == 1
+    });
+    assert!(ok, "sticky-short unreachable from c-0\n{}", diag(c));
+    // Ten connections a second apart span longer than the timeout: each
+    // refreshes the entry, so all reach one backend.
+    let n = 2 * AFFINITY_SECS;
+    let script = format!(
+        "for i in $(seq {n}); do timeout 5 wget -q -O- http://sticky-short/ 2>/dev/null; echo; sleep 1; done"
+    );
+    let started = Instant::now();
+    let (_, out, _) = sh(c, "c-0", &script);
+    let got: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let spread: BTreeSet<&str> = got.iter().copied().collect();
+    assert!(
+        got.len() as u64 >= n - 2 && spread.len() == 1,
+        "c-0 over {:?} -> sticky-short answered {got:?}",
+        started.elapsed()
+    );
+    let stuck = got[0].to_string();
+    // c-0's node remembers the client for that backend, for at most the
+    // timeout.
+    let entries = affinity_entries(c, 0, "sticky-short");
+    let mine: Vec<_> = entries.iter().filter(|e| e.1 == client_ip).collect();
+    assert!(
+        mine.len() == 1
+            && by_ip(&mine[0].0).as_deref() == Some(stuck.as_str())
+            && mine[0].2 <= AFFINITY_SECS,
+        "node-0's affinity entries for {client_ip} (stuck to {stuck}): {entries:?}"
+    );
+    // Quiet for the timeout: the entry expires, and a new connection is
+    // balanced afresh; with three backends one of the next few reaches
+    // another pod (each attempt waits for the entry to expire again).
+    let mut tried = Vec::new();
+    let ok = eventually(Duration::from_secs(150), || {
+        let quiet = Instant::now();
+        let expired = eventually(Duration::from_secs(3 * AFFINITY_SECS + 30), || {
+            !affinity_entries(c, 0, "sticky-short")
+                .iter()
+                .any(|e| e.1 == client_ip)
+        });
+        assert!(
+            expired,
+            "c-0's affinity entry did not expire in {:?}: {:?}",
+            quiet.elapsed(),
+            affinity_entries(c, 0, "sticky-short")
+        );
+        let got = fetch(c, "c-0", "http://sticky-short/", 1);
+        tried.extend(got.iter().cloned());
+        got.iter().any(|b| *b != stuck)
+    });
+    assert!(
+        ok,
+        "after the affinity expired c-0 still reached only {stuck}: {tried:?}"
+    );
 }
 
 /// A pod failing readiness leaves the rotation and comes back.
@@ -782,7 +875,7 @@ fn cluster_up_returns_with_nodes_ready_and_down_removes_everything() {
     let name = format!("mt{}", std::process::id() % 100_000);
     let dir = state.path().join(&name);
     for i in 0..2 {
-        write_image(&dir.join(format!("node-{i}")));
+        write_busybox(&dir.join(format!("node-{i}")));
     }
     let kubeconfig = state.path().join("admin.yaml");
     let (state_arg, kc_arg) = (

@@ -7,31 +7,16 @@
 
 mod support;
 
-use std::path::Path;
 use std::time::Duration;
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
 use support::cluster::Cluster;
 use support::eventually;
+use support::images::{write_busybox, BUSYBOX as IMAGE};
 
-const IMAGE: &str = "example.com/test/busybox:1";
-
-fn write_image(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
-        .unwrap();
-}
+/// Deadlines are generous: these tests run while the rest of the suite
+/// (and other builds) load the machine; every wait polls, so a fast run
+/// stays fast.
+const WAIT: Duration = Duration::from_secs(120);
 
 fn get(c: &Cluster, what: &[&str], path: &str) -> String {
     let mut args = vec!["get"];
@@ -62,7 +47,8 @@ spec:
 }
 
 /// A pod on `node` that asks `target`:8080 over HTTP (busybox nc; its
-/// static wget crashes) until the answer has `want`, then exits 0.
+/// static wget crashes) until the answer has `want`, then exits 0; it
+/// gives up after about 200 tries (minutes on a loaded machine).
 fn client(c: &Cluster, name: &str, node: &str, target: &str, want: &str) {
     let yaml = format!(
         r#"apiVersion: v1
@@ -76,7 +62,7 @@ spec:
   - name: fetch
     image: {IMAGE}
     imagePullPolicy: Never
-    command: ["sh", "-c", "for i in $(seq 60); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080 | grep -q {want} && exit 0; sleep 1; done; exit 1"]
+    command: ["sh", "-c", "for i in $(seq 200); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {target} 8080 | grep -q {want} && exit 0; sleep 1; done; exit 1"]
 "#
     );
     c.server.ok_stdin(&["apply", "-f", "-"], &yaml);
@@ -84,7 +70,7 @@ spec:
 
 fn running_ip(c: &Cluster, pod: &str) -> String {
     let mut ip = String::new();
-    let ok = eventually(Duration::from_secs(60), || {
+    let ok = eventually(WAIT, || {
         ip = get(c, &["pod", pod], "{.status.podIP}");
         get(c, &["pod", pod], "{.status.phase}") == "Running" && !ip.is_empty()
     });
@@ -99,7 +85,8 @@ fn running_ip(c: &Cluster, pod: &str) -> String {
 
 fn succeeds(c: &Cluster, pod: &str) {
     let mut phase = String::new();
-    let ok = eventually(Duration::from_secs(90), || {
+    // The client itself retries for minutes; wait for it to end.
+    let ok = eventually(Duration::from_secs(300), || {
         phase = get(c, &["pod", pod], "{.status.phase}");
         phase == "Succeeded" || phase == "Failed"
     });
@@ -117,7 +104,7 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 }
 
 fn cross_node(backend: &str) {
-    let mut c = Cluster::start(2, backend, write_image);
+    let mut c = Cluster::start(2, backend, write_busybox);
     // Every node gets a distinct /24 of the cluster CIDR.
     let cidr0 = get(&c, &["node", "node-0"], "{.spec.podCIDR}");
     let cidr1 = get(&c, &["node", "node-1"], "{.spec.podCIDR}");
@@ -127,7 +114,7 @@ fn cross_node(backend: &str) {
     );
     assert!(cidr1.starts_with("10.42.") && cidr0 != cidr1, "{cidr1}");
     // Each agent publishes its address (and VTEP) as flannel does.
-    let published = eventually(Duration::from_secs(30), || {
+    let published = eventually(WAIT, || {
         get(
             &c,
             &["node", "node-1"],
@@ -145,7 +132,7 @@ fn cross_node(backend: &str) {
     assert!(in_cidr(&ip, &cidr0), "{ip} not in node-0's {cidr0}");
 
     // node-1 routes node-0's podCIDR (via the VTEP or node-0's address).
-    let routed = eventually(Duration::from_secs(30), || {
+    let routed = eventually(WAIT, || {
         let r = c.exec_in(1, &["ip", "route", "show", &cidr0]);
         let r = String::from_utf8_lossy(&r.stdout).into_owned();
         match backend {
@@ -194,15 +181,15 @@ fn cross_node(backend: &str) {
 
     // Deleting the pod releases its address.
     c.server
-        .ok(&["delete", "pod", "web", "--wait=true", "--timeout=60s"]);
+        .ok(&["delete", "pod", "web", "--wait=true", "--timeout=120s"]);
     assert!(
-        eventually(Duration::from_secs(30), || !store.exists()),
+        eventually(WAIT, || !store.exists()),
         "{} still allocated:\n{}",
         store.display(),
         c.logs()
     );
     c.server
-        .ok(&["delete", "pod", "--all", "--wait=true", "--timeout=60s"]);
+        .ok(&["delete", "pod", "--all", "--wait=true", "--timeout=120s"]);
 }
 
 #[test]

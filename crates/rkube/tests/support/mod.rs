@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod images;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
