@@ -11,11 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
+use support::images::{write_busybox, BUSYBOX as IMAGE};
 use support::{eventually, free_port, Server};
-
-const IMAGE: &str = "example.com/test/busybox:1";
 
 /// A server plus one real agent.
 struct Cluster {
@@ -27,22 +24,6 @@ struct Cluster {
     port: u16,
 }
 
-fn write_image(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
-        .unwrap();
-}
-
 impl Cluster {
     fn start(node: &str) -> Cluster {
         Self::start_with(node, |_| {})
@@ -52,7 +33,7 @@ impl Cluster {
     fn start_with(node: &str, prepare: impl FnOnce(&Path)) -> Cluster {
         let server = Server::start();
         let data = server.dir.path().join("agent-data");
-        write_image(&data);
+        write_busybox(&data);
         prepare(&data);
         let name = server
             .dir
