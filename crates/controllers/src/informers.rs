@@ -31,7 +31,10 @@
 //! controller manager strips them with an informer transform: no controller
 //! reads them, and decoded they are the largest part of a typical pod
 //! (every field path a nested JSON map), so with 10,000 pods they cost more
-//! memory than the rest of the cache.
+//! memory than the rest of the cache. Pods also lose the parts of their
+//! containers only the kubelet reads (environment, command, probes, mounts:
+//! [`slim_pod`]), which upstream keeps; a controller that needs them must
+//! read the pod from the API server.
 
 use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +42,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -145,6 +149,39 @@ impl Informers {
 /// Drop what no controller reads before an object is cached or sent on.
 fn strip<K: Kind>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
+    if let Some(pod) = (obj as &mut dyn Any).downcast_mut::<Pod>() {
+        slim_pod(pod);
+    }
+}
+
+/// A cached pod keeps what controllers read of its containers — names,
+/// images, ports (named Service targetPorts), resources (quota) and
+/// restartPolicy (sidecars) — and loses how the kubelet runs them:
+/// environment, command, probes, lifecycle hooks, mounts. No controller
+/// writes a cached pod back (they patch), so nothing is lost on the
+/// server; with 10,000 pods these fields were most of the pod cache.
+fn slim_pod(pod: &mut Pod) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let containers = spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten());
+    for c in containers {
+        c.env = None;
+        c.env_from = None;
+        c.command = None;
+        c.args = None;
+        c.liveness_probe = None;
+        c.readiness_probe = None;
+        c.startup_probe = None;
+        c.lifecycle = None;
+        c.volume_mounts = None;
+        c.volume_devices = None;
+    }
+    // Ephemeral (debug) containers hold no resources and no ports.
+    spec.ephemeral_containers = None;
 }
 
 /// Keep one kind's cache current and tell subscribers what changed.
@@ -200,7 +237,7 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     use super::*;
@@ -218,5 +255,66 @@ mod tests {
         assert_eq!(pod.metadata.managed_fields, None);
         assert_eq!(pod.metadata.name.as_deref(), Some("web"));
         assert_eq!(pod.metadata.resource_version.as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn cached_pods_keep_what_controllers_read_of_containers() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "annotations": {"a": "b"}},
+            "spec": {
+                "nodeName": "n1",
+                "containers": [{
+                    "name": "web", "image": "web:1",
+                    "command": ["/srv"], "args": ["--port=80"],
+                    "env": [{"name": "K", "value": "V"}],
+                    "ports": [{"name": "http", "containerPort": 80}],
+                    "resources": {"requests": {"cpu": "100m"}},
+                    "readinessProbe": {"httpGet": {"path": "/", "port": 80}},
+                    "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                }],
+                "initContainers": [{
+                    "name": "sidecar", "restartPolicy": "Always",
+                    "env": [{"name": "K", "value": "V"}],
+                }],
+                "volumes": [{"name": "v", "emptyDir": {}}],
+            },
+            "status": {"phase": "Running", "podIP": "10.0.0.1"},
+        }))
+        .unwrap();
+        strip(&mut pod);
+        let spec = pod.spec.as_ref().unwrap();
+        let c = &spec.containers[0];
+        assert_eq!(
+            (c.name.as_str(), c.image.as_deref()),
+            ("web", Some("web:1"))
+        );
+        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 80);
+        assert!(c.resources.as_ref().unwrap().requests.is_some());
+        assert!(c.env.is_none() && c.command.is_none() && c.args.is_none());
+        assert!(c.readiness_probe.is_none() && c.volume_mounts.is_none());
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.restart_policy.as_deref(), Some("Always"));
+        assert!(init.env.is_none());
+        assert_eq!(spec.node_name.as_deref(), Some("n1"));
+        assert_eq!(spec.volumes.as_ref().unwrap().len(), 1);
+        assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some("10.0.0.1"));
+        assert!(pod.metadata.annotations.is_some());
+    }
+
+    #[test]
+    fn other_kinds_keep_their_pod_templates_whole() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"spec": {"containers": [{
+                    "name": "web", "env": [{"name": "K", "value": "V"}],
+                }]}},
+            },
+        }))
+        .unwrap();
+        strip(&mut d);
+        let template = d.spec.unwrap().template.spec.unwrap();
+        assert!(template.containers[0].env.is_some());
     }
 }

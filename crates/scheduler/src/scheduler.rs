@@ -336,14 +336,29 @@ impl<A: ClusterApi> Scheduler<A> {
             || nominated
                 .as_deref()
                 .is_some_and(|n| n != pod.nominated_node);
+        // Past MAX_PENDING_EVENTS waiting writes the event is dropped, as
+        // for "Scheduled": with 10,000 pods retried every 10 s and no node,
+        // a task per attempt piled up faster than the API server took the
+        // writes (RSS grew about 1 MiB/s without end).
+        let pending = self.pending_events.clone();
+        let write_event = pending.fetch_add(1, Ordering::Relaxed) < MAX_PENDING_EVENTS;
+        if !write_event {
+            pending.fetch_sub(1, Ordering::Relaxed);
+            if !write_condition {
+                return;
+            }
+        }
         let (api, reports) = (self.api.clone(), self.reports.clone());
         tokio::spawn(async move {
             let _permit = reports.acquire_owned().await;
-            if let Err(e) = api
-                .event(&pod, "Warning", "FailedScheduling", "Scheduling", &message)
-                .await
-            {
-                tracing::debug!(error = %e, "FailedScheduling event not recorded");
+            if write_event {
+                if let Err(e) = api
+                    .event(&pod, "Warning", "FailedScheduling", "Scheduling", &message)
+                    .await
+                {
+                    tracing::debug!(error = %e, "FailedScheduling event not recorded");
+                }
+                pending.fetch_sub(1, Ordering::Relaxed);
             }
             if write_condition {
                 if let Err(e) = api
