@@ -14,7 +14,9 @@ Then, from the client, alternating so load drifts hit both sides alike:
 each against the ClusterIP and directly against the pod IP, same node and
 across nodes. Ratios are ClusterIP/direct for throughput and
 direct/ClusterIP for latency, so 1.0 is "no cost" and the goal is >= 0.9.
-Also checks hairpin traffic (a pod reaching itself through its Service).
+The "paired" lines are the median over rounds of each round's own ratio
+(direct and ClusterIP measured back to back), which shared, loaded
+machines disturb less than the pooled percentiles. Also checks hairpin traffic (a pod reaching itself through its Service).
 
 Needs root, nft, ip, cargo. Usage: sudo bench/clusterip.py [--seconds 3]
 """
@@ -254,25 +256,39 @@ def main():
         print(f"{'':14}{'':8}{'direct':>12}{'ClusterIP':>12}{'ratio':>8}")
         for label, pod_ip, cip in cases:
             res = {k: {"direct": [], "cip": []} for k in ("stream", "rr", "crr")}
+            # Per round, the direct and ClusterIP runs sit next to each
+            # other in time; their ratio cancels most of the load drift
+            # that pooled percentiles across rounds suffer from.
+            paired = {"stream": [], "rr": [], "crr": []}
             for rnd in range(a.rounds):
                 order = [("direct", pod_ip), ("cip", cip)]
                 if rnd % 2:
                     order.reverse()
+                this = {}
                 for kind, host in order:
                     print(f"  {label} round {rnd + 1}: {kind}", file=sys.stderr, flush=True)
-                    res["stream"][kind].append(
-                        bed.client("c1", "stream", host, SINK if kind == "direct" else 80,
-                                   a.seconds)["gbps"])
-                    res["rr"][kind] += bed.client("c1", "rr", host,
-                                                  ECHO if kind == "direct" else 81, a.rr)["lat"]
-                    res["crr"][kind] += bed.client("c1", "crr", host,
-                                                   ECHO if kind == "direct" else 81, a.crr)["lat"]
+                    g = bed.client("c1", "stream", host, SINK if kind == "direct" else 80,
+                                   a.seconds)["gbps"]
+                    rr = bed.client("c1", "rr", host, ECHO if kind == "direct" else 81, a.rr)["lat"]
+                    crr = bed.client("c1", "crr", host, ECHO if kind == "direct" else 81,
+                                     a.crr)["lat"]
+                    res["stream"][kind].append(g)
+                    res["rr"][kind] += rr
+                    res["crr"][kind] += crr
+                    this[kind] = (g, statistics.median(rr), statistics.median(crr))
+                paired["stream"].append(this["cip"][0] / this["direct"][0])
+                paired["rr"].append(this["direct"][1] / this["cip"][1])
+                paired["crr"].append(this["direct"][2] / this["cip"][2])
             d, c = statistics.median(res["stream"]["direct"]), statistics.median(res["stream"]["cip"])
             print(f"{label:14}{'Gbit/s':8}{d:12.2f}{c:12.2f}{c / d:8.2f}")
             for k in ("rr", "crr"):
                 for p, pn in ((0.5, "p50"), (0.99, "p99")):
                     dl, cl = pct(res[k]["direct"], p) * 1e6, pct(res[k]["cip"], p) * 1e6
                     print(f"{label:14}{k + ' ' + pn:8}{dl:10.0f}us{cl:10.0f}us{dl / cl:8.2f}")
+            for k in ("stream", "rr", "crr"):
+                v = paired[k]
+                print(f"{label:14}{k:8}{'paired':>24}{statistics.median(v):8.2f}"
+                      f"  (median of {len(v)} rounds; min {min(v):.2f}, max {max(v):.2f})")
     finally:
         bed.close()
 
