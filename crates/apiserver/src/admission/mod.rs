@@ -14,6 +14,7 @@
 
 mod lister;
 pub mod quota;
+mod serviceaccount;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,8 @@ pub struct Admission {
     quotas: Arc<Lister>,
     class_store: Arc<ResourceStore>,
     quota_store: Arc<ResourceStore>,
+    /// Read per pod create (one key), for the account's pull secrets.
+    account_store: Arc<ResourceStore>,
 }
 
 fn resource_store(
@@ -66,12 +69,14 @@ impl Admission {
             resource_store(&store, &clock, "scheduling.k8s.io", "v1", "priorityclasses");
         let quota_store = resource_store(&store, &clock, "", "v1", "resourcequotas");
         let ranges = resource_store(&store, &clock, "", "v1", "limitranges");
+        let account_store = resource_store(&store, &clock, "", "v1", "serviceaccounts");
         Admission {
             priority_classes: Lister::new(store.clone(), class_store.list_prefix(None)),
             limit_ranges: Lister::new(store.clone(), ranges.list_prefix(None)),
             quotas: Lister::new(store, quota_store.list_prefix(None)),
             class_store,
             quota_store,
+            account_store,
         }
     }
 
@@ -122,11 +127,32 @@ impl Admission {
             let errs = limits::validate_pod(obj, &ranges);
             forbid_if_any(rs, obj, &errs)?;
         }
+        self.account_pull_secrets(ns, obj).await?;
         let class = self.pod_class(obj).await?;
         let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
             return Ok(());
         };
         priority::admit(spec, class.as_ref()).map_err(|reason| forbidden(rs, obj, reason))
+    }
+
+    /// ServiceAccount admission: a pod without imagePullSecrets gets its
+    /// account's. A missing account adds nothing (the pod may come before
+    /// the serviceaccount controller made `default`).
+    async fn account_pull_secrets(&self, ns: &str, obj: &mut Value) -> Result<(), StatusError> {
+        if serviceaccount::has_pull_secrets(obj) {
+            return Ok(());
+        }
+        let Some(name) = serviceaccount::account_of(obj).map(str::to_string) else {
+            return Ok(());
+        };
+        match self.account_store.get(Some(ns), &name, None).await {
+            Ok(account) => {
+                serviceaccount::copy_pull_secrets(obj, &account);
+                Ok(())
+            }
+            Err(e) if e.reason() == "NotFound" => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The PriorityClass a new pod names, or the global default one.
