@@ -24,8 +24,19 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The user a service account token names, or `None` when it is not valid.
 pub async fn service_account_user(server: &ApiServer, key: &SaKey, token: &str) -> Option<User> {
+    service_account_user_for(server, key, token, &[key.issuer().to_string()]).await
+}
+
+/// [`service_account_user`] for a token meant for one of `audiences`
+/// (a TokenReview may name others than the API server's, as Vault does).
+pub async fn service_account_user_for(
+    server: &ApiServer,
+    key: &SaKey,
+    token: &str,
+    audiences: &[String],
+) -> Option<User> {
     let now = time::OffsetDateTime::now_utc();
-    let claims = key.verify(token, &[key.issuer().to_string()], now).ok()?;
+    let claims = key.verify(token, audiences, now).ok()?;
     let k = &claims.kubernetes;
     let sa = server
         .resource("", "v1", "serviceaccounts")?

@@ -111,21 +111,41 @@ async fn token_review(server: &ApiServer, review: &Value) -> Value {
     let Some(key) = server.sa_key.as_ref() else {
         return json!({"user": {}, "error": "service account tokens are not configured"});
     };
-    // The only token audience this server issues for is its issuer.
-    let asked: Vec<&str> = review
+    // The audiences asked for, else the API server's own (its issuer).
+    let mut asked: Vec<String> = review
         .pointer("/spec/audiences")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
-    if !asked.is_empty() && !asked.contains(&key.issuer()) {
-        return json!({"user": {}, "error": "token audiences are invalid for the target audiences"});
+    if asked.is_empty() {
+        asked.push(key.issuer().to_string());
     }
-    match crate::authn::service_account_user(server, key, token).await {
-        Some(user) => json!({
-            "authenticated": true,
-            "user": {"username": user.name, "groups": user.groups},
-            "audiences": [key.issuer()],
-        }),
+    match crate::authn::service_account_user_for(server, key, token, &asked).await {
+        Some(user) => {
+            // Which of the asked audiences the token is for.
+            let now = time::OffsetDateTime::now_utc();
+            let claims = key.verify(token, &asked, now).ok();
+            let aud = claims.as_ref().map(|c| c.aud.clone()).unwrap_or_default();
+            let matched: Vec<&String> = asked.iter().filter(|a| aud.contains(a)).collect();
+            let mut out = json!({
+                "authenticated": true,
+                "user": {"username": user.name, "groups": user.groups},
+                "audiences": matched,
+            });
+            // Upstream tells the bound pod as extras of the user.
+            if let Some(pod) = claims.as_ref().and_then(|c| c.kubernetes.pod.as_ref()) {
+                out["user"]["extra"] = json!({
+                    "authentication.kubernetes.io/pod-name": [pod.name],
+                    "authentication.kubernetes.io/pod-uid": [pod.uid],
+                });
+            }
+            out
+        }
         None => json!({"user": {}, "error": "invalid bearer token"}),
     }
 }
