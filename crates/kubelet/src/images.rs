@@ -92,6 +92,43 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Prefix of a pod worker's back-off key for a container's image pulls
+/// (apart from its restart back-off, keyed by the bare name).
+pub const BACKOFF_KEY: &str = "image-pull:";
+
+/// Whether a waiting reason is an image one (told as "Error: <reason>").
+pub fn is_image_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" | "InvalidImageName"
+    )
+}
+
+/// A failed pull as the status and the Failed event tell it, in
+/// containerd's words as the kubelet relays them.
+pub fn pull_error(image: &str, error: &str) -> String {
+    format!("failed to pull and unpack image \"{image}\": {error}")
+}
+
+/// The waiting message while pulls back off: the last error kept.
+pub fn backoff_message(image: &str, last_error: &str) -> String {
+    if last_error.is_empty() {
+        format!("Back-off pulling image \"{image}\"")
+    } else {
+        format!("Back-off pulling image \"{image}\": ErrImagePull: {last_error}")
+    }
+}
+
+/// The pull error inside a waiting message (ErrImagePull's own, or the
+/// one a back-off message carries).
+pub fn last_pull_error(message: &str) -> &str {
+    match message.split_once(": ErrImagePull: ") {
+        Some((_, e)) => e,
+        None if message.starts_with("Back-off pulling image") => "",
+        None => message,
+    }
+}
+
 /// Whether to pull, given the policy and whether the image is present.
 /// An empty policy defaults as the API server does: `Always` for
 /// `:latest` or untagged images, `IfNotPresent` otherwise.
@@ -126,6 +163,27 @@ fn is_latest(image: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn back_off_messages_keep_the_last_error() {
+        let err = pull_error("r/x:1", "401 Unauthorized");
+        assert_eq!(
+            err,
+            "failed to pull and unpack image \"r/x:1\": 401 Unauthorized"
+        );
+        let first = backoff_message("r/x:1", last_pull_error(&err));
+        assert_eq!(
+            first,
+            format!("Back-off pulling image \"r/x:1\": ErrImagePull: {err}")
+        );
+        // Backing off again keeps the same error, not a nested one.
+        assert_eq!(backoff_message("r/x:1", last_pull_error(&first)), first);
+        assert_eq!(
+            backoff_message("r/x:1", last_pull_error("Back-off pulling image \"r/x:1\"")),
+            "Back-off pulling image \"r/x:1\""
+        );
+        assert!(is_image_reason("ImagePullBackOff") && !is_image_reason("CrashLoopBackOff"));
+    }
 
     #[test]
     fn pull_policy() {

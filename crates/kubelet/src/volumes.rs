@@ -39,6 +39,19 @@ struct Token {
     ttl: Duration,
 }
 
+/// Past this age a token is renewed whatever its lifetime.
+const TOKEN_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+impl Token {
+    /// The kubelet's token manager rule: renew once 80% of the lifetime
+    /// has passed or the token is older than 24 hours. `now` is a
+    /// parameter so the rule is tested without waiting.
+    fn stale(&self, now: Instant) -> bool {
+        let age = now.saturating_duration_since(self.issued);
+        age >= self.ttl.mul_f64(0.8) || age > TOKEN_MAX_AGE
+    }
+}
+
 /// One pod's volumes.
 pub struct PodVolumes {
     dir: PathBuf,
@@ -281,11 +294,10 @@ impl PodVolumes {
         Ok(out)
     }
 
-    /// A cached token, renewed once 80% of its lifetime has passed (the
-    /// kubelet's token manager rule).
+    /// A cached token, renewed when [`Token::stale`] says so.
     async fn token(&mut self, ask: &TokenAsk, lookup: &dyn Lookup) -> Result<String, String> {
         if let Some(t) = self.tokens.get(ask) {
-            if t.issued.elapsed() < t.ttl.mul_f64(0.8) {
+            if !t.stale(Instant::now()) {
                 return Ok(t.token.clone());
             }
         }
@@ -535,6 +547,26 @@ fn mount_tmpfs(dir: &Path, size: i64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_renew_at_80_percent_or_after_a_day() {
+        let t0 = Instant::now();
+        let token = |ttl: u64| Token {
+            token: "t".into(),
+            issued: t0,
+            ttl: Duration::from_secs(ttl),
+        };
+        // expirationSeconds 600, the minimum: fresh until 480 s.
+        let short = token(600);
+        assert!(!short.stale(t0));
+        assert!(!short.stale(t0 + Duration::from_secs(479)));
+        assert!(short.stale(t0 + Duration::from_secs(480)));
+        assert!(short.stale(t0 + Duration::from_secs(601)));
+        // A week-long token is still renewed once it is a day old.
+        let long = token(7 * 24 * 3600);
+        assert!(!long.stale(t0 + Duration::from_secs(23 * 3600)));
+        assert!(long.stale(t0 + Duration::from_secs(24 * 3600 + 1)));
+    }
 
     #[test]
     fn host_path_types() {

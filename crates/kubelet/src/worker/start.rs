@@ -13,9 +13,9 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use rkube_containers::image::DockerConfig;
 use tokio::sync::watch;
 
-use super::{Attempt, Probing, Worker};
+use super::{Attempt, Backoff, Probing, Worker, BACKOFF_INITIAL, BACKOFF_MAX};
 use crate::events::{pod_ref, Kind};
-use crate::images::should_pull;
+use crate::images::{self, should_pull};
 use crate::probes::{self, Results, Target, Timing};
 use crate::{env, spec};
 
@@ -34,12 +34,20 @@ impl Worker {
                 None
             }
             Err((reason, message)) => {
+                // Image errors are told by reason ("Error: ErrImagePull"),
+                // the pull's own error having had its event; others by
+                // message, as upstream.
+                let told = if images::is_image_reason(&reason) {
+                    &reason
+                } else {
+                    &message
+                };
                 self.event(
                     pod,
                     Some(&c.name),
                     Kind::Warning,
                     "Failed",
-                    format!("Error: {message}"),
+                    format!("Error: {told}"),
                 );
                 self.waiting.insert(c.name.clone(), (reason, message));
                 Some(Duration::from_secs(5))
@@ -220,10 +228,16 @@ impl Worker {
         c: &Container,
         image: &str,
     ) -> Result<crate::images::ImageInfo, (String, String)> {
-        let images = self.shared.images.clone();
-        let present = images.present(image);
-        let pull = should_pull(image, c.image_pull_policy.as_deref(), present.is_some())
-            .map_err(|m| ("ErrImageNeverPull".to_string(), m))?;
+        let store = self.shared.images.clone();
+        let present = store.present(image);
+        let pull = match should_pull(image, c.image_pull_policy.as_deref(), present.is_some()) {
+            Ok(pull) => pull,
+            Err(m) => {
+                let reason = "ErrImageNeverPull";
+                self.event(pod, Some(&c.name), Kind::Warning, reason, m.clone());
+                return Err((reason.to_string(), m));
+            }
+        };
         if !pull {
             let info = present.expect("checked by should_pull");
             self.event(
@@ -235,15 +249,30 @@ impl Worker {
             );
             return Ok(info);
         }
-        let reason = if self
-            .waiting
-            .get(&c.name)
-            .is_some_and(|w| w.0 == "ErrImagePull" || w.0 == "ImagePullBackOff")
-        {
-            "ImagePullBackOff"
-        } else {
-            "ErrImagePull"
-        };
+        // Upstream's image back-off (per pod and image, 10 s doubling to
+        // 5 min): no pull until it ends, ImagePullBackOff meanwhile.
+        let key = format!("{}{}", images::BACKOFF_KEY, c.name);
+        let now = Instant::now();
+        if let Some(b) = self.backoff.get(&key) {
+            if now < b.last_start + b.delay {
+                let last = self
+                    .waiting
+                    .get(&c.name)
+                    .map(|w| images::last_pull_error(&w.1).to_string())
+                    .unwrap_or_default();
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    Kind::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image \"{image}\""),
+                );
+                return Err((
+                    "ImagePullBackOff".into(),
+                    images::backoff_message(image, &last),
+                ));
+            }
+        }
         self.event(
             pod,
             Some(&c.name),
@@ -253,8 +282,9 @@ impl Worker {
         );
         let auth = self.pull_auth(pod).await;
         let t = Instant::now();
-        match images.pull(image, auth.as_ref()).await {
+        match store.pull(image, auth.as_ref()).await {
             Ok(info) => {
+                self.backoff.remove(&key);
                 self.event(
                     pod,
                     Some(&c.name),
@@ -268,10 +298,28 @@ impl Worker {
                 );
                 Ok(info)
             }
-            Err(e) => Err((
-                reason.into(),
-                format!("failed to pull and unpack image \"{image}\": {e}"),
-            )),
+            Err(e) => {
+                let delay = self
+                    .backoff
+                    .get(&key)
+                    .map_or(BACKOFF_INITIAL, |b| (b.delay * 2).min(BACKOFF_MAX));
+                self.backoff.insert(
+                    key,
+                    Backoff {
+                        delay,
+                        last_start: now,
+                    },
+                );
+                let message = images::pull_error(image, &e);
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    "Failed",
+                    format!("Failed to pull image \"{image}\": {message}"),
+                );
+                Err(("ErrImagePull".into(), message))
+            }
         }
     }
 
