@@ -466,6 +466,12 @@ fn run_step(step: &Step, rootfs: &Path) -> Result<(), String> {
             if p.exists() {
                 return Ok(());
             }
+            // A file mount (a subPath of a file) may land in a directory
+            // the image lacks, as runc creates it.
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+            }
             std::fs::File::create(p)
                 .map(drop)
                 .map_err(|e| format!("create {}: {e}", p.display()))
