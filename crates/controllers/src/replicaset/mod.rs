@@ -199,12 +199,12 @@ async fn sync<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Action, Er
     }
     if decided.create > 0 {
         if let Err(e) = create_pods(&ctx, &*obj, &pods_api, decided.create).await {
-            failure = Some(Failure::Create(e.to_string()));
+            failure = Some(Failure::Create(failure_message(&e)));
         }
     }
     if !decided.delete.is_empty() {
         if let Err(e) = delete_pods(&ctx, &*obj, &pods_api, &decided.delete).await {
-            failure = Some(Failure::Delete(e.to_string()));
+            failure = Some(Failure::Delete(failure_message(&e)));
         }
     }
     // Status over the claimed pods, read back from the cache so adoptions
@@ -253,6 +253,18 @@ async fn sync<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Action, Er
         Some(d) => Action::requeue(d.unsigned_abs()),
         None => Action::await_change(),
     })
+}
+
+/// The ReplicaFailure message: the API server's own words when it
+/// refused (upstream puts the error's text there, e.g. `pods "x" is
+/// forbidden: exceeded quota: ...`).
+fn failure_message(e: &Error) -> String {
+    match e {
+        Error::Create(_, kube::Error::Api(s)) | Error::Delete(_, kube::Error::Api(s)) => {
+            s.message.clone()
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Active pods of the other ReplicaSets of the same Deployment, which
