@@ -136,6 +136,37 @@ fn quotas_of(store: &Store<ResourceQuota>, ns: Option<String>) -> Vec<ObjectRef<
         .collect()
 }
 
+/// Quota events worth a recalculation: a quota seen for the first time
+/// (startup, creation) or whose spec.hard differs from status.hard. Not a
+/// status-only change: admission charges status.used on every create, and
+/// recalculating then, from caches that may not show the object just
+/// admitted yet, would hand the charge back and let racing creates pass
+/// the quota (upstream enqueues quota updates only when spec.hard changes).
+fn quota_changes(
+    stream: impl futures::Stream<Item = Arc<ResourceQuota>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<ResourceQuota>> + Send + 'static {
+    let mut seen = std::collections::HashSet::new();
+    stream.filter(move |q| {
+        let first = seen.insert(q.metadata.uid.clone().unwrap_or_default());
+        let hard = q.spec.as_ref().and_then(|s| s.hard.as_ref());
+        let status_hard = q.status.as_ref().and_then(|s| s.hard.as_ref());
+        futures::future::ready(first || hard != status_hard)
+    })
+}
+
+/// Whether a pod event may lower what quotas use: the pod is gone, going
+/// or finished (upstream's replenishment). A new or running pod was
+/// charged by admission already; recalculating on its events would race
+/// admission the same way as above.
+fn may_lower_usage(pods: &Store<Pod>, pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        || matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+        || pods.get(&ObjectRef::from_obj(pod)).is_none()
+}
+
 /// Run until the informers stop.
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let quotas = informers.store::<ResourceQuota>();
@@ -182,6 +213,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
             return;
         }
     }
+    let pod_store = pods.clone();
     let index = PodIndex::new(pods);
     let ctx = Arc::new(Ctx {
         client,
@@ -198,10 +230,15 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         }};
     }
     let q = quotas.clone();
-    Controller::for_shared_stream(informers.shared_stream::<ResourceQuota>(), quotas.clone())
+    let quota_events = quota_changes(informers.shared_stream::<ResourceQuota>());
+    Controller::for_shared_stream(quota_events, quotas.clone())
         .watches_shared_stream(informers.shared_stream::<Pod>(), move |pod: Arc<Pod>| {
             index.observe(&pod);
-            quotas_of(&q, pod.namespace())
+            if may_lower_usage(&pod_store, &pod) {
+                quotas_of(&q, pod.namespace())
+            } else {
+                Vec::new()
+            }
         })
         .watches_shared_stream(informers.shared_stream::<Service>(), of_ns!(quotas))
         .watches_shared_stream(
