@@ -260,6 +260,10 @@ def main():
             # other in time; their ratio cancels most of the load drift
             # that pooled percentiles across rounds suffer from.
             paired = {"stream": [], "rr": [], "crr": []}
+            # The same pairs as a difference: what the ClusterIP adds to a
+            # round trip or a new connection, in µs (the client's own
+            # per-connection cost, large in Python, cancels out).
+            extra = {"rr": [], "crr": []}
             for rnd in range(a.rounds):
                 order = [("direct", pod_ip), ("cip", cip)]
                 if rnd % 2:
@@ -279,6 +283,8 @@ def main():
                 paired["stream"].append(this["cip"][0] / this["direct"][0])
                 paired["rr"].append(this["direct"][1] / this["cip"][1])
                 paired["crr"].append(this["direct"][2] / this["cip"][2])
+                extra["rr"].append((this["cip"][1] - this["direct"][1]) * 1e6)
+                extra["crr"].append((this["cip"][2] - this["direct"][2]) * 1e6)
             d, c = statistics.median(res["stream"]["direct"]), statistics.median(res["stream"]["cip"])
             print(f"{label:14}{'Gbit/s':8}{d:12.2f}{c:12.2f}{c / d:8.2f}")
             for k in ("rr", "crr"):
@@ -289,6 +295,10 @@ def main():
                 v = paired[k]
                 print(f"{label:14}{k:8}{'paired':>24}{statistics.median(v):8.2f}"
                       f"  (median of {len(v)} rounds; min {min(v):.2f}, max {max(v):.2f})")
+            for k in ("rr", "crr"):
+                v = extra[k]
+                print(f"{label:14}{k:8}{'ClusterIP adds':>24}{statistics.median(v):6.0f}us"
+                      f"  (median of {len(v)} rounds; min {min(v):.0f}, max {max(v):.0f})")
     finally:
         bed.close()
 
