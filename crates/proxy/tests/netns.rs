@@ -1,6 +1,7 @@
 //! The rules in force: applied with nft inside a network namespace this
 //! test creates, with busybox httpd backends on a veth interface, a
-//! ClusterIP reaches every ready backend, ClientIP affinity sticks, a
+//! ClusterIP reaches every ready backend, ClientIP affinity sticks (and
+//! expires after its timeout unless traffic refreshes it), a
 //! Service without endpoints refuses at once, a NodePort answers on a
 //! node address, and incremental changes take effect.
 
@@ -119,13 +120,83 @@ fn world(web: &[(&str, bool, &str)]) -> Vec<rkube_proxy::ServicePort> {
             serde_json::json!({"clusterIP": "10.43.0.52", "sessionAffinity": "ClientIP",
             "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
         ),
+        service(
+            "brief",
+            serde_json::json!({"clusterIP": "10.43.0.53", "sessionAffinity": "ClientIP",
+            "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": BRIEF_SECS}},
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}),
+        ),
     ];
     let both = [("10.42.0.11", true, "n1"), ("10.42.0.12", true, "n1")];
     let slices = vec![
         slice("web", web, "http", 8080),
         slice("sticky", &both, "http", 8080),
+        slice("brief", &both, "http", 8080),
     ];
     service_ports(&services, &slices, "n1")
+}
+
+/// The `brief` Service's ClientIP affinity timeout.
+const BRIEF_SECS: u64 = 2;
+
+/// The clients the `brief` Service's affinity sets remember now.
+fn brief_entries(ns: &Netns) -> Vec<String> {
+    let out = run(&[
+        "ip", "netns", "exec", &ns.name, "nft", "-j", "list", "sets", "ip",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut found = Vec::new();
+    for item in v["nftables"].as_array().into_iter().flatten() {
+        let set = &item["set"];
+        if !set["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("affinity-default/brief/"))
+        {
+            continue;
+        }
+        for e in set["elem"].as_array().into_iter().flatten() {
+            found.push(e["elem"]["val"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    found
+}
+
+/// timeoutSeconds: new connections refresh the entry, so a client that
+/// keeps connecting for longer than the timeout stays on its backend; a
+/// quiet client's entry expires and its next connection is balanced
+/// afresh.
+fn affinity_expires_unless_refreshed(ns: &Netns) {
+    let first = ns.get("http://10.43.0.53/").unwrap();
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(2 * BRIEF_SECS + 1) {
+        assert_eq!(ns.get("http://10.43.0.53/").unwrap(), first);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(brief_entries(ns).len(), 1, "one client remembered");
+    // Quiet: the entry goes once the timeout passed, then one of the
+    // next connections reaches the other backend (each attempt waits for
+    // the entry to expire again).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut answers = Vec::new();
+    loop {
+        let quiet = std::time::Instant::now();
+        while !brief_entries(ns).is_empty() {
+            assert!(
+                quiet.elapsed() < Duration::from_secs(BRIEF_SECS + 10),
+                "affinity entry outlived its timeout"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let b = ns.get("http://10.43.0.53/").unwrap();
+        answers.push(b.clone());
+        if b != first {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after expiry still only {first}: {answers:?}"
+        );
+    }
 }
 
 fn wait_ready(ns: &Netns) {
@@ -178,6 +249,8 @@ fn cluster_ip_nodeport_affinity_and_rejects_in_a_netns() {
     for _ in 0..10 {
         assert_eq!(ns.get("http://10.43.0.52/").unwrap(), first);
     }
+
+    affinity_expires_unless_refreshed(&ns);
 
     // No endpoints: refused at once rather than hanging.
     let t = std::time::Instant::now();
