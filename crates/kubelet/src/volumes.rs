@@ -52,9 +52,13 @@ impl Token {
     }
 }
 
+/// Where token ages are read from (the real clock but in tests).
+pub type Clock = std::sync::Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// One pod's volumes.
 pub struct PodVolumes {
     dir: PathBuf,
+    clock: Clock,
     pub mounted: HashMap<String, Mounted>,
     tokens: HashMap<TokenAsk, Token>,
     /// Volumes whose fsGroup ownership is applied (once for emptyDir,
@@ -65,8 +69,14 @@ pub struct PodVolumes {
 impl PodVolumes {
     /// `pod_dir` is `<root>/pods/<uid>`.
     pub fn new(pod_dir: &Path) -> PodVolumes {
+        Self::with_clock(pod_dir, std::sync::Arc::new(Instant::now))
+    }
+
+    /// [`PodVolumes::new`] reading token ages from `clock`.
+    pub fn with_clock(pod_dir: &Path, clock: Clock) -> PodVolumes {
         PodVolumes {
             dir: pod_dir.join("volumes"),
+            clock,
             mounted: HashMap::new(),
             tokens: HashMap::new(),
             owned: HashSet::new(),
@@ -297,7 +307,7 @@ impl PodVolumes {
     /// A cached token, renewed when [`Token::stale`] says so.
     async fn token(&mut self, ask: &TokenAsk, lookup: &dyn Lookup) -> Result<String, String> {
         if let Some(t) = self.tokens.get(ask) {
-            if !t.stale(Instant::now()) {
+            if !t.stale((self.clock)()) {
                 return Ok(t.token.clone());
             }
         }
@@ -306,7 +316,7 @@ impl PodVolumes {
             ask.clone(),
             Token {
                 token: token.clone(),
-                issued: Instant::now(),
+                issued: (self.clock)(),
                 ttl: Duration::from_secs(ttl as u64),
             },
         );
@@ -547,6 +557,87 @@ fn mount_tmpfs(dir: &Path, size: i64) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Hands out numbered tokens and records what was asked.
+    #[derive(Default)]
+    struct Tokens {
+        asked: Mutex<Vec<TokenAsk>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Lookup for Tokens {
+        async fn config_map(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<k8s_openapi::api::core::v1::ConfigMap>, String> {
+            Ok(None)
+        }
+        async fn secret(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<k8s_openapi::api::core::v1::Secret>, String> {
+            Ok(None)
+        }
+        fn services(&self, _: &str) -> Vec<Arc<k8s_openapi::api::core::v1::Service>> {
+            Vec::new()
+        }
+        async fn token(&self, req: &TokenAsk) -> Result<(String, i64), String> {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(req.clone());
+            Ok((format!("token-{}", asked.len()), req.expiration_seconds))
+        }
+        async fn claim_path(&self, _: &str, claim: &str) -> Result<PathBuf, String> {
+            Err(format!("no claim {claim}"))
+        }
+    }
+
+    #[tokio::test]
+    async fn projected_tokens_are_refreshed_on_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let offset = Arc::new(AtomicU64::new(0));
+        let at = offset.clone();
+        let clock: Clock = Arc::new(move || t0 + Duration::from_secs(at.load(Ordering::SeqCst)));
+        let mut volumes = PodVolumes::with_clock(dir.path(), clock);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "spec": {
+                "serviceAccountName": "builder",
+                "containers": [],
+                "volumes": [{"name": "t", "projected": {"sources": [
+                    {"serviceAccountToken": {"audience": "vault", "expirationSeconds": 600,
+                                             "path": "token"}}]}}],
+            },
+        }))
+        .unwrap();
+        let lookup = Tokens::default();
+        let node = NodeFacts::default();
+        let file = dir.path().join("volumes/kubernetes.io~projected/t/token");
+        let at_secs = |s: u64| offset.store(s, Ordering::SeqCst);
+        volumes.setup(&pod, &lookup, &node).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "token-1");
+        // The worker refreshes every few seconds: the same token until
+        // 80% of 600 s has passed, then a new one in the file.
+        at_secs(479);
+        volumes.setup(&pod, &lookup, &node).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "token-1");
+        at_secs(480);
+        volumes.setup(&pod, &lookup, &node).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "token-2");
+        let asked = lookup.asked.lock().unwrap();
+        assert_eq!(asked.len(), 2);
+        assert_eq!(asked[1].audience.as_deref(), Some("vault"));
+        assert_eq!(asked[1].expiration_seconds, 600);
+        assert_eq!(asked[1].service_account, "builder");
+        assert_eq!(
+            (asked[1].pod_name.as_str(), asked[1].pod_uid.as_str()),
+            ("p", "u1")
+        );
+    }
 
     #[test]
     fn tokens_renew_at_80_percent_or_after_a_day() {
