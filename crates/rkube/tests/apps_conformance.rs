@@ -1014,3 +1014,171 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
         "",
     );
 }
+
+/// Each pod event since resourceVersion `rv` as (type, name, owner), in
+/// order; a change to a terminal phase is typed FINISHED.
+fn pod_history(server: &Server, rv: &str, selector: &str) -> Vec<(String, String, String)> {
+    let out = server.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}\
+             &labelSelector={selector}&timeoutSeconds=1"
+        ),
+    ]);
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let ev: serde_json::Value = serde_json::from_str(l).unwrap();
+            let meta = &ev["object"]["metadata"];
+            // A pod in a terminal phase runs nothing any more: as gone.
+            let phase = ev["object"]["status"]["phase"].as_str().unwrap_or_default();
+            let kind = match ev["type"].as_str().unwrap_or_default() {
+                "MODIFIED" if matches!(phase, "Succeeded" | "Failed") => "FINISHED",
+                other => other,
+            };
+            (
+                kind.to_string(),
+                meta["name"].as_str().unwrap_or_default().to_string(),
+                meta["ownerReferences"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Deployment Recreate (no new pod before every old one is gone);
+/// Deployment RevisionHistoryLimit (limit 0: an adopted old set and every
+/// superseded one deleted once the rollout is done).
+#[test]
+fn deployment_recreate_never_overlaps_and_history_limit_zero() {
+    let (server, _agent) = cluster("rc0", 2);
+    let template = |image: &str| {
+        format!(
+            "    metadata: {{labels: {{name: cleanup-pod}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
+             containers: [{{name: c, image: '{image}'}}]\n"
+        )
+    };
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: test-cleanup-controller\n  labels: {{name: cleanup-pod}}\nspec:\n  \
+             replicas: 1\n  selector: {{matchLabels: {{name: cleanup-pod}}}}\n  template:\n{}",
+            template("httpd:2.4.37")
+        ),
+    );
+    wait_for(
+        &server,
+        &["get", "rs", "test-cleanup-controller"],
+        "{.status.readyReplicas}",
+        "1",
+    );
+    let list = server.ok(&["get", "--raw", "/api/v1/namespaces/default/pods"]);
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deployment = |image: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: test-cleanup-deployment\nspec:\n  replicas: 2\n  \
+             revisionHistoryLimit: 0\n  strategy: {{type: Recreate}}\n  selector: {{matchLabels: {{name: cleanup-pod}}}}\n  \
+             template:\n{}",
+            template(image)
+        )
+    };
+    server.ok_stdin(&["apply", "-f", "-"], &deployment("httpd:2.4.38"));
+    server.ok(&[
+        "rollout",
+        "status",
+        "deploy/test-cleanup-deployment",
+        "--timeout=90s",
+    ]);
+    server.ok_stdin(&["apply", "-f", "-"], &deployment("httpd:2.4.39"));
+    server.ok(&[
+        "rollout",
+        "status",
+        "deploy/test-cleanup-deployment",
+        "--timeout=90s",
+    ]);
+    // History 0: only the current set is left.
+    wait_for(
+        &server,
+        &["get", "rs", "-l", "name=cleanup-pod"],
+        "{.items[*].spec.template.spec.containers[0].image}",
+        "httpd:2.4.39",
+    );
+    wait_for(
+        &server,
+        &["get", "pods", "-l", "name=cleanup-pod"],
+        "{.items[*].spec.containers[0].image}",
+        "httpd:2.4.39 httpd:2.4.39",
+    );
+
+    // Replay the pods' history: a pod of a new set appears only when no
+    // pod of another set is left running (upstream `oldPodsRunning`: a
+    // pod in a terminal phase no longer counts, even before it is gone).
+    let events = pod_history(&server, &rv, "name%3Dcleanup-pod");
+    let mut live: std::collections::BTreeMap<String, String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["labels"]["name"] == "cleanup-pod")
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["metadata"]["ownerReferences"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let mut owners_seen = std::collections::BTreeSet::new();
+    for (kind, name, owner) in &events {
+        match kind.as_str() {
+            "ADDED" if !live.contains_key(name) => {
+                let others: Vec<_> = live.iter().filter(|(_, o)| *o != owner).collect();
+                assert!(
+                    others.is_empty(),
+                    "{name} of {owner} created while {others:?} lived\n{events:?}"
+                );
+                live.insert(name.clone(), owner.clone());
+                owners_seen.insert(owner.clone());
+            }
+            "DELETED" | "FINISHED" => {
+                live.remove(name);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(owners_seen.len(), 2, "two rollouts: {events:?}");
+
+    // Upstream's own check: no Deployment status ever shows new pods
+    // beside old ones.
+    let out = server.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/apis/apps/v1/namespaces/default/deployments?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        ),
+    ]);
+    let mut statuses = 0;
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let ev: serde_json::Value = serde_json::from_str(line).unwrap();
+        let st = &ev["object"]["status"];
+        let (replicas, updated) = (
+            st["replicas"].as_i64().unwrap_or(0),
+            st["updatedReplicas"].as_i64().unwrap_or(0),
+        );
+        assert!(
+            updated == 0 || replicas == updated,
+            "new pods alongside old ones: {st}"
+        );
+        statuses += 1;
+    }
+    assert!(statuses > 2, "{out}");
+}
