@@ -336,8 +336,13 @@ impl PodVolumes {
         })
     }
 
-    /// A container's volumeMounts as bind mounts.
-    pub fn mounts_for(&self, c: &Container) -> Result<Vec<Mount>, String> {
+    /// A container's volumeMounts as bind mounts; `env` is the
+    /// container's resolved environment, which `subPathExpr` expands.
+    pub fn mounts_for(
+        &self,
+        c: &Container,
+        env: &[(String, String)],
+    ) -> Result<Vec<Mount>, String> {
         let mut out = Vec::new();
         for vm in c.volume_mounts.iter().flatten() {
             let m = self
@@ -345,11 +350,12 @@ impl PodVolumes {
                 .get(&vm.name)
                 .ok_or_else(|| format!("volume \"{}\" is not set up", vm.name))?;
             let mut host = m.path.clone();
-            let sub = vm
-                .sub_path
-                .as_deref()
-                .or(vm.sub_path_expr.as_deref())
-                .unwrap_or("");
+            let sub = match (&vm.sub_path, &vm.sub_path_expr) {
+                (Some(p), _) if !p.is_empty() => p.clone(),
+                (_, Some(e)) => crate::env::expand(e, env),
+                _ => String::new(),
+            };
+            let sub = sub.as_str();
             if !sub.is_empty() {
                 if !atomic::valid_path(sub) {
                     return Err(format!("invalid subPath {sub:?}"));
@@ -637,6 +643,38 @@ mod tests {
             (asked[1].pod_name.as_str(), asked[1].pod_uid.as_str()),
             ("p", "u1")
         );
+    }
+
+    #[test]
+    fn sub_path_expr_expands_the_container_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut volumes = PodVolumes::new(dir.path());
+        let shared = dir.path().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        volumes.mounted.insert(
+            "work".into(),
+            Mounted {
+                path: shared.clone(),
+                read_only: false,
+            },
+        );
+        let c: Container = serde_json::from_value(serde_json::json!({
+            "name": "c",
+            "volumeMounts": [
+                {"name": "work", "mountPath": "/logs", "subPathExpr": "$(POD_NAME)/logs"},
+                {"name": "work", "mountPath": "/plain", "subPath": "$(POD_NAME)"},
+            ],
+        }))
+        .unwrap();
+        let env = [("POD_NAME".to_string(), "web-0".to_string())];
+        let mounts = volumes.mounts_for(&c, &env).unwrap();
+        assert_eq!(mounts[0].host_path, shared.join("web-0/logs"));
+        assert!(shared.join("web-0/logs").is_dir());
+        // subPath is taken literally, as upstream.
+        assert_eq!(mounts[1].host_path, shared.join("$(POD_NAME)"));
+        let up = [("POD_NAME".to_string(), "..".to_string())];
+        let err = volumes.mounts_for(&c, &up).unwrap_err();
+        assert!(err.contains("invalid subPath"), "{err}");
     }
 
     #[test]

@@ -673,7 +673,7 @@ fn projected_tokens_and_volume_updates() {
         &node,
         IMAGE,
         &format!(
-            "{SLEEP}    volumeMounts:\n    - {{name: tokens, mountPath: /tokens}}\n    - {{name: cfg, mountPath: /cfg}}\n    - {{name: cfg, mountPath: /one/color, subPath: color}}\n    - {{name: sec, mountPath: /sec}}\n"
+            "{SLEEP}    volumeMounts:\n    - {{name: tokens, mountPath: /tokens}}\n    - {{name: cfg, mountPath: /cfg}}\n    - {{name: cfg, mountPath: /one/color, subPath: color}}\n    - {{name: sec, mountPath: /sec}}\n    - {{name: scratch, mountPath: /mine, subPathExpr: \"$(POD_NAME)/out\"}}\n    env:\n    - {{name: POD_NAME, valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}}}\n"
         ),
         r#"  volumes:
   - name: tokens
@@ -683,6 +683,7 @@ fn projected_tokens_and_volume_updates() {
       - serviceAccountToken: {expirationSeconds: 600, path: api-token}
   - {name: cfg, configMap: {name: cfg}}
   - {name: sec, secret: {secretName: sec}}
+  - {name: scratch, emptyDir: {}}
 "#,
     ));
     c.wait_phase("tok", "Running");
@@ -692,6 +693,11 @@ fn projected_tokens_and_volume_updates() {
     ));
     let vault = std::fs::read_to_string(dir.join("vault-token")).unwrap();
     let api = std::fs::read_to_string(dir.join("api-token")).unwrap();
+    // subPathExpr took the pod's name from its environment.
+    let scratch = c.data.join(format!(
+        "agent/pods/{uid}/volumes/kubernetes.io~empty-dir/scratch/tok/out"
+    ));
+    assert!(scratch.is_dir(), "{} missing", scratch.display());
 
     // The audience and lifetime asked for, bound to the pod.
     let claims = jwt_claims(&vault);

@@ -72,7 +72,7 @@ impl Worker {
             .map_err(|m| ("CreateContainerConfigError".to_string(), m))?;
         let mounts = self
             .volumes
-            .mounts_for(c)
+            .mounts_for(c, &env)
             .map_err(|m| ("CreateContainerConfigError".to_string(), m))?;
         let attempt = self.latest(&c.name).map_or(0, |a| a.attempt + 1);
         let mut config = spec::container(pod, c);
