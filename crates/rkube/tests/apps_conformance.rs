@@ -1182,3 +1182,97 @@ fn deployment_recreate_never_overlaps_and_history_limit_zero() {
     }
     assert!(statuses > 2, "{out}");
 }
+
+/// Deployment Rollover: a rollout stuck on pods that never become ready
+/// is rolled over by the next template; the stuck set and the adopted
+/// original are both scaled to zero once the newest set's pod has been
+/// ready for minReadySeconds.
+#[test]
+fn deployment_rollover_scales_stuck_and_adopted_sets_down() {
+    let (server, _agent) = cluster("ro", 2);
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: test-rollover-controller\n  labels: {name: rollover-pod}\nspec:\n  \
+         replicas: 1\n  selector: {matchLabels: {name: rollover-pod}}\n  template:\n    metadata: {labels: {name: rollover-pod}}\n    \
+         spec:\n      containers: [{name: httpd, image: 'httpd:2.4.38'}]\n",
+    );
+    wait_for(
+        &server,
+        &["get", "rs", "test-rollover-controller"],
+        "{.status.availableReplicas}",
+        "1",
+    );
+    let deployment = |image: &str, probe: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: test-rollover-deployment\nspec:\n  replicas: 1\n  \
+             minReadySeconds: 5\n  strategy:\n    rollingUpdate: {{maxSurge: 1, maxUnavailable: 0}}\n  \
+             selector: {{matchLabels: {{name: rollover-pod}}}}\n  template:\n    metadata: {{labels: {{name: rollover-pod}}}}\n    \
+             spec:\n      containers: [{{name: c, image: '{image}'{probe}}}]\n"
+        )
+    };
+    let never_ready = ", readinessProbe: {initialDelaySeconds: 100000, exec: {command: ['true']}}";
+    server.ok_stdin(
+        &["apply", "-f", "-"],
+        &deployment(
+            "gcr.io/google_samples/gb-redisslave:nonexistent",
+            never_ready,
+        ),
+    );
+    // The adopted set keeps its pod: the new one never becomes available.
+    let stuck = {
+        let mut name = String::new();
+        assert!(eventually(WAIT, || {
+            name = jsonpath(
+                &server,
+                &["get", "rs", "-l", "name=rollover-pod"],
+                "{.items[?(@.spec.template.spec.containers[0].name==\"c\")].metadata.name}",
+            );
+            !name.is_empty()
+        }));
+        name
+    };
+    wait_for(
+        &server,
+        &["get", "rs", "-l", "name=rollover-pod"],
+        "{.items[*].status.replicas}",
+        "1 1",
+    );
+    wait_for(
+        &server,
+        &["get", "rs", "test-rollover-controller"],
+        "{.metadata.ownerReferences[0].name}/{.spec.replicas}",
+        "test-rollover-deployment/1",
+    );
+
+    server.ok_stdin(&["apply", "-f", "-"], &deployment("httpd:2.4.39", ""));
+    server.ok(&[
+        "rollout",
+        "status",
+        "deploy/test-rollover-deployment",
+        "--timeout=90s",
+    ]);
+    wait_for(
+        &server,
+        &["get", "rs", "test-rollover-controller"],
+        "{.spec.replicas}/{.status.replicas}",
+        "0/0",
+    );
+    wait_for(
+        &server,
+        &["get", "rs", &stuck],
+        "{.spec.replicas}/{.status.replicas}",
+        "0/0",
+    );
+    wait_for(
+        &server,
+        &["get", "deploy", "test-rollover-deployment"],
+        "{.status.replicas}/{.status.updatedReplicas}/{.status.availableReplicas}",
+        "1/1/1",
+    );
+    let revision = jsonpath(
+        &server,
+        &["get", "deploy", "test-rollover-deployment"],
+        "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
+    );
+    assert_eq!(revision, "2");
+}
