@@ -119,8 +119,12 @@ pub struct ContainerConfig {
     pub log_max_files: u32,
     /// Allocate a terminal for the container's stdio.
     pub tty: bool,
-    /// Keep stdin open; not supported for containers yet (exec has it).
+    /// Keep the main process's stdin open for attach clients (a pipe, or
+    /// the terminal with `tty`).
     pub stdin: bool,
+    /// Close stdin once the first client that attached with stdin left.
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// The argv Kubernetes runs: `command` replaces ENTRYPOINT (and drops

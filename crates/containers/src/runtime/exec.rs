@@ -1,14 +1,17 @@
 //! Running another process in a running container: join its cgroup and
 //! namespaces (mount last), fork into its PID namespace, take the
-//! container's user and capabilities, exec; optionally on a new terminal.
+//! container's user and capabilities, exec; optionally on a new terminal
+//! whose window size follows the client's.
 //!
 //! Upstream counterpart: runc's `exec` / `setns` path (nsexec) as the CRI
 //! `ExecSync` and `Exec` calls use it.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::mpsc::Receiver;
 use std::thread;
 
+use super::attach::WindowSize;
 use super::init::{self, Process};
 use super::sys::{self, Fork};
 
@@ -45,6 +48,7 @@ pub(crate) fn run(
     cgroup_procs: &[std::path::PathBuf],
     process: &Process,
     io: ExecIo,
+    sizes: Receiver<WindowSize>,
 ) -> Result<i32, String> {
     let null = File::options()
         .read(true)
@@ -69,6 +73,23 @@ pub(crate) fn run(
     } else {
         None
     };
+    if let Some((master, _)) = &pty {
+        // Sizes sent before the terminal existed apply before the process
+        // starts; later ones as they come, until the client is gone.
+        let apply = |fd: RawFd, s: WindowSize| {
+            let _ = sys::set_window_size(fd, s.height, s.width);
+        };
+        while let Ok(s) = sizes.try_recv() {
+            apply(master.as_raw_fd(), s);
+        }
+        if let Ok(m) = master.try_clone() {
+            thread::spawn(move || {
+                while let Ok(s) = sizes.recv() {
+                    apply(m.as_raw_fd(), s);
+                }
+            });
+        }
+    }
     let stdin: RawFd = io
         .stdin
         .as_ref()

@@ -27,8 +27,8 @@ use super::shim::{self, Shim};
 use super::state::{
     write_json, ContainerRecord, ExitRecord, Paths, ProcessRecord, Resolved, Snapshot,
 };
-use super::{caps, init, io_err, sandbox, sys, user};
-use super::{ContainerState, ContainerStatus, Error, Runtime, SandboxStatus, Stats};
+use super::{attach, caps, init, io_err, sandbox, sys, user};
+use super::{ContainerState, ContainerStatus, Error, Runtime, SandboxStatus, Stats, WindowSize};
 
 /// Where images come from: overlay lowerdirs (top first) and the image
 /// config. [`ImageService`] is the real one.
@@ -223,6 +223,9 @@ impl LocalRuntime {
             },
             exit_file: dir.join("exit.json"),
             cgroup,
+            attach_socket: dir.join(attach::SOCKET),
+            stdin: rec.config.stdin,
+            stdin_once: rec.config.stdin_once,
         };
         // Taken before the fork: a short-lived container can otherwise
         // finish "before" it started.
@@ -402,6 +405,18 @@ impl Runtime for LocalRuntime {
     }
 
     fn exec(&self, id: &str, config: &ExecConfig, io: ExecIo) -> Result<i32, Error> {
+        // No sizes will come: the sender is gone at once.
+        let (_, sizes) = std::sync::mpsc::channel();
+        self.exec_resizable(id, config, io, sizes)
+    }
+
+    fn exec_resizable(
+        &self,
+        id: &str,
+        config: &ExecConfig,
+        io: ExecIo,
+        sizes: std::sync::mpsc::Receiver<WindowSize>,
+    ) -> Result<i32, Error> {
         let snap = Snapshot::load(&self.paths, id)?;
         let status = snap.status();
         let Some(pid) = status
@@ -419,12 +434,26 @@ impl Runtime for LocalRuntime {
         }
         let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let process = init::process(&snap.record, &config.cmd, &env, config.tty)?;
-        exec::run(pid, &self.cgroup(id).procs_files(), &process, io).map_err(|message| {
+        exec::run(pid, &self.cgroup(id).procs_files(), &process, io, sizes).map_err(|message| {
             Error::ExecFailed {
                 id: id.into(),
                 message,
             }
         })
+    }
+
+    fn attach(&self, id: &str) -> Result<std::os::unix::net::UnixStream, Error> {
+        let snap = Snapshot::load(&self.paths, id)?;
+        let state = snap.state();
+        if state != ContainerState::Running {
+            return Err(Error::WrongState {
+                id: id.into(),
+                state,
+                wanted: "cannot attach",
+            });
+        }
+        let path = self.paths.container(id).join(attach::SOCKET);
+        attach::connect(&path).map_err(io_err("connect", path))
     }
 
     fn stats(&self, id: &str) -> Result<Stats, Error> {

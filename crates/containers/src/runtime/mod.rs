@@ -12,16 +12,18 @@
 //!   The shim joins the sandbox namespaces, unshares a PID namespace and
 //!   forks the container init, which builds its mounts, pivots, drops
 //!   privileges and execs. The shim then copies stdout/stderr into the
-//!   CRI log file, reaps the init and writes `exit.json`.
+//!   CRI log file and to clients of its attach socket (which also feed
+//!   the process's stdin and resize its terminal: `attach`), reaps the
+//!   init and writes `exit.json`.
 //! - The shim is re-parented away from the agent, so containers survive
 //!   the agent; all state is files under the runtime root, so a new
 //!   `LocalRuntime` (or another process, e.g. `rkube ctr ps`) sees the same
 //!   containers. Processes are identified by pid *and* start time.
 //!
-//! Not there yet: stdin/attach for containers (exec has stdin), seccomp
-//! and AppArmor profiles, device-cgroup rules, and a /sys/fs/cgroup
-//! mount inside containers.
+//! Not there yet: seccomp and AppArmor profiles, device-cgroup rules,
+//! and a /sys/fs/cgroup mount inside containers.
 
+pub mod attach;
 pub mod caps;
 pub mod cgroup;
 pub mod config;
@@ -29,15 +31,19 @@ mod exec;
 mod init;
 mod local;
 pub mod logs;
+mod relay;
 mod sandbox;
 mod shim;
 mod state;
 mod sys;
 pub mod user;
 
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+pub use attach::WindowSize;
 pub use config::{
     Capabilities, ContainerConfig, DnsConfig, HostEntry, Mount, NetworkMode, Propagation,
     Resources, SandboxConfig, UserSpec,
@@ -121,6 +127,25 @@ pub trait Runtime: Send + Sync {
     /// status either way.
     fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<ContainerStatus, Error>;
     fn exec(&self, id: &str, config: &ExecConfig, io: ExecIo) -> Result<i32, Error>;
+    /// `exec` whose terminal (with `config.tty`) takes the window sizes
+    /// sent on `sizes` until the sender is dropped.
+    fn exec_resizable(
+        &self,
+        id: &str,
+        config: &ExecConfig,
+        io: ExecIo,
+        sizes: Receiver<WindowSize>,
+    ) -> Result<i32, Error> {
+        drop(sizes);
+        self.exec(id, config, io)
+    }
+    /// Connects to a running container's main process ([`attach`]).
+    fn attach(&self, id: &str) -> Result<UnixStream, Error> {
+        Err(Error::NotFound {
+            kind: "attach socket of container",
+            id: id.to_string(),
+        })
+    }
     fn stats(&self, id: &str) -> Result<Stats, Error>;
     fn list(&self) -> Result<Vec<ContainerStatus>, Error>;
     /// After an agent restart: re-reads every container from disk and

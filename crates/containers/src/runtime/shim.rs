@@ -1,7 +1,8 @@
 //! The per-container shim: a double-forked copy of the caller that owns
 //! the container's init. It joins the sandbox's namespaces, unshares the
-//! PID namespace, forks the init, copies its output into the CRI log, and
-//! records the exit (code, OOM kill, time) in `exit.json`.
+//! PID namespace, forks the init, relays its stdio (output into the CRI
+//! log and to attached clients, their input to its stdin: `relay.rs`),
+//! and records the exit (code, OOM kill, time) in `exit.json`.
 //!
 //! Upstream counterpart: containerd-shim-runc-v2 and CRI-O's conmon.
 //! Forking instead of re-executing a shim binary keeps `start` to three
@@ -14,9 +15,11 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use super::attach;
 use super::cgroup::Cgroup;
 use super::init::{self, Plan};
-use super::logs::{LineSplitter, Stream, Writer};
+use super::logs::Writer;
+use super::relay;
 use super::state::{write_json, ExitRecord};
 use super::sys::{self, Fork};
 
@@ -29,6 +32,12 @@ pub(crate) struct Shim {
     pub log_max_files: u32,
     pub exit_file: PathBuf,
     pub cgroup: Cgroup,
+    /// Where attach clients connect (`attach.sock`).
+    pub attach_socket: PathBuf,
+    /// Keep the process's stdin open for attach clients.
+    pub stdin: bool,
+    /// Close it once the first stdin client has left.
+    pub stdin_once: bool,
 }
 
 /// Forks the shim (via a short-lived intermediate) and returns
@@ -112,6 +121,11 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
         let e = sys::pipe().unwrap_or_else(|e| fail(format!("pipe: {e}")));
         (Some((o, e)), None)
     };
+    // Stdin without a terminal: a pipe whose write end the relay feeds.
+    let stdin_pipe = (shim.stdin && tty.is_none())
+        .then(|| sys::pipe().unwrap_or_else(|e| fail(format!("pipe: {e}"))));
+    // Made before any namespace is joined; attach works without it.
+    let listener = attach::listen(&shim.attach_socket).ok();
     // The init reports setup errors here, so they cannot interleave with
     // the pid this process writes to `ack`.
     let (init_err_r, init_err_w) = sys::pipe().unwrap_or_else(|e| fail(format!("pipe: {e}")));
@@ -121,6 +135,10 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
         init_err_r.as_raw_fd(),
         init_err_w.as_raw_fd(),
     ];
+    if let Some((r, w)) = &stdin_pipe {
+        keep.extend([r.as_raw_fd(), w.as_raw_fd()]);
+    }
+    keep.extend(listener.as_ref().map(|l| l.as_raw_fd()));
     if let Some((o, e)) = &pipes {
         keep.extend([&o.0, &o.1, &e.0, &e.1].map(|f| f.as_raw_fd()));
     }
@@ -146,8 +164,11 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
             fail(format!("unshare pid namespace: {e}"));
         }
     }
+    let stdin_fd = stdin_pipe
+        .as_ref()
+        .map_or(null.as_raw_fd(), |(r, _)| r.as_raw_fd());
     let stdio = match &pipes {
-        Some((o, e)) => [null.as_raw_fd(), o.1.as_raw_fd(), e.1.as_raw_fd()],
+        Some((o, e)) => [stdin_fd, o.1.as_raw_fd(), e.1.as_raw_fd()],
         None => [null.as_raw_fd(); 3],
     };
     let tty_init = tty.as_ref().map(|(_, b)| b.as_raw_fd());
@@ -168,13 +189,33 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
     let _ = sys::write_all(ack.as_raw_fd(), &init_err);
     drop(init_err_r);
     drop(ack);
+    // Only the init reads stdin: the pipe's EOF must follow our write end.
+    let stdin_w = stdin_pipe.map(|(_, w)| w);
     let (out_r, err_r) = match (pipes, master) {
         (Some((o, e)), _) => (Some(o.0), Some(e.0)),
         (None, Some(m)) => (m, None),
         (None, None) => (None, None),
     };
-    if let Some(out_r) = &out_r {
-        copy_logs(shim, pid, out_r, err_r.as_ref());
+    if let Some(out) = out_r {
+        let tty = err_r.is_none();
+        let stdin = match stdin_w {
+            Some(w) => Some(w),
+            None if tty && shim.stdin => out.try_clone().ok(),
+            None => None,
+        };
+        let io = relay::Io {
+            out,
+            err: err_r,
+            tty,
+            stdin,
+            stdin_once: shim.stdin_once,
+            listener,
+        };
+        let sink = relay::Sink {
+            log: Writer::open(&shim.log_path, shim.log_max_size, shim.log_max_files).ok(),
+            cgroup: &shim.cgroup,
+        };
+        relay::run(pid, io, sink);
     }
     let status = sys::waitpid(pid).unwrap_or(255 << 8);
     let exit_code = sys::exit_code(status);
@@ -196,59 +237,4 @@ fn run(shim: &Shim, ack: OwnedFd) -> ! {
     };
     let _ = write_json(&shim.exit_file, &record);
     sys::exit_now(0)
-}
-
-/// Copies output into the CRI log until every writer has closed it. In
-/// its own PID namespace everything dies with the init; in a shared one
-/// the init's leftovers (which may hold the pipes) are killed via the
-/// cgroup once the init exits.
-fn copy_logs(shim: &Shim, init: i32, out: &OwnedFd, err: Option<&OwnedFd>) {
-    let mut init_fd = sys::pidfd_open(init).ok();
-    let mut writer = Writer::open(&shim.log_path, shim.log_max_size, shim.log_max_files).ok();
-    let mut streams: Vec<(RawFd, Stream, LineSplitter, bool)> = vec![(
-        out.as_raw_fd(),
-        Stream::Stdout,
-        LineSplitter::default(),
-        true,
-    )];
-    if let Some(e) = err {
-        streams.push((e.as_raw_fd(), Stream::Stderr, LineSplitter::default(), true));
-    }
-    let mut buf = vec![0u8; 32 * 1024];
-    while streams.iter().any(|s| s.3) {
-        let mut open: Vec<RawFd> = streams.iter().filter(|s| s.3).map(|s| s.0).collect();
-        open.extend(init_fd.as_ref().map(|f| f.as_raw_fd()));
-        let Ok(revents) = sys::poll_read(&open, -1) else {
-            break;
-        };
-        if let Some(f) = &init_fd {
-            if revents.last().is_some_and(|r| *r != 0) && open.last() == Some(&f.as_raw_fd()) {
-                shim.cgroup.kill_all();
-                init_fd = None;
-            }
-        }
-        for (fd, rev) in open.iter().zip(revents) {
-            if rev == 0 {
-                continue;
-            }
-            let Some(s) = streams.iter_mut().find(|s| s.0 == *fd) else {
-                continue;
-            };
-            // A pty master reports EIO once the last slave closes.
-            let n = sys::read(*fd, &mut buf).unwrap_or(0);
-            let stream = s.1;
-            let mut emit = |partial: bool, line: &[u8]| {
-                if let Some(w) = writer.as_mut() {
-                    let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    let _ = w.record(stream, partial, line);
-                }
-            };
-            if n == 0 {
-                s.2.finish(&mut emit);
-                s.3 = false;
-            } else {
-                s.2.push(&buf[..n], &mut emit);
-            }
-        }
-    }
 }

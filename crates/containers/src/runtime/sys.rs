@@ -500,3 +500,66 @@ pub fn start_time(pid: libc::pid_t) -> Option<u64> {
     }
     fields.get(19)?.parse().ok()
 }
+
+/// poll(2) over prepared descriptors; returns how many have events.
+/// `timeout_ms` < 0 waits forever.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    loop {
+        // SAFETY: fds is a valid array of fds.len() pollfds.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Sets O_NONBLOCK on the open file description behind `fd`.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL take and return integers.
+    unsafe {
+        let flags = check(libc::fcntl(fd, libc::F_GETFL) as libc::c_long)?;
+        check(
+            libc::fcntl(fd, libc::F_SETFL, flags as libc::c_int | libc::O_NONBLOCK) as libc::c_long,
+        )
+        .map(drop)
+    }
+}
+
+/// TIOCSWINSZ: sets a terminal's size (the foreground process group gets
+/// SIGWINCH).
+pub fn set_window_size(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer.
+    check(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } as libc::c_long).map(drop)
+}
+
+/// Writes to a pipe or socket whose reader left fail with EPIPE instead
+/// of killing this process.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN has no preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// One write(2); how much was written.
+pub fn write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: data is a valid readable buffer of data.len() bytes.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
