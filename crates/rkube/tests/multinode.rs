@@ -6,9 +6,10 @@
 //! clusters is the slow part): a Deployment of httpd pods spread over the
 //! nodes, a Service reaching every backend by DNS name from every node,
 //! NodePort from the host at every node address, readiness taking a pod
-//! out of rotation and back, ClientIP affinity, a headless Service, pod to
-//! pod across nodes, a Service in another namespace, an agent restart that
-//! keeps rules, connections and pod IPs, and scaling to 0 refusing at once.
+//! out of rotation and back, ClientIP affinity (and its timeout), hairpin
+//! traffic, a headless Service, pod to pod across nodes, a Service in
+//! another namespace, an agent restart that keeps rules, connections and
+//! pod IPs, and scaling to 0 refusing at once.
 //! All traffic stays inside the namespaces and bridge the test made.
 
 mod support;
@@ -440,6 +441,17 @@ fn three_nodes_services_dns_nodeport_readiness_affinity_and_agent_restart() {
             ok,
             "c-{i} via web-itl reached {got:?}, its node's pod is {own}"
         );
+    }
+    // Hairpin: a web pod reaches itself through that Service (its only
+    // endpoint on its node is itself); the reply must come back through
+    // the bridge port the request left by.
+    for (own, _) in &web {
+        let mut got = Vec::new();
+        let ok = eventually(Duration::from_secs(30), || {
+            got = fetch(&c, own, "http://web-itl/", 3);
+            got.len() >= 2 && got.iter().all(|b| b == own)
+        });
+        assert!(ok, "{own} via web-itl (itself) got {got:?}\n{}", diag(&c));
     }
 
     // externalIPs: the Service answers at an address it lists.
