@@ -1,11 +1,8 @@
-//! Running exec and attach sessions: pipes between a [`Session`] and the
-//! runtime's process, then the final status.
+//! Running exec sessions: pipes between a [`Session`] and the runtime's
+//! process, then the final status. Attach is in [`crate::attach`].
 //!
 //! Upstream counterpart: `pkg/kubelet/cri/streaming/remotecommand/exec.go`
-//! and `attach.go` (`ServeExec`, `ServeAttach`), with the runtime's part
-//! behind [`PodRuntime::exec`]. Attach follows the container's log from
-//! its current end: the built-in runtime keeps no other handle on a
-//! container's output, and gives containers no stdin.
+//! (`ServeExec`), with the runtime's part behind [`PodRuntime::exec`].
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -17,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 
-use crate::logs::{self, LogOptions};
 use crate::remotecommand::{error_status, exit_status, Options, Out, Session};
 use crate::runtime::{ContainerInfo, PodRuntime};
 
@@ -76,6 +72,7 @@ pub async fn exec(
         resize,
         out,
         done,
+        ..
     } = session;
     let status = match run(rt, &container, &opts, stdin, resize, out).await {
         Ok(code) => exit_status(&opts.command, code),
@@ -143,37 +140,4 @@ async fn run(
     let drain = futures::future::join_all(pumps);
     let _ = tokio::time::timeout(DRAIN, drain).await;
     result
-}
-
-/// Attaches the session to the container's output until it exits.
-pub async fn attach(
-    rt: Arc<dyn PodRuntime>,
-    target: (String, String, String),
-    info: ContainerInfo,
-    opts: Options,
-    session: Session,
-) {
-    let Session { out, done, .. } = session;
-    let (tx, mut rx) = mpsc::channel::<logs::Chunk>(16);
-    let log_opts = LogOptions {
-        follow: true,
-        from_end: true,
-        ..LogOptions::default()
-    };
-    let follower = tokio::spawn(logs::stream(rt, target, info, log_opts, tx));
-    while let Some(chunk) = rx.recv().await {
-        let o = match chunk.stream {
-            rkube_containers::runtime::logs::Stream::Stderr if !opts.tty && opts.stderr => {
-                Out::Stderr(chunk.data)
-            }
-            _ if opts.stdout || opts.tty => Out::Stdout(chunk.data),
-            _ => continue,
-        };
-        if out.send(o).await.is_err() {
-            break;
-        }
-    }
-    follower.abort();
-    drop(out);
-    let _ = done.send(exit_status(&[], 0));
 }

@@ -10,16 +10,16 @@
 //! Requests are authenticated (client certificate or TokenReview) and
 //! authorized (SubjectAccessReview) through the API server: [`auth`].
 //!
-//! Not here yet: stdin for attach (the built-in runtime gives
-//! containers none), terminal resizes (read and dropped: the runtime
-//! keeps the pty master inside `Runtime::exec`), and the base64 channel
-//! protocols.
+//! Exec and attach carry stdin and terminal resizes both ways; attach
+//! reaches the container's main process through the runtime's attach
+//! connection ([`attach`]). Not here yet: the base64 channel protocols.
 //!
 //! Upstream counterpart: `pkg/kubelet/server` and
 //! `pkg/kubelet/cri/streaming`, with the wire formats of
 //! `k8s.io/apimachinery/pkg/util/httpstream/{spdy,wsstream}`. The kubelet
 //! plugs in through [`PodRuntime`]; the agent starts [`serve`].
 
+pub mod attach;
 pub mod auth;
 pub mod exec;
 pub mod logs;

@@ -80,6 +80,9 @@ pub struct Session {
     pub out: mpsc::Sender<Out>,
     /// The final `metav1.Status`; the session ends after writing it.
     pub done: oneshot::Sender<Value>,
+    /// Resolves (with an error: its sender is dropped) once the client's
+    /// side of the connection has ended; attach ends with it.
+    pub gone: oneshot::Receiver<()>,
 }
 
 /// The status for a finished command: Success, or NonZeroExitCode with
@@ -122,8 +125,10 @@ pub fn websocket(pipes: crate::transport::Pipes, protocol: &str, opts: &Options)
     let (resize_tx, resize) = mpsc::channel(4);
     let (out, mut out_rx) = mpsc::channel::<Out>(16);
     let (done, done_rx) = oneshot::channel::<Value>();
+    let (gone_tx, gone) = oneshot::channel::<()>();
     let mut stdin_tx = opts.stdin.then_some(stdin_tx);
     tokio::spawn(async move {
+        let _gone = gone_tx;
         while let Some(msg) = inbound.recv().await {
             let Some((&channel, data)) = msg.split_first() else {
                 continue;
@@ -191,6 +196,7 @@ pub fn websocket(pipes: crate::transport::Pipes, protocol: &str, opts: &Options)
         resize,
         out,
         done,
+        gone,
     }
 }
 
@@ -247,10 +253,12 @@ pub async fn spdy(mut conn: spdy::Connection, opts: &Options) -> Result<Session,
     let (resize_tx, resize) = mpsc::channel(4);
     let (out, mut out_rx) = mpsc::channel::<Out>(16);
     let (done, done_rx) = oneshot::channel::<Value>();
+    let (gone_tx, gone) = oneshot::channel::<()>();
     let writer = conn.writer.clone();
     let ids = (streams.stdin, streams.resize);
     let mut events = conn.events;
     tokio::spawn(async move {
+        let _gone = gone_tx;
         let mut stdin_tx = ids.0.map(|_| stdin_tx);
         let mut resize_buf = Vec::new();
         let pending = futures::stream::iter(early);
@@ -321,6 +329,7 @@ pub async fn spdy(mut conn: spdy::Connection, opts: &Options) -> Result<Session,
         resize,
         out,
         done,
+        gone,
     })
 }
 

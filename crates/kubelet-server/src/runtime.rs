@@ -15,20 +15,19 @@
 //!   instance (the one `restartCount` counts past). Errors are the
 //!   [`LookupError`] variants; their messages are upstream's and reach
 //!   kubectl users verbatim.
-//! - [`PodRuntime::exec`]: one call of `Runtime::exec` on a blocking
-//!   thread (`spawn_blocking(move || runtime.exec(&id, &config, io))`).
-//!   `ExecIo` holds pipe ends this crate created and pumps; return the
-//!   exit code. `resize` carries terminal sizes; the built-in runtime
-//!   owns the pty master inside `Runtime::exec`, so it may drop them.
+//! - [`PodRuntime::exec`]: one call of `Runtime::exec_resizable` on a
+//!   blocking thread. `ExecIo` holds pipe ends this crate created and
+//!   pumps; return the exit code. `resize` carries the client's terminal
+//!   sizes, for the runtime to set on the exec's terminal.
+//! - [`PodRuntime::attach`]: `Runtime::attach`, the container's attach
+//!   connection (`rkube_containers::runtime::attach`), made non-blocking
+//!   for tokio; `Ok(None)` when there is none, and the server then
+//!   follows the log instead.
 //! - [`PodRuntime::network`]: where port-forward dials: the pod sandbox's
 //!   network namespace file (e.g. `/proc/<sandbox pid>/ns/net`), or
 //!   [`PodNetwork::Host`] for hostNetwork pods.
 //! - [`PodRuntime::pod_stats`]: `Runtime::stats` of every running
 //!   container, grouped by pod.
-//!
-//! Attach needs no method: the built-in runtime gives containers no stdin
-//! (see `rkube_containers::runtime`), so the server attaches to the output
-//! by following the container's log from its current end.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -141,6 +140,14 @@ pub trait PodRuntime: Send + Sync + 'static {
         io: ExecIo,
         resize: mpsc::Receiver<TermSize>,
     ) -> Result<i32, String>;
+
+    /// A live connection to container `id`'s main process, for attach;
+    /// `Ok(None)` when the runtime has none (the output is then followed
+    /// from the log, and stdin goes nowhere).
+    async fn attach(&self, id: &str) -> Result<Option<tokio::net::UnixStream>, String> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Where port-forward connects for this pod.
     async fn network(&self, namespace: &str, pod: &str) -> Result<PodNetwork, LookupError>;

@@ -28,7 +28,7 @@ use crate::logs::{self, LogOptions};
 use crate::remotecommand::{self, Options};
 use crate::runtime::{LookupError, PodRuntime};
 use crate::stats::{self, CpuRates};
-use crate::{exec, portforward, spdy, transport, ws};
+use crate::{attach, exec, portforward, spdy, transport, ws};
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -425,7 +425,7 @@ async fn remote_command(
             }
         };
         if attach {
-            exec::attach(rt, target, info, opts, session).await;
+            attach::attach(rt, target, info, opts, session).await;
         } else {
             exec::exec(rt, info, opts, session).await;
         }

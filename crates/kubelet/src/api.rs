@@ -1,17 +1,17 @@
 //! The kubelet as its HTTPS API (crate `rkube-kubelet-server`) sees it:
 //! pods from the [`PodTable`], containers resolved to runtime ids and CRI
-//! log files, exec through the runtime, the sandbox's network namespace
-//! for port-forward, and per-container usage.
+//! log files, exec and attach through the runtime, the sandbox's network
+//! namespace for port-forward, and per-container usage.
 //!
 //! Upstream counterpart: the kubelet's implementation of the server's
 //! `HostInterface` (`kubelet_pods.go`'s GetContainerLogs, GetExec,
-//! GetPortForward) and its stats provider.
+//! GetAttach, GetPortForward) and its stats provider.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Pod;
-use rkube_containers::runtime::{ContainerState, ExecConfig, ExecIo, Runtime};
+use rkube_containers::runtime::{ContainerState, ExecConfig, ExecIo, Runtime, WindowSize};
 use rkube_kubelet_server::{
     ContainerInfo, ContainerStats, LookupError, PodNetwork, PodRuntime, PodStats, TermSize,
 };
@@ -112,12 +112,52 @@ impl PodRuntime for KubeletApi {
         id: &str,
         config: ExecConfig,
         io: ExecIo,
-        _resize: mpsc::Receiver<TermSize>,
+        mut resize: mpsc::Receiver<TermSize>,
     ) -> Result<i32, String> {
         let id = id.to_string();
-        self.blocking(move |rt| rt.exec(&id, &config, io).map_err(|e| e.to_string()))
+        // The runtime's blocking side takes sizes from a std channel; the
+        // relay ends with the session, which drops the sender.
+        let (sizes_tx, sizes) = std::sync::mpsc::channel();
+        let relay = tokio::spawn(async move {
+            while let Some(s) = resize.recv().await {
+                let size = WindowSize {
+                    width: s.width,
+                    height: s.height,
+                };
+                if sizes_tx.send(size).is_err() {
+                    break;
+                }
+            }
+        });
+        let result = self
+            .blocking(move |rt| {
+                rt.exec_resizable(&id, &config, io, sizes)
+                    .map_err(|e| e.to_string())
+            })
             .await
-            .unwrap_or_else(|| Err("exec task failed".into()))
+            .unwrap_or_else(|| Err("exec task failed".into()));
+        relay.abort();
+        result
+    }
+
+    async fn attach(&self, id: &str) -> Result<Option<tokio::net::UnixStream>, String> {
+        let id = id.to_string();
+        let conn = self
+            .blocking(move |rt| match rt.attach(&id) {
+                Ok(c) => Ok(Some(c)),
+                // Made before containers had an attach socket.
+                Err(rkube_containers::runtime::Error::Io { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            })
+            .await
+            .unwrap_or_else(|| Err("attach task failed".into()))?;
+        let Some(conn) = conn else {
+            return Ok(None);
+        };
+        conn.set_nonblocking(true)
+            .and_then(|()| tokio::net::UnixStream::from_std(conn))
+            .map(Some)
+            .map_err(|e| format!("attach: {e}"))
     }
 
     async fn network(&self, namespace: &str, pod: &str) -> Result<PodNetwork, LookupError> {

@@ -275,6 +275,8 @@ pub fn container(pod: &Pod, c: &Container) -> ContainerConfig {
         log_max_size: 10 << 20,
         log_max_files: 5,
         tty: c.tty == Some(true),
+        stdin: c.stdin == Some(true),
+        stdin_once: c.stdin_once == Some(true),
         ..Default::default()
     }
 }
