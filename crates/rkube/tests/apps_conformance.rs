@@ -781,8 +781,23 @@ fn deployment_lifecycle_and_status_subresource() {
         "-o",
         "json",
     ]);
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let mut status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["status"]["replicas"], 2);
+    // An update (PUT) of the status keeps what it wrote; a patch follows.
+    status["status"]["conditions"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "StatusReplaced", "status": "True", "reason": "E2E"}));
+    server.ok_stdin(
+        &["replace", "--subresource=status", "-f", "-"],
+        &status.to_string(),
+    );
+    wait_for(
+        &server,
+        &["get", "deploy", "-n", "lifecycle", "test-deployment"],
+        "{.status.conditions[?(@.type==\"StatusReplaced\")].reason}",
+        "E2E",
+    );
     server.ok(&[
         "patch",
         "deploy",
