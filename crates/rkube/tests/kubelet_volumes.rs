@@ -600,6 +600,45 @@ spec:
         "local\n"
     );
 
+    // WaitForFirstConsumer: the claim waits until a pod using it is on a
+    // node, then gets a volume whose nodeAffinity admits that node (the
+    // smaller volume elsewhere is passed over).
+    let wffc_dir = c.server.dir.path().join("pv-wffc");
+    std::fs::create_dir_all(&wffc_dir).unwrap();
+    let local_pv = |name: &str, size: &str, host: &str, path: &Path| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: late-local\n  local: {{path: {}}}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n      - matchExpressions:\n        - {{key: kubernetes.io/hostname, operator: In, values: [{host}]}}\n",
+            path.display()
+        )
+    };
+    c.apply(&format!(
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: late-local}}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n---\n{}---\n{}---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: late}}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: late-local\n  resources: {{requests: {{storage: 1Gi}}}}\n",
+        local_pv("pv-elsewhere", "1Gi", "another-node", Path::new("/nonexistent-rkube-pv")),
+        local_pv("pv-here", "3Gi", &node, &wffc_dir),
+    ));
+    c.wait_events(
+        "late",
+        &[
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding",
+        ],
+    );
+    assert_eq!(c.get(&["pvc", "late"], "{.status.phase}"), "Pending");
+    c.apply(&pod(
+        "late-user",
+        &node,
+        IMAGE,
+        "    command: [\"sh\", \"-c\", \"echo late > /l/f\"]\n    volumeMounts: [{name: l, mountPath: /l}]\n",
+        "  volumes:\n  - {name: l, persistentVolumeClaim: {claimName: late}}\n",
+    ));
+    c.wait(&["pvc", "late"], "{.status.phase}", |p| p == "Bound");
+    assert_eq!(c.get(&["pvc", "late"], "{.spec.volumeName}"), "pv-here");
+    c.wait_phase("late-user", "Succeeded");
+    assert_eq!(
+        std::fs::read_to_string(wffc_dir.join("f")).unwrap(),
+        "late\n"
+    );
+
     // A pod whose claim is missing does not start, and says why.
     c.apply(&pod(
         "noclaim",

@@ -4,14 +4,19 @@
 //! Upstream counterpart: `pkg/controller/volume/persistentvolume`
 //! (`syncUnboundClaim`, `syncBoundClaim`, `syncVolume`) and
 //! `pkg/volume/util` `FindMatchingVolume` / `CheckVolumeModeMismatches`.
-//! Only Immediate binding is decided here: a node is not known yet, so a
-//! volume's nodeAffinity does not take part (the scheduler honours it for
-//! pods using the claim, as upstream).
+//! Immediate claims bind at once and a volume's nodeAffinity does not take
+//! part, as upstream. Claims of a WaitForFirstConsumer class wait for a
+//! pod using them to be on a node (upstream's scheduler picks that node
+//! with its VolumeBinding plugin, which rkube's scheduler lacks, and
+//! binds there); then only volumes whose nodeAffinity admits that node
+//! are candidates.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    NodeSelectorRequirement, PersistentVolume, PersistentVolumeClaim,
+};
 
 use crate::pods::selector_matches;
 use crate::resourcequota::quantity::Quantity;
@@ -50,6 +55,63 @@ pub enum VolumePlan {
 pub struct ClassInfo {
     pub provisioner: String,
     pub wait_for_first_consumer: bool,
+}
+
+/// The node a claim's first consumer is on, for WaitForFirstConsumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(have), Some(bound)) = (
+                value.and_then(|v| number(v)),
+                values.first().and_then(|v| number(v)),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                have > bound
+            } else {
+                have < bound
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a volume's nodeAffinity admits the node (no affinity admits
+/// every node; terms are ORed, a term's requirements ANDed).
+pub fn admits(v: &PersistentVolume, node: &Consumer) -> bool {
+    let Some(required) = v
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_affinity.as_ref())
+        .and_then(|a| a.required.as_ref())
+    else {
+        return true;
+    };
+    required.node_selector_terms.iter().any(|t| {
+        let exprs = t.match_expressions.iter().flatten();
+        let fields = t.match_fields.iter().flatten();
+        let has_any = exprs.clone().next().is_some() || fields.clone().next().is_some();
+        has_any
+            && exprs
+                .clone()
+                .all(|r| requirement_holds(r, node.labels.get(&r.key)))
+            && fields
+                .clone()
+                .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(&node.node)))
+    })
 }
 
 fn class_of_claim(c: &PersistentVolumeClaim) -> &str {
@@ -127,11 +189,15 @@ pub fn best_match<'a>(
     volumes: &'a [Arc<PersistentVolume>],
     taken: &HashMap<String, String>,
     claim_key: &str,
+    node: Option<&Consumer>,
 ) -> Option<&'a PersistentVolume> {
     let mut best: Option<(&PersistentVolume, Quantity)> = None;
     for v in volumes {
         let name = v.metadata.name.as_deref().unwrap_or("");
         if taken.get(name).is_some_and(|k| k != claim_key) {
+            continue;
+        }
+        if node.is_some_and(|n| !admits(v, n)) {
             continue;
         }
         let claimed = v.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).is_some();
@@ -190,6 +256,7 @@ pub fn plan_claim(
     volumes: &[Arc<PersistentVolume>],
     taken: &HashMap<String, String>,
     class: Option<&ClassInfo>,
+    consumer: Option<&Consumer>,
 ) -> ClaimPlan {
     if c.metadata.deletion_timestamp.is_some() {
         return ClaimPlan::Nothing;
@@ -205,8 +272,30 @@ pub fn plan_claim(
         .and_then(|s| s.volume_name.as_deref())
         .unwrap_or("");
     if wanted.is_empty() {
-        if let Some(v) = best_match(c, volumes, taken, &key) {
+        let delayed = class.is_some_and(|i| i.wait_for_first_consumer);
+        let node = match (delayed, consumer) {
+            (false, _) => None,
+            (true, Some(n)) => Some(n),
+            (true, None) => {
+                return ClaimPlan::Pending(Some((
+                    false,
+                    "WaitForFirstConsumer",
+                    "waiting for first consumer to be created before binding".to_string(),
+                )))
+            }
+        };
+        if let Some(v) = best_match(c, volumes, taken, &key, node) {
             return ClaimPlan::Bind(v.metadata.name.clone().unwrap_or_default());
+        }
+        if let Some(n) = node {
+            return ClaimPlan::Pending(Some((
+                true,
+                "FailedBinding",
+                format!(
+                    "no persistent volumes available for this claim on node \"{}\"",
+                    n.node
+                ),
+            )));
         }
         let class_name = class_of_claim(c);
         let why = if class_name.is_empty() {

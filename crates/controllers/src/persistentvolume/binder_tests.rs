@@ -82,24 +82,24 @@ fn the_smallest_fitting_volume_of_the_same_class_wins() {
     let c = pvc("data", "500Mi", RWO, None);
     let none = HashMap::new();
     assert_eq!(
-        plan_claim(&c, &volumes, &none, None),
+        plan_claim(&c, &volumes, &none, None, None),
         ClaimPlan::Bind("small".into())
     );
     let fast = pvc("data", "500Mi", RWO, Some("fast"));
     assert_eq!(
-        plan_claim(&fast, &volumes, &none, None),
+        plan_claim(&fast, &volumes, &none, None, None),
         ClaimPlan::Bind("classy".into())
     );
     // A volume another claim is being bound to is skipped.
     let taken: HashMap<String, String> =
         [("small".to_string(), "default/other".to_string())].into();
     assert_eq!(
-        plan_claim(&c, &volumes, &taken, None),
+        plan_claim(&c, &volumes, &taken, None, None),
         ClaimPlan::Bind("big".into())
     );
     let rwx = pvc("data", "1Mi", &["ReadWriteMany"], None);
     assert!(matches!(
-        plan_claim(&rwx, &volumes, &none, None),
+        plan_claim(&rwx, &volumes, &none, None, None),
         ClaimPlan::Pending(Some((false, "FailedBinding", m))) if m.contains("no storage class is set")
     ));
 }
@@ -116,7 +116,7 @@ fn selectors_and_prebinding_are_honoured() {
     let volumes = all(vec![pv("plain", "1Gi", RWO, None), labelled]);
     let none = HashMap::new();
     assert_eq!(
-        plan_claim(&c, &volumes, &none, None),
+        plan_claim(&c, &volumes, &none, None, None),
         ClaimPlan::Bind("labelled".into())
     );
     // A volume pre-bound to the claim by a user beats a smaller free one.
@@ -127,7 +127,7 @@ fn selectors_and_prebinding_are_honoured() {
     other.spec.as_mut().unwrap().claim_ref = Some(claim_ref(&pvc("x", "1Gi", RWO, None), true));
     let volumes = all(vec![other, pv("free", "1Gi", RWO, None), pre]);
     assert_eq!(
-        plan_claim(&c, &volumes, &none, None),
+        plan_claim(&c, &volumes, &none, None, None),
         ClaimPlan::Bind("pre".into())
     );
 }
@@ -137,7 +137,7 @@ fn claims_with_a_class_wait_with_the_right_reason() {
     let c = pvc("data", "1Gi", RWO, Some("local"));
     let none = HashMap::new();
     assert!(matches!(
-        plan_claim(&c, &[], &none, None),
+        plan_claim(&c, &[], &none, None, None),
         ClaimPlan::Pending(Some((true, "ProvisioningFailed", m))) if m.contains("\"local\" not found")
     ));
     let wffc = ClassInfo {
@@ -145,7 +145,7 @@ fn claims_with_a_class_wait_with_the_right_reason() {
         wait_for_first_consumer: true,
     };
     assert!(matches!(
-        plan_claim(&c, &[], &none, Some(&wffc)),
+        plan_claim(&c, &[], &none, Some(&wffc), None),
         ClaimPlan::Pending(Some((false, "WaitForFirstConsumer", _)))
     ));
 }
@@ -166,7 +166,10 @@ fn a_bound_pair_rests_and_half_bindings_finish() {
     let (v, c) = bound_pair();
     let none = HashMap::new();
     let volumes = all(vec![v.clone()]);
-    assert_eq!(plan_claim(&c, &volumes, &none, None), ClaimPlan::Nothing);
+    assert_eq!(
+        plan_claim(&c, &volumes, &none, None, None),
+        ClaimPlan::Nothing
+    );
     assert_eq!(plan_volume(&v, Some(&c)), VolumePlan::Nothing);
     // The claim side not written yet: the claim finishes it; the volume
     // waits as Available.
@@ -174,7 +177,7 @@ fn a_bound_pair_rests_and_half_bindings_finish() {
     half.spec.as_mut().unwrap().volume_name = None;
     half.status.as_mut().unwrap().phase = Some("Pending".into());
     assert_eq!(
-        plan_claim(&half, &volumes, &none, None),
+        plan_claim(&half, &volumes, &none, None, None),
         ClaimPlan::Bind("vol".into())
     );
     let mut fresh = v.clone();
@@ -222,7 +225,7 @@ fn volumes_are_released_or_fail_by_policy_and_claims_are_lost() {
     );
     let none = HashMap::new();
     assert!(matches!(
-        plan_claim(&c, &[], &none, None),
+        plan_claim(&c, &[], &none, None, None),
         ClaimPlan::Lost(m) if m.contains("lost its PersistentVolume")
     ));
 }
@@ -238,4 +241,79 @@ fn a_controller_binding_to_a_claim_gone_elsewhere_is_undone() {
         plan_volume(&v, Some(&c)),
         VolumePlan::Phase("Released", None)
     );
+}
+
+#[test]
+fn wait_for_first_consumer_binds_on_the_consumers_node() {
+    use k8s_openapi::api::core::v1::{
+        NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, VolumeNodeAffinity,
+    };
+    let on = |name: &str, host: &str, size: &str| {
+        let mut v = pv(name, size, RWO, Some("local"));
+        v.spec.as_mut().unwrap().node_affinity = Some(VolumeNodeAffinity {
+            required: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: Some(vec![NodeSelectorRequirement {
+                        key: "kubernetes.io/hostname".into(),
+                        operator: "In".into(),
+                        values: Some(vec![host.into()]),
+                    }]),
+                    match_fields: None,
+                }],
+            }),
+        });
+        v
+    };
+    // The smaller volume is on the other node.
+    let volumes = all(vec![
+        on("a-big", "node-a", "5Gi"),
+        on("b-small", "node-b", "1Gi"),
+    ]);
+    let c = pvc("data", "1Gi", RWO, Some("local"));
+    let wffc = ClassInfo {
+        provisioner: "kubernetes.io/no-provisioner".into(),
+        wait_for_first_consumer: true,
+    };
+    let none = HashMap::new();
+    assert!(matches!(
+        plan_claim(&c, &volumes, &none, Some(&wffc), None),
+        ClaimPlan::Pending(Some((false, "WaitForFirstConsumer", _)))
+    ));
+    let node = |n: &str| Consumer {
+        node: n.into(),
+        labels: BTreeMap::from([("kubernetes.io/hostname".into(), n.into())]),
+    };
+    assert_eq!(
+        plan_claim(&c, &volumes, &none, Some(&wffc), Some(&node("node-a"))),
+        ClaimPlan::Bind("a-big".into())
+    );
+    assert!(matches!(
+        plan_claim(&c, &volumes, &none, Some(&wffc), Some(&node("node-c"))),
+        ClaimPlan::Pending(Some((true, "FailedBinding", m))) if m.contains("node-c")
+    ));
+    // Immediate binding ignores node affinity, as upstream.
+    assert_eq!(
+        plan_claim(&c, &volumes, &none, None, Some(&node("node-c"))),
+        ClaimPlan::Bind("b-small".into())
+    );
+    // matchFields on the node's name; an empty term admits nothing.
+    let mut by_name = pv("n", "1Gi", RWO, None);
+    by_name.spec.as_mut().unwrap().node_affinity = Some(VolumeNodeAffinity {
+        required: Some(NodeSelector {
+            node_selector_terms: vec![
+                NodeSelectorTerm::default(),
+                NodeSelectorTerm {
+                    match_expressions: None,
+                    match_fields: Some(vec![NodeSelectorRequirement {
+                        key: "metadata.name".into(),
+                        operator: "In".into(),
+                        values: Some(vec!["node-a".into()]),
+                    }]),
+                },
+            ],
+        }),
+    });
+    assert!(admits(&by_name, &node("node-a")));
+    assert!(!admits(&by_name, &node("node-b")));
+    assert!(admits(&pv("free", "1Gi", RWO, None), &node("node-b")));
 }

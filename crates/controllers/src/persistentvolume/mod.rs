@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -33,7 +33,10 @@ use serde_json::json;
 
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
-use binder::{ClaimPlan, ClassInfo, VolumePlan, BIND_COMPLETED, BOUND_BY_CONTROLLER};
+use binder::{ClaimPlan, ClassInfo, Consumer, VolumePlan, BIND_COMPLETED, BOUND_BY_CONTROLLER};
+
+/// The node upstream's scheduler chose for a WaitForFirstConsumer claim.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
 
 /// Errors of the binder.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,8 @@ struct Ctx {
     volumes: Store<PersistentVolume>,
     claims: Store<PersistentVolumeClaim>,
     classes: Store<StorageClass>,
+    pods: Store<Pod>,
+    nodes: Store<Node>,
     recorder: Recorder,
     backoff: Backoff,
     /// Volume -> claim key, for bindings written but maybe not cached yet.
@@ -114,11 +119,60 @@ impl Ctx {
     }
 }
 
+/// The claims a pod on a node uses (they may be waiting for it).
+fn claims_of_pod(pod: &Pod) -> Vec<ObjectRef<PersistentVolumeClaim>> {
+    let Some(spec) = pod.spec.as_ref().filter(|s| s.node_name.is_some()) else {
+        return Vec::new();
+    };
+    let ns = pod.namespace().unwrap_or_default();
+    spec.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| ObjectRef::new(&c.claim_name).within(&ns))
+        .collect()
+}
+
+impl Ctx {
+    /// Where the claim's first consumer is: the scheduler's selected
+    /// node, else the node of a pod using it.
+    fn consumer(&self, claim: &PersistentVolumeClaim) -> Option<Consumer> {
+        let node = claim
+            .annotations()
+            .get(SELECTED_NODE)
+            .cloned()
+            .or_else(|| {
+                let me = ObjectRef::from_obj(claim);
+                self.pods.state().iter().find_map(|p| {
+                    let done = p
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.phase.as_deref())
+                        .is_some_and(|ph| ph == "Succeeded" || ph == "Failed");
+                    (!done && claims_of_pod(p).contains(&me))
+                        .then(|| p.spec.as_ref().and_then(|s| s.node_name.clone()))
+                        .flatten()
+                })
+            })?;
+        let labels = self
+            .nodes
+            .get(&ObjectRef::new(&node))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        Some(Consumer { node, labels })
+    }
+}
+
 async fn sync_claim(claim: Arc<PersistentVolumeClaim>, ctx: &Ctx) -> Result<Action, Error> {
     let key = claim_key(&claim);
     let volumes = ctx.volumes.state();
     let taken = ctx.taken.lock().expect("taken lock").clone();
-    let plan = binder::plan_claim(&claim, &volumes, &taken, ctx.class(&claim).as_ref());
+    let class = ctx.class(&claim);
+    let consumer = class
+        .as_ref()
+        .filter(|c| c.wait_for_first_consumer)
+        .and_then(|_| ctx.consumer(&claim));
+    let plan = binder::plan_claim(&claim, &volumes, &taken, class.as_ref(), consumer.as_ref());
     match plan {
         ClaimPlan::Nothing => {}
         ClaimPlan::Pending(why) => {
@@ -392,6 +446,8 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         volumes: volumes.clone(),
         claims: claims.clone(),
         classes,
+        pods: informers.store::<Pod>(),
+        nodes: informers.store::<Node>(),
         backoff: Backoff::default(),
         taken: Mutex::new(HashMap::new()),
         bind_lock: tokio::sync::Mutex::new(()),
@@ -405,6 +461,7 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     .watches_shared_stream(informers.shared_stream::<PersistentVolume>(), move |pv| {
         claims_of_volume(&pv, &claim_store)
     })
+    .watches_shared_stream(informers.shared_stream::<Pod>(), |pod| claims_of_pod(&pod))
     .run(
         |claim, ctx: Arc<Ctx>| async move {
             let key = claim_key(&claim);
