@@ -2,7 +2,8 @@
 //! to a real kubelet, with real kubectl 1.32 (WebSocket,
 //! `v5.channel.k8s.io`) and 1.27 (SPDY/3.1): `kubectl run -i --rm`
 //! piping input and deleting the pod, `kubectl run -it` typing into a
-//! shell, `kubectl attach -i` to `cat` (stdin kept across attaches),
+//! shell, `kubectl attach -i` to `cat` (stdin kept across attaches and
+//! across an agent restart),
 //! stdinOnce closing stdin when the first client leaves, and window sizes
 //! reaching the terminals of `exec -t` and `attach -t`. kubectl sends
 //! sizes only from a real terminal, so those run under `script` with the
@@ -28,6 +29,9 @@ const IMAGE: &str = "example.com/test/busybox:1";
 struct Cluster {
     server: Server,
     agent: Option<Child>,
+    node: String,
+    /// Kept across agent restarts, so the node's endpoint stays right.
+    kubelet_port: u16,
     data: PathBuf,
     cgroup_parent: String,
 }
@@ -56,43 +60,63 @@ impl Cluster {
             .unwrap();
         let dir_name = server.dir.path().file_name().unwrap().to_string_lossy();
         let cgroup_parent = format!("rkube-test/{dir_name}");
-        let log = std::fs::File::create(server.dir.path().join("agent.log")).unwrap();
+        let mut c = Cluster {
+            server,
+            agent: None,
+            node: node.to_string(),
+            kubelet_port: free_port(),
+            data,
+            cgroup_parent,
+        };
+        c.start_agent();
+        c
+    }
+
+    /// Starts the agent (again: it re-adopts the running containers) and
+    /// waits for its node to be Ready.
+    fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.server.dir.path().join("agent.log"))
+            .unwrap();
         let agent = Command::new(env!("CARGO_BIN_EXE_rkube"))
             .arg("agent")
             .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
+            .arg(&self.server.kubeconfig)
             .arg("--data-dir")
-            .arg(&data)
-            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &free_port().to_string()])
-            .args(["--cgroup-parent", &cgroup_parent])
+            .arg(&self.data)
+            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &self.kubelet_port.to_string()])
+            .args(["--cgroup-parent", &self.cgroup_parent])
             .args(["--registries", "/nonexistent"])
             // In the machine's own namespace: no pod network of ours.
             .args(["--network-backend", "none"])
             .arg("--client-ca-file")
-            .arg(server.dir.path().join("server/tls/client-ca.crt"))
+            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start rkube agent");
-        let c = Cluster {
-            server,
-            agent: Some(agent),
-            data,
-            cgroup_parent,
-        };
+        self.agent = Some(agent);
         let ready = eventually(Duration::from_secs(60), || {
-            let out = c.server.kubectl(&[
+            let out = self.server.kubectl(&[
                 "get",
                 "node",
-                node,
+                &self.node,
                 "-o",
                 "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
             ]);
             String::from_utf8_lossy(&out.stdout) == "True"
         });
-        assert!(ready, "node not Ready:\n{}", c.agent_log());
-        c
+        assert!(ready, "node not Ready:\n{}", self.agent_log());
+    }
+
+    fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
     }
 
     fn agent_log(&self) -> String {
@@ -159,10 +183,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
+        self.stop_agent();
         // Containers outlive the agent by design: remove them.
         let ctr = |args: &[&str]| {
             Command::new(env!("CARGO_BIN_EXE_rkube"))
@@ -295,7 +316,7 @@ fn stdin_attach_and_terminal_sizes() {
         eprintln!("skipped: needs root");
         return;
     }
-    let c = Cluster::start("attach-node");
+    let mut c = Cluster::start("attach-node");
     let manifests = [
         pod("cat", "    stdin: true\n", "cat"),
         pod(
@@ -367,6 +388,20 @@ fn stdin_attach_and_terminal_sizes() {
         assert_eq!(st, "Running");
     }
     assert!(c.logs("cat").contains("ping-ws\nping-spdy"));
+    // The attach connection belongs to the container, not to the agent:
+    // a restarted agent attaches to the container it re-adopted.
+    c.stop_agent();
+    c.start_agent();
+    // Ready may still be the old agent's report: wait for the new kubelet
+    // to serve the pod's log, which needs the container re-adopted.
+    let served = eventually(Duration::from_secs(60), || {
+        c.logs("cat").contains("ping-spdy")
+    });
+    assert!(served, "restarted kubelet:\n{}", c.agent_log());
+    let mut a = Session::spawn(c.kubectl(NEW, &["attach", "-i", "cat"]), None);
+    a.write("after-restart\n");
+    a.expect("after-restart");
+    drop(a);
 
     // stdinOnce: the first client leaving (killed, not even an EOF)
     // closes stdin; the next read sees EOF at once.
