@@ -452,7 +452,7 @@ fn cni_plugins_attach_pods_keep_them_across_restarts_and_release_on_delete() {
     let checked = eventually(WAIT, || {
         node.agent_log()
             .lines()
-            .any(|l| l.contains("pod network checked") && l.contains(&uid))
+            .any(|l| l.contains("cni: CHECK passed") && l.contains(&uid))
     });
     assert!(checked, "no CHECK of {uid}:\n{}", node.logs());
     assert!(!node.events("web").contains("PodNetworkCheckFailed"));

@@ -114,7 +114,7 @@ impl Worker {
         })
         .await;
         match r {
-            Ok(Ok(())) => tracing::info!(uid = %self.uid, "pod network checked"),
+            Ok(Ok(())) => tracing::debug!(uid = %self.uid, "pod network checked"),
             Ok(Err(e)) => self.event(
                 &pod,
                 None,

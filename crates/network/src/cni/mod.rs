@@ -299,6 +299,7 @@ impl CniNetwork {
             &a.args,
             Some(&a.result),
         )?;
+        tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), uid = %pod.uid, network = %net.name, "cni: CHECK passed");
         Ok(())
     }
 }
