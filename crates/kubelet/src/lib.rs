@@ -11,8 +11,10 @@
 
 pub mod api;
 pub mod atomic;
+pub mod cm;
 pub mod env;
 pub mod events;
+pub mod eviction;
 pub mod images;
 pub mod lookup;
 mod manager;
@@ -86,6 +88,11 @@ pub struct Config {
     /// Hard eviction thresholds behind MemoryPressure/DiskPressure and
     /// allocatable.
     pub eviction: node::Thresholds,
+    /// Every hard eviction threshold (`--eviction-hard`) the eviction
+    /// manager enforces; `eviction` is derived from it at start.
+    pub eviction_hard: eviction::Thresholds,
+    /// Where pod cgroups go; `None`: containers only get the runtime's.
+    pub cgroups: Option<cm::Settings>,
     /// The pod network (issue 7); `None` leaves pods with loopback only.
     pub network: Option<Arc<dyn rkube_network::PodNetwork>>,
 }
@@ -106,6 +113,8 @@ impl Config {
             lease_renew_interval: Duration::from_secs(10),
             node_status_interval: Duration::from_secs(60),
             eviction: node::Thresholds::default(),
+            eviction_hard: eviction::Thresholds::default(),
+            cgroups: None,
             network: None,
         }
     }
@@ -133,6 +142,9 @@ pub struct Shared {
     pub recorder: events::Recorder,
     pub node: std::sync::RwLock<env::NodeFacts>,
     pub table: Arc<table::PodTable>,
+    /// Evictions asked of pod workers, and the node's pressure.
+    pub evictions: Arc<eviction::Evictions>,
+    pub cgroups: Option<cm::PodCgroups>,
 }
 
 /// The kubelet API's TLS identity: its serving certificate and the CA
@@ -154,8 +166,24 @@ pub async fn run(
     for d in [config.pods_dir(), config.logs_dir(), config.manifests_dir()] {
         std::fs::create_dir_all(&d).map_err(|source| Error::Dir { path: d, source })?;
     }
+    let mut config = config;
     let host = sysinfo::Host::default();
-    let reporter = node::Reporter::new(client.clone(), config.clone(), host, images.clone());
+    let machine = host.machine(&config.root);
+    config.eviction = config.eviction_hard.legacy(machine.memory_bytes);
+    let evictions = Arc::new(eviction::Evictions::default());
+    let cgroups = config.cgroups.clone().map(cm::PodCgroups::new);
+    if let Some(cm) = &cgroups {
+        let pids = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let (cpu, memory) = (machine.cpus as i64 * 1000, machine.memory_bytes as i64);
+        if let Err(e) = cm.ensure_top_level(cpu, memory, pids) {
+            tracing::warn!(error = %e, "cannot make the kubepods cgroups");
+        }
+    }
+    let reporter = node::Reporter::new(client.clone(), config.clone(), host, images.clone())
+        .with_pressure(evictions.subscribe());
     let facts = reporter.register().await?;
     let lookup: Arc<dyn lookup::Lookup> = Arc::new(lookup::ClusterLookup::start(client.clone()));
     let shared = Arc::new(Shared {
@@ -167,7 +195,25 @@ pub async fn run(
         lookup,
         node: std::sync::RwLock::new(facts),
         table: Arc::default(),
+        evictions,
+        cgroups,
     });
+    let observer = eviction::observe::HostObserver {
+        proc_root: "/proc".into(),
+        memory_cgroup: shared
+            .config
+            .cgroups
+            .as_ref()
+            .map_or("/sys/fs/cgroup".into(), |c| c.mount.clone())
+            .join("memory"),
+        nodefs: shared.config.root.clone(),
+        imagefs: shared.config.root.join("images"),
+        pods_dir: shared.config.pods_dir(),
+        logs_dir: shared.config.logs_dir(),
+        runtime: shared.runtime.clone(),
+        cgroups: shared.cgroups.clone(),
+    };
+    tokio::spawn(eviction::Manager::new(shared.clone(), Arc::new(observer)).run());
     if let Some(tls) = serving {
         let port = shared.config.kubelet_port;
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

@@ -230,5 +230,26 @@ impl PodManager {
                 tokio::spawn(worker::cleanup_orphan(self.shared.clone(), uid));
             }
         }
+        // Pod cgroups left without a pod directory (cleanup_orphan takes
+        // the others).
+        if let Some(cm) = self.shared.cgroups.clone() {
+            let gone: Vec<String> = cm
+                .pod_uids()
+                .into_iter()
+                .filter(|u| {
+                    !seen.contains(u)
+                        && !self.workers.contains_key(u)
+                        && !self.statics.contains_key(u)
+                        && !dir.join(u).exists()
+                })
+                .collect();
+            tokio::task::spawn_blocking(move || {
+                for uid in gone {
+                    if let Err(e) = cm.remove_pod(&uid) {
+                        tracing::warn!(%uid, error = %e, "cannot remove pod cgroup");
+                    }
+                }
+            });
+        }
     }
 }

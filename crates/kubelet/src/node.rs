@@ -86,6 +86,8 @@ pub struct Reporter {
     config: Config,
     host: Host,
     images: Arc<dyn Images>,
+    /// The eviction manager's verdict on the pressure conditions.
+    pressure: Option<tokio::sync::watch::Receiver<crate::eviction::Pressure>>,
 }
 
 fn quantities(
@@ -185,7 +187,18 @@ impl Reporter {
             config,
             host,
             images,
+            pressure: None,
         }
+    }
+
+    /// Pressure conditions come from the eviction manager, and a change
+    /// is reported at once.
+    pub fn with_pressure(
+        mut self,
+        rx: tokio::sync::watch::Receiver<crate::eviction::Pressure>,
+    ) -> Self {
+        self.pressure = Some(rx);
+        self
     }
 
     fn status(&self, m: &Machine, prev: &[NodeCondition]) -> NodeStatus {
@@ -322,7 +335,12 @@ impl Reporter {
             .status
             .and_then(|s| s.conditions)
             .unwrap_or_default();
-        let status = self.status(m, &prev);
+        let mut status = self.status(m, &prev);
+        if let Some(rx) = &self.pressure {
+            let pressure = *rx.borrow();
+            let all = status.conditions.get_or_insert_with(Vec::new);
+            crate::eviction::apply_pressure(all, pressure, &prev);
+        }
         api.patch_status(
             &self.config.node_name,
             &PatchParams::default(),
@@ -334,8 +352,18 @@ impl Reporter {
 
     /// Refreshes node status every `node_status_interval`.
     pub async fn status_loop(self) {
+        let mut pressure = self.pressure.clone();
         loop {
-            tokio::time::sleep(self.config.node_status_interval).await;
+            let sleep = tokio::time::sleep(self.config.node_status_interval);
+            match pressure.as_mut() {
+                Some(rx) => tokio::select! {
+                    _ = sleep => {}
+                    r = rx.changed() => if r.is_err() {
+                        pressure = None;
+                    },
+                },
+                None => sleep.await,
+            }
             let m = self.host.machine(&self.config.root);
             if let Err(e) = self.update_status(&m).await {
                 tracing::warn!(error = %e, "node status update failed");

@@ -133,6 +133,8 @@ pub fn sandbox(pod: &Pod, settings: &DnsSettings, pod_ip: Option<&str>) -> Sandb
             NetworkMode::Pod
         },
         share_pid: spec.share_process_namespace == Some(true),
+        // The worker puts the pod's cgroup here (crate::cm).
+        cgroup_parent: None,
     }
 }
 

@@ -56,20 +56,42 @@ impl Layout {
     }
 }
 
-/// One container's cgroup: `<parent>/<name>` in every hierarchy.
+/// One container's (or pod's) cgroup: `<parent>/<name>` in every
+/// hierarchy.
 #[derive(Debug, Clone)]
 pub struct Cgroup {
     layout: Layout,
     parent: PathBuf,
     name: String,
+    /// Whether `remove` also removes empty parents: only when the runtime
+    /// made them; a parent the kubelet manages (a pod's cgroup) stays.
+    prune_parents: bool,
 }
 
 impl Cgroup {
     pub fn new(layout: Layout, parent: &Path, name: &str) -> Cgroup {
         Cgroup {
             layout,
-            parent: parent.to_path_buf(),
+            // Relative below every hierarchy: `/kubepods` must not replace
+            // the hierarchy's own path when joined.
+            parent: parent.strip_prefix("/").unwrap_or(parent).to_path_buf(),
             name: name.to_string(),
+            prune_parents: true,
+        }
+    }
+
+    /// `remove` leaves the parent directories alone.
+    pub fn keep_parents(mut self) -> Cgroup {
+        self.prune_parents = false;
+        self
+    }
+
+    /// The hierarchy roots this layout uses (one per v1 controller).
+    pub fn hierarchy_dirs(layout: &Layout, rel: &Path) -> Vec<PathBuf> {
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        match layout {
+            Layout::V1(r) => V1_CONTROLLERS.iter().map(|c| r.join(c).join(rel)).collect(),
+            Layout::V2(r) => vec![r.join(rel)],
         }
     }
 
@@ -224,7 +246,10 @@ impl Cgroup {
                     Err(source) => return Err(Error::Remove { path: d, source }),
                 }
             }
-            let mut p = d.parent().map(Path::to_path_buf);
+            let mut p = d
+                .parent()
+                .filter(|_| self.prune_parents)
+                .map(Path::to_path_buf);
             while let Some(dir) = p {
                 if dir == root || !dir.starts_with(&root) || fs::remove_dir(&dir).is_err() {
                     break;
@@ -277,6 +302,22 @@ mod tests {
         )
         .unwrap();
         assert!(cg.oom_killed());
+    }
+
+    #[test]
+    fn removal_prunes_only_parents_the_runtime_made() {
+        let root = tempfile::tempdir().unwrap();
+        let layout = Layout::V1(root.path().to_path_buf());
+        let own = Cgroup::new(layout.clone(), Path::new("/rk/a"), "c1");
+        own.create(&Resources::default()).unwrap();
+        own.remove().unwrap();
+        assert!(!root.path().join("memory/rk").exists());
+        let pod = Cgroup::new(layout, Path::new("/rk/kubepods/pod1"), "c2").keep_parents();
+        pod.create(&Resources::default()).unwrap();
+        assert!(root.path().join("pids/rk/kubepods/pod1/c2").is_dir());
+        pod.remove().unwrap();
+        assert!(!root.path().join("pids/rk/kubepods/pod1/c2").exists());
+        assert!(root.path().join("pids/rk/kubepods/pod1").is_dir());
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub struct SandboxConfig {
     /// `shareProcessNamespace`: one PID namespace for all containers,
     /// with a reaper as its PID 1.
     pub share_pid: bool,
+    /// The pod's cgroup (relative to each hierarchy), which the kubelet
+    /// made; its containers' cgroups go below it, as CRI's
+    /// `LinuxPodSandboxConfig.cgroup_parent`. `None`: the runtime's own
+    /// parent.
+    #[serde(default)]
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

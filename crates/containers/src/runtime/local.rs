@@ -104,8 +104,18 @@ impl LocalRuntime {
         })
     }
 
-    fn cgroup(&self, id: &str) -> Cgroup {
-        Cgroup::new(self.layout.clone(), &self.cgroup_parent, id)
+    /// A container's cgroup: below its pod's cgroup when the kubelet
+    /// gave the sandbox one (that parent is the kubelet's to remove),
+    /// else below the runtime's own parent.
+    fn cgroup(&self, id: &str, parent: Option<&Path>) -> Cgroup {
+        match parent {
+            Some(p) => Cgroup::new(self.layout.clone(), p, id).keep_parents(),
+            None => Cgroup::new(self.layout.clone(), &self.cgroup_parent, id),
+        }
+    }
+
+    fn cgroup_of(&self, rec: &ContainerRecord) -> Cgroup {
+        self.cgroup(&rec.id, rec.resolved.cgroup_parent.as_deref())
     }
 
     fn resolve(
@@ -191,6 +201,7 @@ impl LocalRuntime {
             caps: caps::resolve(&config.capabilities, config.privileged)?,
             layers,
             log_path: PathBuf::new(),
+            cgroup_parent: None,
             stop_signal: match image.stop_signal.as_deref().filter(|s| !s.is_empty()) {
                 None => libc::SIGTERM,
                 Some(s) => parse_signal(s).ok_or_else(|| {
@@ -205,7 +216,7 @@ impl LocalRuntime {
         let dir = self.paths.container(id);
         let sandbox = sandbox::load(&self.paths, &rec.sandbox)?;
         let sandbox_dir = self.paths.sandbox(&rec.sandbox);
-        let cgroup = self.cgroup(id);
+        let cgroup = self.cgroup_of(rec);
         let plan = init::plan(rec, &dir, &sandbox_dir, cgroup.procs_files())?;
         let namespaces = sandbox::namespaces(&sandbox.config)
             .into_iter()
@@ -296,6 +307,8 @@ impl Runtime for LocalRuntime {
         let sandbox = sandbox::load(&self.paths, sandbox_id)?;
         let mut resolved = self.resolve(&sandbox.config, config)?;
         let id = sys::random_id();
+        resolved.cgroup_parent = sandbox.config.cgroup_parent.clone();
+        let cgroup = self.cgroup(&id, resolved.cgroup_parent.as_deref());
         let dir = self.paths.container(&id);
         resolved.log_path = config
             .log_path
@@ -305,7 +318,7 @@ impl Runtime for LocalRuntime {
             for d in ["upper", "work", "rootfs"] {
                 fs::create_dir_all(dir.join(d)).map_err(io_err("create", dir.join(d)))?;
             }
-            self.cgroup(&id).create(&config.resources)?;
+            cgroup.create(&config.resources)?;
             let record = ContainerRecord {
                 id: id.clone(),
                 sandbox: sandbox_id.to_string(),
@@ -316,7 +329,7 @@ impl Runtime for LocalRuntime {
             write_json(&dir.join("container.json"), &record)
         })();
         if let Err(e) = result {
-            let _ = self.cgroup(&id).remove();
+            let _ = cgroup.remove();
             let _ = fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -361,7 +374,7 @@ impl Runtime for LocalRuntime {
         if snap.state() == ContainerState::Running {
             self.stop(id, Duration::ZERO)?;
         }
-        self.cgroup(id).remove()?;
+        self.cgroup_of(&snap.record).remove()?;
         super::state::discard(&self.paths, &self.paths.container(id))
     }
 
@@ -434,11 +447,16 @@ impl Runtime for LocalRuntime {
         }
         let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let process = init::process(&snap.record, &config.cmd, &env, config.tty)?;
-        exec::run(pid, &self.cgroup(id).procs_files(), &process, io, sizes).map_err(|message| {
-            Error::ExecFailed {
-                id: id.into(),
-                message,
-            }
+        exec::run(
+            pid,
+            &self.cgroup_of(&snap.record).procs_files(),
+            &process,
+            io,
+            sizes,
+        )
+        .map_err(|message| Error::ExecFailed {
+            id: id.into(),
+            message,
         })
     }
 
@@ -457,8 +475,8 @@ impl Runtime for LocalRuntime {
     }
 
     fn stats(&self, id: &str) -> Result<Stats, Error> {
-        Snapshot::load(&self.paths, id)?;
-        let (cpu_usage_ns, memory_usage, memory_working_set) = self.cgroup(id).usage();
+        let snap = Snapshot::load(&self.paths, id)?;
+        let (cpu_usage_ns, memory_usage, memory_working_set) = self.cgroup_of(&snap.record).usage();
         Ok(Stats {
             cpu_usage_ns,
             memory_working_set,
@@ -479,6 +497,10 @@ impl Runtime for LocalRuntime {
         }
         out.sort_by_key(|s| s.created_at);
         Ok(out)
+    }
+
+    fn writable_layer(&self, id: &str) -> Option<PathBuf> {
+        Some(self.paths.container(id).join("upper"))
     }
 
     fn recover(&self) -> Result<Vec<ContainerStatus>, Error> {

@@ -151,6 +151,12 @@ pub trait Runtime: Send + Sync {
     /// After an agent restart: re-reads every container from disk and
     /// settles the ones whose processes died meanwhile.
     fn recover(&self) -> Result<Vec<ContainerStatus>, Error>;
+    /// The directory holding the container's writable layer (what the
+    /// kubelet counts against ephemeral-storage); `None` if unknown.
+    fn writable_layer(&self, id: &str) -> Option<PathBuf> {
+        let _ = id;
+        None
+    }
 }
 
 pub(crate) fn io_err(

@@ -35,6 +35,10 @@ pub(crate) struct Resolved {
     /// The image's STOPSIGNAL as a number (SIGTERM when unset).
     #[serde(default = "sigterm")]
     pub stop_signal: i32,
+    /// The sandbox's cgroup parent when the container was made (records
+    /// from before pod cgroups have none: the runtime's parent).
+    #[serde(default)]
+    pub cgroup_parent: Option<PathBuf>,
 }
 
 fn sigterm() -> i32 {

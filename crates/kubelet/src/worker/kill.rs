@@ -154,6 +154,7 @@ impl Worker {
         let rt = self.shared.runtime.clone();
         let pod_dir = self.pod_dir.clone();
         let known = pod.cloned().or_else(|| self.last_pod.clone());
+        let (shared, uid) = (self.shared.clone(), self.uid.clone());
         let logs = known.as_ref().map(|p| {
             self.shared
                 .config
@@ -171,6 +172,7 @@ impl Worker {
                     tracing::debug!(sandbox = %sb, error = %e, "remove sandbox");
                 }
             }
+            super::evict::remove_pod_cgroup(&shared, &uid);
             PodVolumes::cleanup(&pod_dir);
             let _ = std::fs::remove_dir_all(&pod_dir);
             if let Some(l) = logs {
@@ -221,6 +223,7 @@ pub(crate) async fn cleanup_orphan(shared: Arc<crate::Shared>, uid: String) {
             }
             let _ = rt.remove_sandbox(&sb);
         }
+        super::evict::remove_pod_cgroup(&shared, &uid);
         PodVolumes::cleanup(&pod_dir);
         let _ = std::fs::remove_dir_all(&pod_dir);
         for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {

@@ -7,6 +7,7 @@
 //! `kuberuntime_manager.go` (`SyncPod`: sandbox, init containers in
 //! order, then the app containers; `computePodActions`).
 
+mod evict;
 mod kill;
 pub(crate) use kill::cleanup_orphan;
 mod net;
@@ -98,6 +99,8 @@ pub(crate) struct Worker {
     start_time: Option<Time>,
     /// The last pod seen, for cleaning up after it is gone.
     last_pod: Option<Arc<Pod>>,
+    /// Set once the pod is evicted or refused (see `evict`).
+    evicted: Option<evict::Evicted>,
 }
 
 /// What a sync pass asks for next.
@@ -127,10 +130,12 @@ impl Worker {
             written: None,
             start_time: None,
             last_pod: None,
+            evicted: None,
         }
     }
 
     pub(crate) async fn run(mut self) {
+        let _evictions = self.register_evictions();
         self.adopt().await;
         loop {
             let pod = self.rx.borrow_and_update().clone();
@@ -254,7 +259,8 @@ impl Worker {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded") | Some("Failed")
         ) && self.written.is_some();
-        if !terminal {
+        let evicted = self.evicted(pod).await;
+        if !terminal && !evicted {
             if let Some(d) = self.converge(pod).await {
                 next = next.min(d);
             }
@@ -320,7 +326,15 @@ impl Worker {
             }
         }
         if self.sandbox.is_none() {
-            let config = spec::sandbox(pod, &self.dns(), Some(&pod_ip));
+            let mut config = spec::sandbox(pod, &self.dns(), Some(&pod_ip));
+            match self.ensure_pod_cgroup(pod) {
+                Ok(parent) => config.cgroup_parent = parent,
+                Err(e) => {
+                    let msg = format!("Failed to create pod sandbox: {e}");
+                    self.event(pod, None, Kind::Warning, "FailedCreatePodSandBox", msg);
+                    return Some(Duration::from_secs(2));
+                }
+            }
             let rt = self.shared.runtime.clone();
             let made = tokio::task::spawn_blocking(move || {
                 let id = rt.create_sandbox(&config)?;
@@ -653,7 +667,8 @@ impl Worker {
     /// Patches pods/status when it changed since the last write.
     async fn write_status(&mut self, pod: &Pod, view: &PodView) {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let status = status::pod_status(view, pod, &now);
+        let mut status = status::pod_status(view, pod, &now);
+        self.eviction_status(&mut status);
         if self.written.as_ref() == Some(&status) {
             return;
         }

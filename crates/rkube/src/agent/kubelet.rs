@@ -114,8 +114,13 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.kubelet_port = args.kubelet_port;
     config.cluster_dns = args.cluster_dns.iter().map(|ip| ip.to_string()).collect();
     config.cluster_domain = args.cluster_domain.clone();
-    config.eviction = rkube_kubelet::node::Thresholds::parse(&args.eviction_hard)
+    config.eviction_hard = rkube_kubelet::eviction::Thresholds::parse(&args.eviction_hard)
         .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
+    config.cgroups = Some(rkube_kubelet::cm::Settings {
+        mount: "/sys/fs/cgroup".into(),
+        root: args.cgroup_parent.clone(),
+        pod_pids_limit: None,
+    });
     use rkube_network::node::Backend;
     if args.network_backend == Backend::Cni {
         config.network = Some(rkube_network::start_cni(&rkube_network::cni::CniConfig {

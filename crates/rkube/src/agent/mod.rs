@@ -11,6 +11,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// Refuses a bad `--eviction-hard` when the flags are read.
+fn eviction_hard(s: &str) -> Result<String, String> {
+    rkube_kubelet::eviction::Thresholds::parse(s).map(|_| s.to_string())
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// URL of a server's API, e.g. https://10.0.0.1:6443.
@@ -54,8 +59,9 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/etc/rkube/registries.yaml")]
     pub registries: std::path::PathBuf,
 
-    /// Parent cgroup of pod containers, relative to each hierarchy.
-    #[arg(long, default_value = "rkube")]
+    /// The node's cgroup root, relative to each hierarchy (upstream's
+    /// --cgroup-root): pods go to <root>/kubepods/[burstable|besteffort/]pod<uid>.
+    #[arg(long, default_value = "/")]
     pub cgroup_parent: std::path::PathBuf,
 
     /// CA that clients of the kubelet API (the API server) present
@@ -98,9 +104,16 @@ pub struct AgentArgs {
     #[arg(long, default_value = "10.43.0.0/16")]
     pub service_cidr: ipnet::Ipv4Net,
 
-    /// Hard eviction thresholds behind MemoryPressure/DiskPressure, e.g.
-    /// `memory.available<100Mi,nodefs.available<10%` (the defaults).
-    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    /// Hard eviction thresholds (signals memory.available,
+    /// nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree, pid.available; a quantity or a percentage).
+    /// As upstream, a given set replaces the defaults, and 0 turns a
+    /// signal off.
+    #[arg(
+        long,
+        default_value = "memory.available<100Mi,nodefs.available<10%,nodefs.inodesFree<5%,imagefs.available<15%,imagefs.inodesFree<5%",
+        value_parser = eviction_hard
+    )]
     pub eviction_hard: String,
 
     /// Set after joining: the kubelet API's serving certificate and the

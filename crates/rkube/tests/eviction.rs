@@ -1,0 +1,504 @@
+//! Pod cgroups and the eviction manager end to end, as root: a real
+//! `rkube server` (agent-free) with a real `rkube agent` beside it (own
+//! node name, data dir, kubelet port and cgroup root) and real kubectl.
+//! Pods' cgroups are read from /sys/fs/cgroup (cgroup v1 here); local
+//! storage limits and node memory pressure (a threshold above the
+//! machine's memory) evict pods with upstream's reasons and messages.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
+use rkube_containers::image::RunConfig;
+use support::{eventually, free_port, Server};
+
+const IMAGE: &str = "example.com/test/busybox:1";
+
+struct Cluster {
+    server: Server,
+    agent: Option<Child>,
+    node: String,
+    data: PathBuf,
+    /// The agent's cgroup root below every hierarchy.
+    cgroup_root: String,
+    port: u16,
+}
+
+fn write_image(data: &Path) {
+    let dir = data.join("agent/images");
+    std::fs::create_dir_all(&dir).unwrap();
+    ImageBuilder::new()
+        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
+        .config(RunConfig {
+            cmd: Some(vec!["sh".into()]),
+            env: Some(vec!["PATH=/bin".into()]),
+            ..Default::default()
+        })
+        .build()
+        .unwrap()
+        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
+        .unwrap();
+}
+
+impl Cluster {
+    fn start(node: &str) -> Cluster {
+        let server = Server::start();
+        let data = server.dir.path().join("agent-data");
+        write_image(&data);
+        let name = server
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut c = Cluster {
+            server,
+            agent: None,
+            node: node.to_string(),
+            data,
+            cgroup_root: format!("rkube-test/{name}"),
+            port: free_port(),
+        };
+        // The machine's disk is shared and often full-ish: only a nearly
+        // full disk may count as pressure here.
+        c.start_agent("nodefs.available<1%");
+        c.wait_node_ready();
+        c
+    }
+
+    fn start_agent(&mut self, eviction_hard: &str) {
+        let n = std::fs::read_dir(self.server.dir.path()).map_or(0, |d| d.count());
+        let log = self.server.dir.path().join(format!("agent-{n}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .arg("agent")
+            .arg("--kubeconfig")
+            .arg(&self.server.kubeconfig)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
+            .args(["--kubelet-port", &self.port.to_string()])
+            .args(["--cgroup-parent", &self.cgroup_root])
+            .args(["--registries", "/nonexistent"])
+            .args(["--eviction-hard", eviction_hard])
+            .args(["--network-backend", "none"])
+            .arg("--client-ca-file")
+            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start rkube agent");
+        self.agent = Some(child);
+    }
+
+    fn kill_agent(&mut self) {
+        if let Some(mut c) = self.agent.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn agent_logs(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.server.dir.path()).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("agent-") && n.ends_with(".log") {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    fn jsonpath(&self, what: &[&str], path: &str) -> String {
+        let mut args = vec!["get"];
+        args.extend_from_slice(what);
+        let p = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &p]);
+        String::from_utf8_lossy(&self.server.kubectl(&args).stdout).into_owned()
+    }
+
+    fn wait_node_ready(&self) {
+        let ok = eventually(Duration::from_secs(90), || {
+            self.jsonpath(
+                &["node", &self.node],
+                "{.status.conditions[?(@.type==\"Ready\")].status}",
+            ) == "True"
+        });
+        assert!(ok, "node not Ready:\n{}", self.agent_logs());
+    }
+
+    fn apply(&self, yaml: &str) {
+        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
+    }
+
+    /// Polls a field of an object until `want` holds; returns it.
+    fn wait_for(
+        &self,
+        what: &[&str],
+        path: &str,
+        timeout: Duration,
+        want: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            last = self.jsonpath(what, path);
+            want(&last)
+        });
+        assert!(
+            ok,
+            "{what:?} {path}: last {last:?}\n{}\nagent:\n{}",
+            self.server.ok(&["get", "pods", "-o", "yaml"]),
+            self.agent_logs()
+        );
+        last
+    }
+
+    fn wait_running(&self, pod: &str) {
+        self.wait_for(
+            &["pod", pod],
+            "{.status.phase}",
+            Duration::from_secs(90),
+            |p| p == "Running",
+        );
+    }
+
+    fn uid(&self, pod: &str) -> String {
+        self.jsonpath(&["pod", pod], "{.metadata.uid}")
+    }
+
+    /// A file of the pod's cgroup in one hierarchy, relative to the
+    /// agent's cgroup root (`kubepods/...`).
+    fn cgroup_file(&self, controller: &str, rel: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_root)
+            .join(rel)
+    }
+
+    fn read_cgroup(&self, controller: &str, rel: &str) -> String {
+        let p = self.cgroup_file(controller, rel);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_agent();
+        // Containers and pod cgroups outlive the agent by design.
+        support::cluster::remove_cgroups(&self.cgroup_root);
+        support::cluster::unmount_under(&self.data);
+    }
+}
+
+fn pod_yaml(name: &str, node: &str, body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n{body}"
+    )
+}
+
+fn sleeper(resources: &str) -> String {
+    format!(
+        "  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n{resources}"
+    )
+}
+
+#[test]
+fn pod_cgroups_follow_qos_and_go_with_the_pod() {
+    let mut c = Cluster::start("evict-cgroups");
+    let node = c.node.clone();
+    c.apply(&pod_yaml(
+        "guaranteed",
+        &node,
+        &sleeper("    resources:\n      limits: {cpu: 100m, memory: 64Mi}\n"),
+    ));
+    c.apply(&pod_yaml(
+        "burstable",
+        &node,
+        &sleeper("    resources:\n      requests: {cpu: 200m}\n      limits: {memory: 32Mi}\n"),
+    ));
+    c.apply(&pod_yaml("besteffort", &node, &sleeper("")));
+    for p in ["guaranteed", "burstable", "besteffort"] {
+        c.wait_running(p);
+    }
+    let (g, b, e) = (c.uid("guaranteed"), c.uid("burstable"), c.uid("besteffort"));
+    // The node level: kubepods with both QoS levels below it.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        c.read_cgroup("cpu", "kubepods/cpu.shares"),
+        (cpus * 1024).to_string()
+    );
+    assert_eq!(c.read_cgroup("cpu", "kubepods/besteffort/cpu.shares"), "2");
+    // Guaranteed directly in kubepods with its limits.
+    let gp = format!("kubepods/pod{g}");
+    assert_eq!(
+        c.read_cgroup("memory", &format!("{gp}/memory.limit_in_bytes")),
+        (64u64 << 20).to_string()
+    );
+    assert_eq!(c.read_cgroup("cpu", &format!("{gp}/cpu.shares")), "102");
+    assert_eq!(
+        c.read_cgroup("cpu", &format!("{gp}/cpu.cfs_quota_us")),
+        "10000"
+    );
+    assert_eq!(
+        c.read_cgroup("cpu", &format!("{gp}/cpu.cfs_period_us")),
+        "100000"
+    );
+    // Burstable: shares from its request, its memory limit (every
+    // container has one), no CPU quota (none has a CPU limit); the
+    // level's shares follow the Burstable pods' requests.
+    let bp = format!("kubepods/burstable/pod{b}");
+    assert_eq!(c.read_cgroup("cpu", &format!("{bp}/cpu.shares")), "204");
+    assert_eq!(
+        c.read_cgroup("memory", &format!("{bp}/memory.limit_in_bytes")),
+        (32u64 << 20).to_string()
+    );
+    assert_eq!(
+        c.read_cgroup("cpu", &format!("{bp}/cpu.cfs_quota_us")),
+        "-1"
+    );
+    let ok = eventually(Duration::from_secs(30), || {
+        c.read_cgroup("cpu", "kubepods/burstable/cpu.shares") == "204"
+    });
+    assert!(ok, "burstable level shares");
+    // BestEffort: minimum shares, no memory limit.
+    let ep = format!("kubepods/besteffort/pod{e}");
+    assert_eq!(c.read_cgroup("cpu", &format!("{ep}/cpu.shares")), "2");
+    let unlimited: u64 = c
+        .read_cgroup("memory", &format!("{ep}/memory.limit_in_bytes"))
+        .parse()
+        .unwrap();
+    assert!(unlimited > 1 << 50, "{unlimited}");
+    // The container's process is in a cgroup below its pod's.
+    let procs = |dir: PathBuf| -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                let p = std::fs::read_to_string(e.path().join("cgroup.procs")).unwrap();
+                out.extend(p.lines().map(str::to_string));
+            }
+        }
+        out
+    };
+    let pids = procs(c.cgroup_file("memory", &gp));
+    assert_eq!(pids.len(), 1, "one process below the pod: {pids:?}");
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", pids[0])).unwrap();
+    assert!(
+        own.contains(&format!("{}/{gp}/", c.cgroup_root)),
+        "container cgroup {own}"
+    );
+    // An agent restart re-adopts the pods: same containers, same cgroups.
+    let cid = c.jsonpath(
+        &["pod", "guaranteed"],
+        "{.status.containerStatuses[0].containerID}",
+    );
+    c.kill_agent();
+    let before = c.agent_logs().matches("re-adopted pod").count();
+    c.start_agent("nodefs.available<1%");
+    c.wait_node_ready();
+    let adopted = eventually(Duration::from_secs(60), || {
+        c.agent_logs().matches("re-adopted pod").count() >= before + 3
+    });
+    assert!(adopted, "pods not re-adopted:\n{}", c.agent_logs());
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "guaranteed"],
+            "{.status.containerStatuses[0].containerID}"
+        ),
+        cid
+    );
+    assert_eq!(
+        c.jsonpath(
+            &["pod", "guaranteed"],
+            "{.status.containerStatuses[0].restartCount}"
+        ),
+        "0"
+    );
+    assert_eq!(procs(c.cgroup_file("memory", &gp)), pids);
+    // Deleted pods take their cgroups with them.
+    c.server.ok(&[
+        "delete",
+        "pod",
+        "guaranteed",
+        "burstable",
+        "besteffort",
+        "--wait=false",
+    ]);
+    for rel in [&gp, &bp, &ep] {
+        let gone = eventually(Duration::from_secs(60), || {
+            !c.cgroup_file("memory", rel).exists() && !c.cgroup_file("cpu", rel).exists()
+        });
+        assert!(gone, "{rel} still there\n{}", c.agent_logs());
+    }
+    assert!(c.cgroup_file("memory", "kubepods/burstable").is_dir());
+}
+
+#[test]
+fn local_storage_limits_evict_pods() {
+    let c = Cluster::start("evict-storage");
+    let node = c.node.clone();
+    // Writes 4 MiB into a 1Mi emptyDir.
+    c.apply(&pod_yaml(
+        "scratch",
+        &node,
+        &format!(
+            "  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"dd if=/dev/zero of=/scratch/fill bs=1024 count=4096; sleep 3600\"]\n    volumeMounts:\n    - {{name: scratch, mountPath: /scratch}}\n  volumes:\n  - name: scratch\n    emptyDir: {{sizeLimit: 1Mi}}\n"
+        ),
+    ));
+    // Writes 4 MiB into its own writable layer, limited to 2Mi.
+    c.apply(&pod_yaml(
+        "layer",
+        &node,
+        &format!(
+            "  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"dd if=/dev/zero of=/fill bs=1024 count=4096; sleep 3600\"]\n    resources:\n      limits: {{ephemeral-storage: 2Mi}}\n"
+        ),
+    ));
+    // Within its limits: stays.
+    c.apply(&pod_yaml(
+        "tidy",
+        &node,
+        &format!(
+            "  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"dd if=/dev/zero of=/scratch/fill bs=1024 count=100; sleep 3600\"]\n    resources:\n      limits: {{ephemeral-storage: 20Mi}}\n    volumeMounts:\n    - {{name: scratch, mountPath: /scratch}}\n  volumes:\n  - name: scratch\n    emptyDir: {{sizeLimit: 1Mi}}\n"
+        ),
+    ));
+    let long = Duration::from_secs(90);
+    for (pod, message) in [
+        (
+            "scratch",
+            "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ",
+        ),
+        (
+            "layer",
+            "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. ",
+        ),
+    ] {
+        c.wait_for(&["pod", pod], "{.status.phase}", long, |p| p == "Failed");
+        assert_eq!(c.jsonpath(&["pod", pod], "{.status.reason}"), "Evicted");
+        assert_eq!(c.jsonpath(&["pod", pod], "{.status.message}"), message);
+        assert_eq!(
+            c.jsonpath(
+                &["pod", pod],
+                "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
+            ),
+            "TerminationByKubelet"
+        );
+        // Its container was killed, and is not restarted.
+        c.wait_for(
+            &["pod", pod],
+            "{.status.containerStatuses[0].state.terminated.exitCode}",
+            long,
+            |s| s == "137",
+        );
+        let events = c.server.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("involvedObject.name={pod},reason=Evicted"),
+            "-o",
+            "jsonpath={.items[*].type}|{.items[*].message}",
+        ]);
+        assert_eq!(events, format!("Warning|{message}"));
+    }
+    assert_eq!(c.jsonpath(&["pod", "tidy"], "{.status.phase}"), "Running");
+    assert_eq!(c.jsonpath(&["pod", "tidy"], "{.status.reason}"), "");
+}
+
+#[test]
+fn memory_pressure_evicts_best_effort_first() {
+    let mut c = Cluster::start("evict-memory");
+    let node = c.node.clone();
+    c.apply(&pod_yaml("besteffort", &node, &sleeper("")));
+    c.apply(&pod_yaml(
+        "guaranteed",
+        &node,
+        &sleeper("    resources:\n      limits: {cpu: 50m, memory: 32Mi}\n"),
+    ));
+    c.wait_running("besteffort");
+    c.wait_running("guaranteed");
+    let pressure = "{.status.conditions[?(@.type==\"MemoryPressure\")].status}";
+    assert_eq!(c.jsonpath(&["node", &node], pressure), "False");
+    // The node restarts its kubelet with a threshold above all its memory.
+    c.kill_agent();
+    c.start_agent("memory.available<1Pi");
+    let long = Duration::from_secs(120);
+    c.wait_for(&["node", &node], pressure, long, |s| s == "True");
+    assert_eq!(
+        c.jsonpath(
+            &["node", &node],
+            "{.status.conditions[?(@.type==\"MemoryPressure\")].reason}"
+        ),
+        "KubeletHasInsufficientMemory"
+    );
+    // The node lifecycle controller taints the node for it.
+    c.wait_for(&["node", &node], "{.spec.taints[*].key}", long, |t| {
+        t.contains("node.kubernetes.io/memory-pressure")
+    });
+    c.wait_for(&["pod", "besteffort"], "{.status.phase}", long, |p| {
+        p == "Failed"
+    });
+    let message = c.jsonpath(&["pod", "besteffort"], "{.status.message}");
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 1Pi, available: "
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        c.jsonpath(&["pod", "besteffort"], "{.status.reason}"),
+        "Evicted"
+    );
+    // Pressure stays: the Guaranteed pod goes next, at a later pass.
+    c.wait_for(&["pod", "guaranteed"], "{.status.phase}", long, |p| {
+        p == "Failed"
+    });
+    let at = |pod: &str| {
+        c.jsonpath(
+            &["pod", pod],
+            "{.status.conditions[?(@.type==\"DisruptionTarget\")].lastTransitionTime}",
+        )
+    };
+    let (first, second) = (at("besteffort"), at("guaranteed"));
+    assert!(
+        !first.is_empty() && first < second,
+        "BestEffort evicted at {first:?}, Guaranteed at {second:?}"
+    );
+    // A new BestEffort pod is refused while the pressure lasts.
+    c.apply(&pod_yaml("late", &node, &sleeper("")));
+    c.wait_for(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
+    assert_eq!(c.jsonpath(&["pod", "late"], "{.status.reason}"), "Evicted");
+    assert_eq!(
+        c.jsonpath(&["pod", "late"], "{.status.message}"),
+        "The node had condition: [MemoryPressure]. "
+    );
+}
+
+#[test]
+fn bad_eviction_thresholds_stop_the_agent_with_a_clear_error() {
+    for (flag, want) in [
+        (
+            "cpu.available<1",
+            "unsupported eviction signal \"cpu.available\"",
+        ),
+        ("nodefs.available<120%", "must be >= 0% and <= 100%"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+            .args([
+                "agent",
+                "--kubeconfig",
+                "/nonexistent",
+                "--eviction-hard",
+                flag,
+            ])
+            .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(want), "{flag}: {err}");
+    }
+}
