@@ -877,6 +877,27 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
         "{.status.desiredNumberScheduled}/{.status.currentNumberScheduled}/{.status.numberReady}/{.status.numberAvailable}/{.status.updatedNumberScheduled}/{.status.numberMisscheduled}/{.status.observedGeneration}",
         &format!("3/3/3/3/3/0/{generation}"),
     );
+    // A deleted daemon pod is revived (DaemonSet-Creation).
+    let victim = jsonpath(
+        &server,
+        &["get", "pods", "-l", "daemonset-name=daemon-set"],
+        "{.items[0].metadata.name}",
+    );
+    server.ok(&["delete", "pod", &victim, "--wait=false"]);
+    let mut now = Vec::new();
+    assert!(
+        eventually(WAIT, || {
+            let names = jsonpath(
+                &server,
+                &["get", "pods", "-l", "daemonset-name=daemon-set"],
+                "{.items[*].metadata.name}",
+            );
+            now = ds_pods(&server);
+            now.len() == 3 && !names.contains(&victim)
+        }),
+        "{victim} not replaced: {now:?}"
+    );
+    server.ok(&["rollout", "status", "ds/daemon-set", "--timeout=90s"]);
     let before = ds_pods(&server);
     assert_eq!(before.len(), 3);
 
