@@ -3,11 +3,10 @@
 //! `v5.channel.k8s.io`) and 1.27 (SPDY/3.1): `kubectl run -i --rm`
 //! piping input and deleting the pod, `kubectl run -it` typing into a
 //! shell, `kubectl attach -i` to `cat` (stdin kept across attaches and
-//! across an agent restart),
-//! stdinOnce closing stdin when the first client leaves, and window sizes
-//! reaching the terminals of `exec -t` and `attach -t`. kubectl sends
-//! sizes only from a real terminal, so those run under `script` with the
-//! size set by `stty`.
+//! across an agent restart), stdinOnce closing stdin when the first
+//! client leaves, and window sizes reaching the terminals of `exec -t`
+//! and `attach -t`. kubectl sends sizes only from a real terminal, so
+//! those run under `script` with the size set by `stty`.
 //!
 //! One cluster (server + agent with its own node name, data dir, kubelet
 //! port and cgroup parent) serves every check, to keep the run short.
