@@ -455,6 +455,31 @@ fn replication_controller_quota_failure_scale_release_lifecycle() {
         "{.items[*].metadata.name}",
         "",
     );
+
+    // A Deployment shows its ReplicaSet's ReplicaFailure as its own.
+    server.ok(&["create", "namespace", "quota2"]);
+    server.ok_stdin(&["apply", "-n", "quota2", "-f", "-"], QUOTA);
+    wait_for(
+        &server,
+        &["get", "quota", "-n", "quota2", "condition-test"],
+        "{.status.hard.pods}/{.status.used.pods}",
+        "2/0",
+    );
+    server.ok(&[
+        "create",
+        "deployment",
+        "-n",
+        "quota2",
+        "over",
+        "--image=busybox:1.36",
+        "--replicas=3",
+    ]);
+    wait_for(
+        &server,
+        &["get", "deploy", "-n", "quota2", "over"],
+        "{.status.conditions[?(@.type==\"ReplicaFailure\")].status}/{.status.conditions[?(@.type==\"ReplicaFailure\")].reason}/{.status.readyReplicas}",
+        "True/FailedCreate/2",
+    );
 }
 
 const WEBSERVER: &str = "
