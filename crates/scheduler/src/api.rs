@@ -34,6 +34,8 @@ pub enum Error {
     Delete(String, #[source] kube::Error),
     #[error("recording event for pod {0}: {1}")]
     Event(String, #[source] kube::Error),
+    #[error("naming node {1} on claim {0}: {2}")]
+    SelectNode(String, String, #[source] kube::Error),
 }
 
 impl Error {
@@ -42,7 +44,8 @@ impl Error {
             Error::Bind(_, _, e)
             | Error::Status(_, e)
             | Error::Delete(_, e)
-            | Error::Event(_, e) => e,
+            | Error::Event(_, e)
+            | Error::SelectNode(_, _, e) => e,
         };
         match e {
             kube::Error::Api(s) => Some(s.code),
@@ -113,6 +116,17 @@ const MAX_SEEN_EVENTS: usize = 20_000;
 #[async_trait]
 impl ClusterApi for KubeApi {
     async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), Error> {
+        // VolumeBinding's PreBind: WaitForFirstConsumer claims learn the
+        // node first, so the PV binder picks a volume that node can reach.
+        for claim in crate::plugins::volume_binding::claims_to_annotate(pod, node) {
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                Api::namespaced(self.client.clone(), &pod.namespace);
+            let patch = json!({"metadata": {"annotations": {
+                crate::plugins::volume_binding::SELECTED_NODE: node}}});
+            api.patch(&claim, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|e| Error::SelectNode(claim.clone(), node.into(), e))?;
+        }
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(pod.name.clone()),

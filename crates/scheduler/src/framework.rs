@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::nodeinfo::NodeInfo;
 use crate::plugins::{
     image_locality, inter_pod_affinity, node_affinity, node_name, node_ports, node_resources,
-    node_unschedulable, pod_topology_spread, taint_toleration,
+    node_unschedulable, pod_topology_spread, taint_toleration, volume_binding,
 };
 use crate::podinfo::PodInfo;
 
@@ -75,6 +75,7 @@ pub struct CycleState {
     pub spread: Option<pod_topology_spread::FilterState>,
     pub spread_score: Option<pod_topology_spread::ScoreState>,
     pub images: Option<image_locality::ScoreState>,
+    pub volumes: Option<volume_binding::State>,
 }
 
 /// A filter plugin (with its pre-filter and pre-filter extensions).
@@ -163,6 +164,7 @@ impl Default for Framework {
                 Box::new(node_affinity::NodeAffinity),
                 Box::new(node_ports::NodePorts),
                 Box::new(node_resources::Fit),
+                Box::new(volume_binding::VolumeBinding),
                 Box::new(pod_topology_spread::PodTopologySpread),
                 Box::new(inter_pod_affinity::InterPodAffinity),
             ],

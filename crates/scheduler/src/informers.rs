@@ -41,6 +41,9 @@ pub enum ClusterEvent {
     NamespacesChanged,
     /// A PodDisruptionBudget changed what preemption weighs.
     BudgetsChanged,
+    /// A PersistentVolumeClaim, PersistentVolume or StorageClass changed:
+    /// pods VolumeBinding rejected may fit now.
+    VolumesChanged,
 }
 
 /// The plugins a namespace change can help (upstream: InterPodAffinity is

@@ -95,7 +95,19 @@ async fn schedule(client: kube::Client) -> Error {
             listers.services.clone(),
             svc_listed_tx,
         )));
-    let _ = futures::future::join(ns_listed_rx, svc_listed_rx).await;
+    let (vol_listed_tx, vol_listed_rx) = tokio::sync::oneshot::channel();
+    let vol_tx = tx.clone();
+    tasks
+        .0
+        .push(tokio::spawn(plugins::volume_binding::watch_volumes(
+            client.clone(),
+            listers.volumes.clone(),
+            vol_listed_tx,
+            move || {
+                let _ = vol_tx.send(informers::ClusterEvent::VolumesChanged);
+            },
+        )));
+    let _ = futures::future::join3(ns_listed_rx, svc_listed_rx, vol_listed_rx).await;
     tasks.0.push(tokio::spawn(informers::watch_nodes(
         client.clone(),
         tx.clone(),

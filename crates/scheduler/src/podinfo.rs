@@ -91,6 +91,8 @@ impl AffinityTerm {
 pub struct Listers {
     pub namespaces: NamespaceLabels,
     pub services: ServiceSelectors,
+    /// Claims, volumes and classes, for VolumeBinding.
+    pub volumes: crate::plugins::volume_binding::VolumeTables,
 }
 
 /// A host port a pod's container takes on its node.
@@ -152,6 +154,8 @@ pub struct PodInfo {
     pub start_time: i64,
     /// The PodScheduled condition as last seen: (status, reason, message).
     pub scheduled_condition: Option<(String, String, String)>,
+    /// The claims of a pod still to be placed, for VolumeBinding.
+    pub volumes: Option<crate::plugins::volume_binding::PodClaims>,
 }
 
 impl PodInfo {
@@ -235,6 +239,15 @@ impl PodInfo {
                 .collect(),
             Some(_) => Vec::new(),
         };
+        let volumes = match &spec.node_name {
+            None => Some(crate::plugins::volume_binding::claim_names(pod))
+                .filter(|n| !n.is_empty())
+                .map(|names| crate::plugins::volume_binding::PodClaims {
+                    names,
+                    tables: listers.volumes.clone(),
+                }),
+            Some(_) => None,
+        };
         let start = status
             .and_then(|s| s.start_time.as_ref())
             .or(meta.creation_timestamp.as_ref())
@@ -298,6 +311,7 @@ impl PodInfo {
             images,
             start_time: start,
             scheduled_condition,
+            volumes,
             namespace,
         }
     }

@@ -150,6 +150,9 @@ impl<A: ClusterApi> Scheduler<A> {
                 .queue
                 .move_on_event(Some(crate::informers::NAMESPACE_CHANGE_HELPS), now),
             ClusterEvent::BudgetsChanged => self.queue.move_preemptors(now),
+            ClusterEvent::VolumesChanged => self
+                .queue
+                .move_on_event(Some(&[crate::plugins::volume_binding::NAME]), now),
         }
     }
 

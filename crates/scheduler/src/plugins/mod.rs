@@ -13,6 +13,7 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod service_selectors;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 #[cfg(test)]
 pub(crate) mod testutil;
