@@ -31,7 +31,22 @@ CONFIGS, e.g. to see what the garbage collector costs:
     CONFIG_nogc="--disable-scheduler --disable-agent --controllers=*,-garbagecollector" \
         CONFIGS=api,cm,nogc python3 bench/memory.py
 
-Only the Python standard library is needed. Results: docs/PERF.md, "Memory".
+Where the memory goes:
+
+    TRIM=1      after settling, call glibc's malloc_trim(0) in the server
+                through gdb and read RSS again: the drop is memory glibc
+                held freed but not returned (fragmentation, arena caches)
+    HOLD=300    keep watching for 300 s more after settling and report
+                the highest RSS (growth while the scheduler keeps retrying)
+    TRACE=1     print RSS once a second while settling and holding
+    ENV_<label>="MALLOC_ARENA_MAX=2 ..."
+                environment for one binary of BINS, e.g. to compare glibc
+                settings on the same build:
+                BINS=glibc=target/release/rkube,arena2=target/release/rkube \
+                    ENV_arena2=MALLOC_ARENA_MAX=2 python3 bench/memory.py
+
+Only the Python standard library is needed (gdb for TRIM). Results:
+docs/PERF.md, "Memory".
 """
 import base64
 import http.client
@@ -126,8 +141,21 @@ def rss_mib(pid):
     raise RuntimeError("no VmRSS for pid %d" % pid)
 
 
+TRACE = os.environ.get("TRACE") == "1"
+HOLD = float(os.environ.get("HOLD", "0"))
+TRIM = os.environ.get("TRIM") == "1"
+
+
+def bin_env(label):
+    env = dict(os.environ)
+    for kv in os.environ.get("ENV_" + label, "").split():
+        k, _, v = kv.partition("=")
+        env[k] = v
+    return env
+
+
 class Server:
-    def __init__(self, binary, flags):
+    def __init__(self, binary, flags, env=None):
         self.dir = tempfile.mkdtemp(prefix="rkube-mem-")
         self.port = free_port()
         kubeconfig = os.path.join(self.dir, "kubeconfig.yaml")
@@ -135,7 +163,7 @@ class Server:
         self.proc = subprocess.Popen(
             [binary, "server", "--data-dir", self.dir, "--bind-address", "127.0.0.1",
              "--https-listen-port", str(self.port), "--write-kubeconfig", kubeconfig] + flags,
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + float(os.environ.get("READY_TIMEOUT", "60"))
         while True:
             if self.proc.poll() is not None:
@@ -228,10 +256,34 @@ def settle(server, quiet=5.0, limit=120.0):
     while time.time() - started < limit:
         time.sleep(1)
         now = server.rss()
+        if TRACE:
+            print("  t=%3.0fs rss=%.0f MiB" % (time.time() - started, now), file=sys.stderr)
         if abs(now - last) >= 1.0:
             last, since = now, time.time()
         elif time.time() - since >= quiet:
             break
+    return server.rss()
+
+
+def hold(server, seconds):
+    """The highest RSS over `seconds` more."""
+    top = server.rss()
+    started = time.time()
+    while time.time() - started < seconds:
+        time.sleep(1)
+        now = server.rss()
+        top = max(top, now)
+        if TRACE:
+            print("  hold t=%3.0fs rss=%.0f MiB" % (time.time() - started, now), file=sys.stderr)
+    return top
+
+
+def trimmed(server):
+    """RSS after glibc's malloc_trim(0), called in the server through gdb."""
+    subprocess.run(["gdb", "-p", str(server.proc.pid), "-batch", "-ex",
+                    "call (int) malloc_trim(0)"], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120)
+    time.sleep(1)
     return server.rss()
 
 
@@ -248,7 +300,7 @@ LABELS = {"api": "API server alone", "cm": "+ controller manager", "sched": "+ s
 
 
 def measure(label, binary, name, flags):
-    server = Server(binary, flags)
+    server = Server(binary, flags, bin_env(label))
     try:
         idle = settle(server, quiet=3.0, limit=30.0)
         status, data = server.request("POST", "/api/v1/namespaces", json.dumps(
@@ -258,11 +310,14 @@ def measure(label, binary, name, flags):
         rate = create_pods(server, PODS)
         after = server.rss()
         loaded = settle(server)
+        held = hold(server, HOLD) if HOLD > 0 else None
+        trim = trimmed(server) if TRIM else None
         status, data = server.request("GET", "/api/v1/namespaces/%s/pods/bench-pod-%05d" % (NS, PODS // 2))
         if status != 200:
             raise RuntimeError("get: %d" % status)
         row = {"bin": label, "config": name, "idle": idle, "after_creates": after, "settled": loaded,
-               "creates_per_s": rate, "pod_bytes": len(data)}
+               "creates_per_s": rate, "pod_bytes": len(data), "held_max": held,
+               "after_trim": trim}
         print(json.dumps(row), file=sys.stderr, flush=True)
         return row
     finally:
@@ -291,6 +346,18 @@ def main():
                 label, LABELS.get(n, n), r["idle"], r["settled"], added, ratio,
                 r["creates_per_s"]))
             prev = r["settled"]
+    if HOLD > 0 or TRIM:
+        print()
+        print("| binary | server | RSS settled, MiB | highest in %.0f s more, MiB "
+              "| after malloc_trim, MiB |" % HOLD)
+        print("| --- | --- | ---: | ---: | ---: |")
+        for label, _ in BINS:
+            for n in names:
+                r = rows[(label, n)]
+                fmt = lambda v: "-" if v is None else "%.0f" % v
+                print("| %s | %s | %.0f | %s | %s |" % (
+                    label, LABELS.get(n, n), r["settled"], fmt(r["held_max"]),
+                    fmt(r["after_trim"])))
     for label, _ in BINS:
         base = rows[(label, names[0])]["settled"]
         print("%s: ratio to %s alone: %s" % (label, names[0], ", ".join(
