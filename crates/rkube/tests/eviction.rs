@@ -84,6 +84,7 @@ impl Cluster {
             .args(["--cgroup-parent", &self.cgroup_root])
             .args(["--registries", "/nonexistent"])
             .args(["--eviction-hard", eviction_hard])
+            .args(["--pod-max-pids", "100"])
             .args(["--network-backend", "none"])
             .arg("--client-ca-file")
             .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
@@ -249,6 +250,8 @@ fn pod_cgroups_follow_qos_and_go_with_the_pod() {
         c.read_cgroup("cpu", &format!("{gp}/cpu.cfs_period_us")),
         "100000"
     );
+    // --pod-max-pids bounds every pod.
+    assert_eq!(c.read_cgroup("pids", &format!("{gp}/pids.max")), "100");
     // Burstable: shares from its request, its memory limit (every
     // container has one), no CPU quota (none has a CPU limit); the
     // level's shares follow the Burstable pods' requests.

@@ -119,7 +119,7 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.cgroups = Some(rkube_kubelet::cm::Settings {
         mount: "/sys/fs/cgroup".into(),
         root: args.cgroup_parent.clone(),
-        pod_pids_limit: None,
+        pod_pids_limit: Some(args.pod_max_pids).filter(|p| *p > 0),
     });
     use rkube_network::node::Backend;
     if args.network_backend == Backend::Cni {

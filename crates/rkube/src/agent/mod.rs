@@ -116,6 +116,11 @@ pub struct AgentArgs {
     )]
     pub eviction_hard: String,
 
+    /// pids.max of every pod's cgroup (upstream's --pod-max-pids); -1:
+    /// no limit of the pod's own.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
+
     /// Set after joining: the kubelet API's serving certificate and the
     /// client CA, from the server.
     #[arg(skip)]
