@@ -1,12 +1,12 @@
 //! A container's stdin, attach and terminal sizes through the API server
 //! to a real kubelet, with real kubectl 1.32 (WebSocket,
-//! `v5.channel.k8s.io`) and 1.27 (SPDY/3.1): `kubectl run -i --rm`
-//! piping input and deleting the pod, `kubectl run -it` typing into a
-//! shell, `kubectl attach -i` to `cat` (stdin kept across attaches and
-//! across an agent restart), stdinOnce closing stdin when the first
-//! client leaves, and window sizes reaching the terminals of `exec -t`
-//! and `attach -t`. kubectl sends sizes only from a real terminal, so
-//! those run under `script` with the size set by `stty`.
+//! `v5.channel.k8s.io`) and 1.27 (SPDY/3.1; 1.29 too for `run -i`):
+//! `kubectl run -i --rm` piping input and deleting the pod, `kubectl run
+//! -it` typing into a shell, `kubectl attach -i` to `cat` (stdin kept
+//! across attaches and across an agent restart), stdinOnce closing stdin
+//! when the first client leaves, and window sizes reaching the terminals
+//! of `exec -t` and `attach -t`. kubectl sends sizes only from a real
+//! terminal, so those run under `script` with the size set by `stty`.
 //!
 //! One cluster (server + agent with its own node name, data dir, kubelet
 //! port and cgroup parent) serves every check, to keep the run short.
@@ -333,7 +333,14 @@ fn stdin_attach_and_terminal_sizes() {
         .ok_stdin(&["apply", "-f", "-"], &manifests.join("---\n"));
 
     // kubectl run -i --rm: input piped in, output back, pod deleted.
-    for (bin, name) in [(NEW, "run-ws"), (OLD, "run-spdy")] {
+    // 1.29 still speaks SPDY to exec and attach unless
+    // KUBECTL_REMOTE_COMMAND_WEBSOCKETS is set (on by default from 1.30).
+    let runs = [
+        (NEW, "run-ws"),
+        (OLD, "run-spdy"),
+        ("kubectl.1.29", "run-129"),
+    ];
+    for (bin, name) in runs {
         let out = c
             .kubectl(
                 bin,
