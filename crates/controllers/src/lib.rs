@@ -121,6 +121,16 @@ pub const CONTROLLERS: &[(&str, &str, Start)] = &[
         "persistentvolume-binder",
         |c, _, i| Box::pin(persistentvolume::run(c, i.clone())),
     ),
+    (
+        "persistentvolumeclaim-protection-controller",
+        "pvc-protection",
+        |c, _, i| Box::pin(persistentvolume::pvc_protection::run(c, i.clone())),
+    ),
+    (
+        "persistentvolume-protection-controller",
+        "pv-protection",
+        |c, _, i| Box::pin(persistentvolume::pv_protection::run(c, i.clone())),
+    ),
 ];
 
 /// Errors of the controller manager.

@@ -15,6 +15,7 @@
 mod lister;
 pub mod quota;
 mod serviceaccount;
+mod storage_protection;
 #[cfg(test)]
 mod tests;
 
@@ -91,9 +92,14 @@ impl Admission {
         match (rs.info.group, rs.info.plural) {
             ("", "pods") => self.admit_pod(rs, ns.unwrap_or_default(), obj).await,
             ("", "persistentvolumeclaims") => {
+                storage_protection::protect(obj, storage_protection::PVC_FINALIZER);
                 let ranges = self.ranges(ns.unwrap_or_default()).await?;
                 let errs = limits::validate_claim(obj, &ranges);
                 forbid_if_any(rs, obj, &errs)
+            }
+            ("", "persistentvolumes") => {
+                storage_protection::protect(obj, storage_protection::PV_FINALIZER);
+                Ok(())
             }
             ("certificates.k8s.io", "certificatesigningrequests") => {
                 record_requester(obj, user);

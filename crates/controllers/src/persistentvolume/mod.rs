@@ -16,6 +16,8 @@
 //! volume, the later write fails and its claim looks again.
 
 pub mod binder;
+pub mod pv_protection;
+pub mod pvc_protection;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,7 +70,8 @@ struct Ctx {
     /// One binding at a time, so `taken` is read and written atomically.
     bind_lock: tokio::sync::Mutex<()>,
     /// The last Pending reason told per claim, so a claim that waits is
-    /// not told again on every volume change.
+    /// not told again on every volume change. Entries go when the claim
+    /// stops waiting; those of deleted claims are swept ([`Ctx::tell`]).
     told: Mutex<HashMap<String, &'static str>>,
 }
 
@@ -85,6 +88,21 @@ fn conflict(e: &kube::Error) -> bool {
 }
 
 impl Ctx {
+    /// Remember `reason` as told for the claim `key`; whether it is new.
+    /// Deleted claims are never synced again, so when the map outgrows the
+    /// claims cached it keeps only the claims that still exist: it never
+    /// holds more entries than there are claims, plus one.
+    fn tell(&self, key: &str, reason: &'static str) -> bool {
+        let mut told = self.told.lock().expect("told lock");
+        let before = told.insert(key.to_string(), reason);
+        if told.len() > self.claims.len() {
+            let live: std::collections::HashSet<String> =
+                self.claims.state().iter().map(|c| claim_key(c)).collect();
+            told.retain(|k, _| live.contains(k));
+        }
+        before != Some(reason)
+    }
+
     async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -173,22 +191,19 @@ async fn sync_claim(claim: Arc<PersistentVolumeClaim>, ctx: &Ctx) -> Result<Acti
         .filter(|c| c.wait_for_first_consumer)
         .and_then(|_| ctx.consumer(&claim));
     let plan = binder::plan_claim(&claim, &volumes, &taken, class.as_ref(), consumer.as_ref());
+    if !matches!(plan, ClaimPlan::Pending(_)) {
+        ctx.told.lock().expect("told lock").remove(&key);
+    }
     match plan {
         ClaimPlan::Nothing => {}
         ClaimPlan::Pending(why) => {
             if let Some((warning, reason, note)) = why {
-                let before = ctx
-                    .told
-                    .lock()
-                    .expect("told lock")
-                    .insert(key.clone(), reason);
-                if before != Some(reason) {
+                if ctx.tell(&key, reason) {
                     ctx.event(&*claim, warning, reason, note).await;
                 }
             }
         }
         ClaimPlan::Bind(volume) => {
-            ctx.told.lock().expect("told lock").remove(&key);
             return bind(&claim, &volume, ctx).await;
         }
         ClaimPlan::Lost(why) => {
