@@ -167,6 +167,122 @@ fn resource_quota_refuses_what_would_exceed_it() {
     assert_eq!(used, r#"{"limits.memory":"512Mi","requests.cpu":"600m"}"#);
 }
 
+/// `kubectl get quota <name> -n <ns> -o jsonpath={.status.used.<resource>}`.
+fn quota_used(server: &Server, ns: &str, name: &str, resource: &str) -> String {
+    let path = format!("jsonpath={{.status.used.{}}}", resource.replace('.', "\\."));
+    String::from_utf8_lossy(
+        &server
+            .kubectl(&["get", "quota", name, "-n", ns, "-o", &path])
+            .stdout,
+    )
+    .into_owned()
+}
+
+#[test]
+fn racing_creates_never_pass_an_object_count_quota() {
+    let server = Server::start();
+    server.ok(&["create", "namespace", "race"]);
+    server.ok(&[
+        "create",
+        "quota",
+        "q",
+        "-n",
+        "race",
+        "--hard=count/configmaps=4,services.nodeports=1",
+    ]);
+    // The namespace's kube-root-ca.crt counts too.
+    assert!(
+        eventually(LONG, || quota_used(
+            &server,
+            "race",
+            "q",
+            "count/configmaps"
+        ) == "1"),
+        "quota status never counted kube-root-ca.crt"
+    );
+    // Eight creates at once against three free slots: exactly three pass,
+    // and the quota controller reacting to them must not hand a charge
+    // back to a racing create.
+    let created = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let server = &server;
+                s.spawn(move || {
+                    let name = format!("cm{i}");
+                    server
+                        .kubectl(&["create", "configmap", &name, "-n", "race"])
+                        .status
+                        .success()
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|run| run.join().expect("kubectl thread"))
+            .filter(|ok| *ok)
+            .count()
+    });
+    assert_eq!(created, 3, "creates that passed a quota with 3 free");
+    let listed = server.ok(&["get", "configmaps", "-n", "race", "-o", "name"]);
+    assert_eq!(listed.lines().count(), 4, "{listed}");
+    let err = server.fails(&["create", "configmap", "late", "-n", "race"]);
+    assert!(err.contains("exceeded quota: q"), "{err}");
+    assert_eq!(quota_used(&server, "race", "q", "count/configmaps"), "4");
+    // A deletion gives its slot back once the controller recounts.
+    let gone = listed
+        .lines()
+        .find(|l| l.starts_with("configmap/cm"))
+        .expect("a created config map");
+    server.ok(&["delete", gone, "-n", "race"]);
+    assert!(
+        eventually(LONG, || quota_used(
+            &server,
+            "race",
+            "q",
+            "count/configmaps"
+        ) == "3"),
+        "deletion never replenished the quota"
+    );
+    server.ok(&["create", "configmap", "late", "-n", "race"]);
+    // So does a NodePort Service turned ClusterIP, for its node port.
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web",
+        "-n",
+        "race",
+        "--tcp=80:80",
+    ]);
+    assert_eq!(quota_used(&server, "race", "q", "services.nodeports"), "1");
+    server.ok(&[
+        "patch",
+        "service",
+        "web",
+        "-n",
+        "race",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","ports":[{"port":80,"targetPort":80,"nodePort":null}]}}"#,
+    ]);
+    assert!(
+        eventually(LONG, || quota_used(
+            &server,
+            "race",
+            "q",
+            "services.nodeports"
+        ) == "0"),
+        "a Service that gave up its node port still holds it in the quota"
+    );
+    server.ok(&[
+        "create",
+        "service",
+        "nodeport",
+        "web2",
+        "-n",
+        "race",
+        "--tcp=80:80",
+    ]);
+}
+
 const LIMITS: &str = r#"{"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "limits"},
   "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"},
                        "default": {"cpu": "500m", "memory": "256Mi"},

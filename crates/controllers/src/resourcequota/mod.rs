@@ -167,6 +167,40 @@ fn may_lower_usage(pods: &Store<Pod>, pod: &Pod) -> bool {
         || pods.get(&ObjectRef::from_obj(pod)).is_none()
 }
 
+/// Whether an object event may lower what quotas count: the object is
+/// gone from the cache or being deleted.
+fn gone_or_going<K: Kind>(store: &Store<K>, obj: &K) -> bool {
+    obj.meta().deletion_timestamp.is_some() || store.get(&ObjectRef::from_obj(obj)).is_none()
+}
+
+/// The last seen type of each Service, so that a NodePort or LoadBalancer
+/// turned into a ClusterIP gives its node ports and load balancer back
+/// (upstream replenishes on a change of the quota-relevant service type).
+#[derive(Default)]
+struct ServiceTypes(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl ServiceTypes {
+    /// Record `svc`'s type (forget it once the Service is `gone`);
+    /// whether it differs from the one seen before.
+    fn changed(&self, svc: &Service, gone: bool) -> bool {
+        let uid = svc.metadata.uid.clone().unwrap_or_default();
+        let ty = svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.type_.clone())
+            .unwrap_or_else(|| "ClusterIP".to_string());
+        let mut types = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if gone {
+            types.remove(&uid);
+            return false;
+        }
+        match types.insert(uid, ty.clone()) {
+            Some(before) => before != ty,
+            None => false,
+        }
+    }
+}
+
 /// Run until the informers stop.
 pub async fn run(client: kube::Client, informers: Arc<Informers>) {
     let quotas = informers.store::<ResourceQuota>();
@@ -223,12 +257,26 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
         counters,
         backoff: Backoff::default(),
     });
+    // Counted objects replenish a quota only when they go (upstream's
+    // quota monitor has no add handler); their creation was charged by
+    // admission, and recalculating from a cache that lags it would hand
+    // the charge back.
     macro_rules! of_ns {
-        ($store:expr) => {{
-            let store = $store.clone();
-            move |o| quotas_of(&store, ResourceExt::namespace(&*o))
+        ($kind:ty) => {{
+            let quotas = quotas.clone();
+            let objects = informers.store::<$kind>();
+            move |o: Arc<$kind>| {
+                if gone_or_going(&objects, &*o) {
+                    quotas_of(&quotas, ResourceExt::namespace(&*o))
+                } else {
+                    Vec::new()
+                }
+            }
         }};
     }
+    let service_store = informers.store::<Service>();
+    let service_types = ServiceTypes::default();
+    let q_services = quotas.clone();
     let q = quotas.clone();
     let quota_events = quota_changes(informers.shared_stream::<ResourceQuota>());
     Controller::for_shared_stream(quota_events, quotas.clone())
@@ -240,23 +288,36 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
                 Vec::new()
             }
         })
-        .watches_shared_stream(informers.shared_stream::<Service>(), of_ns!(quotas))
+        .watches_shared_stream(
+            informers.shared_stream::<Service>(),
+            move |svc: Arc<Service>| {
+                let gone = gone_or_going(&service_store, &*svc);
+                if service_types.changed(&svc, gone) || gone {
+                    quotas_of(&q_services, svc.namespace())
+                } else {
+                    Vec::new()
+                }
+            },
+        )
         .watches_shared_stream(
             informers.shared_stream::<PersistentVolumeClaim>(),
-            of_ns!(quotas),
+            of_ns!(PersistentVolumeClaim),
         )
-        .watches_shared_stream(informers.shared_stream::<ConfigMap>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<Secret>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<ConfigMap>(), of_ns!(ConfigMap))
+        .watches_shared_stream(informers.shared_stream::<Secret>(), of_ns!(Secret))
         .watches_shared_stream(
             informers.shared_stream::<ReplicationController>(),
-            of_ns!(quotas),
+            of_ns!(ReplicationController),
         )
-        .watches_shared_stream(informers.shared_stream::<Deployment>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<ReplicaSet>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<StatefulSet>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<DaemonSet>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<Job>(), of_ns!(quotas))
-        .watches_shared_stream(informers.shared_stream::<CronJob>(), of_ns!(quotas))
+        .watches_shared_stream(informers.shared_stream::<Deployment>(), of_ns!(Deployment))
+        .watches_shared_stream(informers.shared_stream::<ReplicaSet>(), of_ns!(ReplicaSet))
+        .watches_shared_stream(
+            informers.shared_stream::<StatefulSet>(),
+            of_ns!(StatefulSet),
+        )
+        .watches_shared_stream(informers.shared_stream::<DaemonSet>(), of_ns!(DaemonSet))
+        .watches_shared_stream(informers.shared_stream::<Job>(), of_ns!(Job))
+        .watches_shared_stream(informers.shared_stream::<CronJob>(), of_ns!(CronJob))
         .run(
             |quota, ctx: Arc<Ctx>| async move {
                 let key = format!(

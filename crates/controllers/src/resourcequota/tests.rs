@@ -136,3 +136,31 @@ fn scopes_select_pods() {
     let q = quota(json!({"pods": "5"}), Some(&["NotBestEffort"]));
     assert_eq!(strings(super::usage::used(&q, &ns))["pods"], "1");
 }
+
+#[test]
+fn a_service_type_change_is_seen_once_and_deletion_forgets_it() {
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    let svc = |ty: &str| Service {
+        metadata: kube::api::ObjectMeta {
+            uid: Some("u1".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some(ty.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let types = super::ServiceTypes::default();
+    assert!(!types.changed(&svc("NodePort"), false), "first sight");
+    assert!(!types.changed(&svc("NodePort"), false), "same type");
+    assert!(
+        types.changed(&svc("ClusterIP"), false),
+        "NodePort -> ClusterIP"
+    );
+    assert!(!types.changed(&svc("ClusterIP"), true));
+    assert!(
+        types.0.lock().unwrap().is_empty(),
+        "a deleted Service is forgotten"
+    );
+}
