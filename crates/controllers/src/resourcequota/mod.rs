@@ -1,10 +1,11 @@
 //! ResourceQuota controller: every quota's `status.hard` and `status.used`.
 //!
 //! Upstream counterpart: `pkg/controller/resourcequota`. A quota is
-//! recalculated when it changes and when anything it counts changes in
-//! its namespace (pods, services, claims, config maps, secrets and the
-//! workload kinds behind `count/<resource>.<group>`), and every five
-//! minutes besides, as upstream's full resync. Usage covers pods and their
+//! recalculated when first seen or when its spec.hard changes, when
+//! something it counts in its namespace goes away (pods also when they
+//! finish, Services when their type changes) — creations are charged by
+//! admission, not here — and every five minutes besides, as upstream's
+//! full resync. Usage covers pods and their
 //! requests/limits of cpu, memory and ephemeral storage (with the
 //! Terminating/NotTerminating/BestEffort/NotBestEffort scopes), services
 //! with node ports and load balancers, claims and their storage, and
