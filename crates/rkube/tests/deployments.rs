@@ -12,28 +12,15 @@ use support::{eventually, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
+    server.wait_jsonpath(WAIT, args, path, want, || {
         server.ok(&["get", "deploy,rs,pods", "-o", "wide"])
-    );
+    });
 }
 
 /// Names of the pods of `selector` that are not being deleted.
 fn live_pods(server: &Server, selector: &str) -> Vec<String> {
-    let out = jsonpath(
-        server,
+    let out = server.jsonpath(
         &["get", "pods", "-l", selector],
         "{range .items[?(@.metadata.deletionTimestamp)]}-{.metadata.name} {end}{range .items[*]}{.metadata.name} {end}",
     );
@@ -60,11 +47,7 @@ fn wait_live_pods(server: &Server, selector: &str, n: usize) -> Vec<String> {
 /// The ReplicaSets' spec.replicas, sorted (kubectl lists by name, and
 /// names are hashes).
 fn rs_sizes(server: &Server, selector: &str) -> String {
-    let out = jsonpath(
-        server,
-        &["get", "rs", "-l", selector],
-        "{.items[*].spec.replicas}",
-    );
+    let out = server.jsonpath(&["get", "rs", "-l", selector], "{.items[*].spec.replicas}");
     let mut sizes: Vec<&str> = out.split_whitespace().collect();
     sizes.sort();
     sizes.join(" ")
@@ -122,21 +105,19 @@ fn deployment_rolls_out_scales_and_replaces_deleted_pods() {
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[1..4], ["3", "3", "3"], "{rs}");
     assert!(lines.next().is_none(), "{rs}");
-    let hash = jsonpath(
-        &server,
+    let hash = server.jsonpath(
         &["get", "rs", "-l", "app=web"],
         "{.items[0].metadata.labels.pod-template-hash}",
     );
     assert_eq!(row[0], format!("web-{hash}"));
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "rs", row[0]],
             "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
         ),
         "1"
     );
-    let owner = jsonpath(&server, &["get", "rs", row[0]], "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}");
+    let owner = server.jsonpath(&["get", "rs", row[0]], "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}/{.metadata.ownerReferences[0].controller}");
     assert_eq!(owner, "Deployment/web/true");
 
     let deploy = server.ok(&["get", "deployment", "web"]);
@@ -152,8 +133,7 @@ fn deployment_rolls_out_scales_and_replaces_deleted_pods() {
         3,
         "{pods}"
     );
-    let conditions = jsonpath(
-        &server,
+    let conditions = server.jsonpath(
         &["get", "deploy", "web"],
         "{range .status.conditions[*]}{.type}={.reason} {end}",
     );
@@ -217,23 +197,20 @@ fn deployment_rolls_out_scales_and_replaces_deleted_pods() {
         r#"{"spec":{"strategy":{"rollingUpdate":{"maxSurge":1,"maxUnavailable":0}}}}"#,
     ]);
     rollout_status(&server, "deployment/surge");
-    let old = jsonpath(
-        &server,
+    let old = server.jsonpath(
         &["get", "rs", "-l", "app=surge"],
         "{.items[0].metadata.name}",
     );
     server.ok(&["set", "image", "deployment/surge", "busybox=busybox:1.37"]);
     rollout_status(&server, "deployment/surge");
-    let new = jsonpath(
-        &server,
+    let new = server.jsonpath(
         &["get", "rs", "-l", "app=surge"],
         "{.items[?(@.spec.replicas==3)].metadata.name}",
     );
     assert_ne!(old, new);
     let mut messages = String::new();
     let all_steps = eventually(WAIT, || {
-        messages = jsonpath(
-            &server,
+        messages = server.jsonpath(
             &[
                 "get",
                 "events",
@@ -286,8 +263,7 @@ fn revisions(server: &Server) -> Vec<(String, String)> {
 }
 
 fn image(server: &Server) -> String {
-    jsonpath(
-        server,
+    server.jsonpath(
         &["get", "deploy", "web"],
         "{.spec.template.spec.containers[0].image}",
     )
@@ -343,8 +319,7 @@ fn rollout_history_undo_pause_resume_restart() {
     let numbers: Vec<&str> = history.iter().map(|h| h.0.as_str()).collect();
     assert_eq!(numbers, ["2", "3"], "{history:?}");
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "deploy", "web"],
             "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}"
         ),
@@ -372,8 +347,7 @@ fn rollout_history_undo_pause_resume_restart() {
     // Restart: a new template annotation, so a new ReplicaSet.
     server.ok(&["rollout", "restart", "deployment/web"]);
     rollout_status(&server, "deployment/web");
-    let restarted = jsonpath(
-        &server,
+    let restarted = server.jsonpath(
         &["get", "deploy", "web"],
         "{.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
     );
@@ -414,8 +388,7 @@ fn recreate_history_limit_and_progress_deadline() {
     }
     // revisionHistoryLimit 1: the oldest scaled-down set is deleted.
     wait_rs_sizes(&server, "app=web", "0 2");
-    let images = jsonpath(
-        &server,
+    let images = server.jsonpath(
         &["get", "pods", "-l", "app=web"],
         "{.items[*].spec.containers[0].image}",
     );
@@ -468,7 +441,7 @@ fn recreate_history_limit_and_progress_deadline() {
         stderr.contains("exceeded its progress deadline"),
         "{stderr}"
     );
-    let cond = jsonpath(&server, &["get", "deploy", "stuck"], "{.status.conditions[?(@.type==\"Progressing\")].status}/{.status.conditions[?(@.type==\"Progressing\")].reason}");
+    let cond = server.jsonpath(&["get", "deploy", "stuck"], "{.status.conditions[?(@.type==\"Progressing\")].status}/{.status.conditions[?(@.type==\"Progressing\")].reason}");
     assert_eq!(cond, "False/ProgressDeadlineExceeded");
 }
 
@@ -535,8 +508,7 @@ fn replication_controller_keeps_count_adopts_and_cascades() {
     // Adopted means: it carries the controller's reference, or it was
     // already deleted as the excess pod (an orphan would not be).
     let adopted = eventually(WAIT, || {
-        let owner = jsonpath(
-            &server,
+        let owner = server.jsonpath(
             &["get", "pods", "-l", "app=legacy"],
             "{.items[?(@.metadata.name==\"orphan\")].metadata.ownerReferences[0].name}",
         );

@@ -33,18 +33,8 @@ fn pod_yaml(
     )
 }
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(ok, "{args:?} {path}: want {want:?}, last saw {last:?}");
+    server.wait_jsonpath(WAIT, args, path, want, String::new);
 }
 
 #[test]
@@ -114,19 +104,14 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
     ]);
     assert_eq!(labels.lines().count(), 3, "{labels}");
     assert_eq!(
-        jsonpath(
-            &server,
-            &["get", "node", "sim-2"],
-            "{.status.allocatable.cpu}"
-        ),
+        server.jsonpath(&["get", "node", "sim-2"], "{.status.allocatable.cpu}"),
         "8"
     );
     assert_eq!(
-        jsonpath(&server, &["get", "node", "sim-2"], "{.spec.podCIDR}"),
+        server.jsonpath(&["get", "node", "sim-2"], "{.spec.podCIDR}"),
         "10.64.2.0/24"
     );
-    let conditions = jsonpath(
-        &server,
+    let conditions = server.jsonpath(
         &["get", "node", "sim-0"],
         "{range .status.conditions[*]}{.type}={.status} {end}",
     );
@@ -136,8 +121,7 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
     );
 
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "node", "sim-0"],
             "{.spec.taints[0].key}={.spec.taints[0].value}:{.spec.taints[0].effect}"
         ),
@@ -152,8 +136,7 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
         "sim-0",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "lease", "-n", "kube-node-lease", "sim-0"],
             "{.metadata.ownerReferences[0].kind}"
         ),
@@ -161,10 +144,10 @@ fn nodes_register_ready_with_leases_and_come_back_when_deleted() {
     );
 
     // A deleted node registers again (with a new uid).
-    let uid = jsonpath(&server, &["get", "node", "sim-1"], "{.metadata.uid}");
+    let uid = server.jsonpath(&["get", "node", "sim-1"], "{.metadata.uid}");
     server.ok(&["delete", "node", "sim-1"]);
     let ok = eventually(WAIT, || {
-        let now = jsonpath(&server, &["get", "node", "sim-1"], "{.metadata.uid}");
+        let now = server.jsonpath(&["get", "node", "sim-1"], "{.metadata.uid}");
         !now.is_empty() && now != uid
     });
     assert!(
@@ -181,20 +164,20 @@ fn lease_renewal_stops_with_the_agent() {
     let lease = ["get", "lease", "-n", "kube-node-lease", "lz-0"];
     let mut first = String::new();
     assert!(eventually(WAIT, || {
-        first = jsonpath(&server, &lease, "{.spec.renewTime}");
+        first = server.jsonpath(&lease, "{.spec.renewTime}");
         !first.is_empty()
     }));
     // Renewed every 10 s while the agent runs.
     let mut second = String::new();
     let renewed = eventually(Duration::from_secs(25), || {
-        second = jsonpath(&server, &lease, "{.spec.renewTime}");
+        second = server.jsonpath(&lease, "{.spec.renewTime}");
         second != first
     });
     assert!(renewed, "lease not renewed; agent log:\n{}", agent.log());
     agent.kill();
-    let last = jsonpath(&server, &lease, "{.spec.renewTime}");
+    let last = server.jsonpath(&lease, "{.spec.renewTime}");
     let moved = eventually(Duration::from_secs(13), || {
-        jsonpath(&server, &lease, "{.spec.renewTime}") != last
+        server.jsonpath(&lease, "{.spec.renewTime}") != last
     });
     assert!(!moved, "lease still renewed after the agent was killed");
 }
@@ -235,8 +218,7 @@ fn pods_run_complete_fail_crash_and_delete() {
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         "True",
     );
-    let times = jsonpath(
-        &server,
+    let times = server.jsonpath(
         &["get", "pod", "web"],
         "{.status.containerStatuses[0].state.running.startedAt} \
          {.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
@@ -258,15 +240,14 @@ fn pods_run_complete_fail_crash_and_delete() {
     );
     assert_eq!(cols[6], "sim-1");
     assert_eq!(
-        jsonpath(&server, &["get", "pod", "web"], "{.status.hostIP}"),
+        server.jsonpath(&["get", "pod", "web"], "{.status.hostIP}"),
         "172.16.0.3"
     );
     assert_eq!(
-        jsonpath(&server, &["get", "pod", "web"], "{.status.qosClass}"),
+        server.jsonpath(&["get", "pod", "web"], "{.status.qosClass}"),
         "BestEffort"
     );
-    let cs = jsonpath(
-        &server,
+    let cs = server.jsonpath(
         &["get", "pod", "web"],
         "{.status.containerStatuses[0].started} {.status.containerStatuses[0].imageID}",
     );
@@ -295,8 +276,7 @@ fn pods_run_complete_fail_crash_and_delete() {
         "Succeeded",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pod", "bad"],
             "{.status.containerStatuses[0].state.terminated.exitCode}"
         ),
@@ -327,19 +307,18 @@ fn pods_run_complete_fail_crash_and_delete() {
         "{.status.containerStatuses[0].state.waiting.reason}",
         "CrashLoopBackOff",
     );
-    let crash = jsonpath(
-        &server,
+    let crash = server.jsonpath(
         &["get", "pod", "crash"],
         "{.status.phase} {.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
     assert_eq!(crash, "Running 3");
-    let restarts: i32 = jsonpath(
-        &server,
-        &["get", "pod", "crash"],
-        "{.status.containerStatuses[0].restartCount}",
-    )
-    .parse()
-    .unwrap();
+    let restarts: i32 = server
+        .jsonpath(
+            &["get", "pod", "crash"],
+            "{.status.containerStatuses[0].restartCount}",
+        )
+        .parse()
+        .unwrap();
     assert!(restarts >= 1);
 
     // Deleting waits for the (shortened) grace period, then the pod is gone.
@@ -375,7 +354,7 @@ fn the_scheduler_places_pods_on_simulated_nodes() {
         "{.status.phase}",
         "Running",
     );
-    let node = jsonpath(&server, &["get", "pod", "floating"], "{.spec.nodeName}");
+    let node = server.jsonpath(&["get", "pod", "floating"], "{.spec.nodeName}");
     assert!(node.starts_with("sched-"), "{node}");
 }
 
@@ -410,7 +389,7 @@ fn jobs_finish_and_fail_on_simulated_nodes() {
     server.ok_stdin(&["apply", "-f", "-"], &job("works", "0"));
     server.ok_stdin(&["apply", "-f", "-"], &job("breaks", "1"));
     let ok = eventually(Duration::from_secs(60), || {
-        jsonpath(&server, &["get", "job", "works"], "{.status.succeeded}") == "4"
+        server.jsonpath(&["get", "job", "works"], "{.status.succeeded}") == "4"
     });
     assert!(
         ok,
@@ -571,8 +550,7 @@ fn a_restarted_agent_adopts_its_pods_without_rewriting_them() {
         "{.status.phase}",
         "Running",
     );
-    let before = jsonpath(
-        &server,
+    let before = server.jsonpath(
         &["get", "pod", "steady"],
         "{.metadata.resourceVersion} {.status.podIP}",
     );
@@ -585,24 +563,22 @@ fn a_restarted_agent_adopts_its_pods_without_rewriting_them() {
         &pod_yaml("fresh", Some("again-0"), "Always", &[], ""),
     );
     let ok = eventually(WAIT, || {
-        jsonpath(&server, &["get", "pod", "fresh"], "{.status.phase}") == "Running"
+        server.jsonpath(&["get", "pod", "fresh"], "{.status.phase}") == "Running"
     });
     assert!(ok, "new pod not Running after restart:\n{}", agent.log());
-    let after = jsonpath(
-        &server,
+    let after = server.jsonpath(
         &["get", "pod", "steady"],
         "{.metadata.resourceVersion} {.status.podIP}",
     );
     assert_eq!(before, after, "the running pod was written again");
-    let fresh_ip = jsonpath(&server, &["get", "pod", "fresh"], "{.status.podIP}");
+    let fresh_ip = server.jsonpath(&["get", "pod", "fresh"], "{.status.podIP}");
     assert_ne!(
         before.split_whitespace().nth(1),
         Some(fresh_ip.as_str()),
         "address handed out twice"
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "node", "again-0"],
             "{.status.conditions[?(@.type==\"Ready\")].status}"
         ),
@@ -627,8 +603,7 @@ fn simulated_nodes_join_with_the_server_token() {
         .spawn()
         .unwrap();
     let ok = eventually(WAIT, || {
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "node", "joined-1"],
             "{.status.conditions[?(@.type==\"Ready\")].status}",
         ) == "True"

@@ -6,45 +6,17 @@ mod support;
 
 use std::time::Duration;
 
-use support::agent::Agent;
+use support::agent::simulated_cluster;
 use support::{eventually, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Wait until `path` of `args` reads `want`; fail with what was seen and
 /// the cluster's state.
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
+    server.wait_jsonpath(WAIT, args, path, want, || {
         server.ok(&["get", "all", "-o", "wide"])
-    );
-}
-
-/// Start a server and `nodes` simulated nodes, and wait until all are there.
-fn cluster(prefix: &str, nodes: u32) -> (Server, Agent) {
-    let server = Server::start();
-    let agent = Agent::simulate(&server, nodes, prefix, &[]);
-    let last = format!("{prefix}-{}", nodes - 1);
-    assert!(
-        eventually(WAIT, || server
-            .kubectl(&["get", "node", &last])
-            .status
-            .success()),
-        "simulated nodes did not register:\n{}",
-        agent.log()
-    );
-    (server, agent)
+    });
 }
 
 const DAEMONSET: &str = "
@@ -68,7 +40,7 @@ spec:
 
 #[test]
 fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
-    let (server, _agent) = cluster("ds", 3);
+    let (server, _agent) = simulated_cluster("ds", 3, WAIT);
     server.ok(&["label", "node", "ds-0", "ds-1", "disk=ssd"]);
     server.ok_stdin(&["apply", "-f", "-"], DAEMONSET);
     wait_for(
@@ -77,8 +49,7 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
         "{.status.numberReady}",
         "2",
     );
-    let placed = jsonpath(
-        &server,
+    let placed = server.jsonpath(
         &["get", "pods", "-l", "app=agent"],
         "{range .items[*]}{.spec.nodeName}{\" \"}{end}",
     );
@@ -86,14 +57,12 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
     nodes.sort();
     assert_eq!(nodes, ["ds-0", "ds-1"]);
     // Pinned by node affinity, not by nodeName: the scheduler bound them.
-    let pinned = jsonpath(
-        &server,
+    let pinned = server.jsonpath(
         &["get", "pods", "-l", "app=agent"],
         "{.items[0].spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].key}",
     );
     assert_eq!(pinned, "metadata.name");
-    let tolerations = jsonpath(
-        &server,
+    let tolerations = server.jsonpath(
         &["get", "pods", "-l", "app=agent"],
         "{.items[0].spec.tolerations[*].key}",
     );
@@ -115,8 +84,7 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
     assert_eq!(&row[..6], ["agent", "3", "3", "3", "3", "3"], "{table}");
 
     // A failed daemon pod is replaced.
-    let victim = jsonpath(
-        &server,
+    let victim = server.jsonpath(
         &["get", "pods", "-l", "app=agent"],
         "{.items[0].metadata.name}",
     );
@@ -130,8 +98,7 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
         r#"{"status":{"phase":"Failed"}}"#,
     ]);
     let replaced = eventually(WAIT, || {
-        let names = jsonpath(
-            &server,
+        let names = server.jsonpath(
             &["get", "pods", "-l", "app=agent"],
             "{.items[*].metadata.name}",
         );
@@ -176,11 +143,7 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
         "busybox:1.36",
     );
     server.ok(&["rollout", "status", "ds/agent", "--timeout=60s"]);
-    let revs = jsonpath(
-        &server,
-        &["get", "controllerrevisions"],
-        "{.items[*].revision}",
-    );
+    let revs = server.jsonpath(&["get", "controllerrevisions"], "{.items[*].revision}");
     let mut revs: Vec<&str> = revs.split_whitespace().collect();
     revs.sort();
     assert_eq!(
@@ -234,7 +197,7 @@ spec:
 
 #[test]
 fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
-    let (server, _agent) = cluster("sts", 2);
+    let (server, _agent) = simulated_cluster("sts", 2, WAIT);
     server.ok_stdin(&["apply", "-f", "-"], STATEFULSET);
     wait_for(
         &server,
@@ -244,14 +207,12 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
     );
     // Each pod was created only once the one before it was Ready.
     let ready_at = |p: &str| {
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pod", p],
             "{.status.conditions[?(@.type==\"Ready\")].lastTransitionTime}",
         )
     };
-    let created_at =
-        |p: &str| jsonpath(&server, &["get", "pod", p], "{.metadata.creationTimestamp}");
+    let created_at = |p: &str| server.jsonpath(&["get", "pod", p], "{.metadata.creationTimestamp}");
     for (before, after) in [("web-0", "web-1"), ("web-1", "web-2")] {
         let (r, c) = (ready_at(before), created_at(after));
         assert!(
@@ -259,7 +220,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
             "{after} created at {c}, {before} ready at {r}"
         );
     }
-    let pod = |p: &str, path: &str| jsonpath(&server, &["get", "pod", p], path);
+    let pod = |p: &str, path: &str| server.jsonpath(&["get", "pod", p], path);
     assert_eq!(
         pod("web-1", "{.spec.hostname}.{.spec.subdomain}"),
         "web-1.nginx"
@@ -275,7 +236,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         ),
         "www-web-2"
     );
-    let claims = jsonpath(&server, &["get", "pvc"], "{.items[*].metadata.name}");
+    let claims = server.jsonpath(&["get", "pvc"], "{.items[*].metadata.name}");
     assert_eq!(claims, "www-web-0 www-web-1 www-web-2");
 
     // A failed pod is recreated under the same name.
@@ -309,8 +270,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
     // A rolling update replaces from the highest ordinal down.
     server.ok(&["set", "image", "sts/web", "main=busybox:1.37"]);
     server.ok(&["rollout", "status", "sts/web", "--timeout=60s"]);
-    let images = jsonpath(
-        &server,
+    let images = server.jsonpath(
         &["get", "pods", "-l", "app=web"],
         "{.items[*].spec.containers[0].image}",
     );
@@ -319,7 +279,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         &server,
         &["get", "sts", "web"],
         "{.status.currentRevision}",
-        &jsonpath(&server, &["get", "sts", "web"], "{.status.updateRevision}"),
+        &server.jsonpath(&["get", "sts", "web"], "{.status.updateRevision}"),
     );
 
     let history = server.ok(&["rollout", "history", "sts/web"]);
@@ -354,8 +314,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         "1",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pvc", "www-db-0"],
             "{.metadata.ownerReferences[0].kind}"
         ),
@@ -378,7 +337,7 @@ fn statefulset_creates_web_0_1_2_in_order_and_scales_down_from_the_top() {
         "web-0",
     );
     assert_eq!(
-        jsonpath(&server, &["get", "pvc"], "{.items[*].metadata.name}"),
+        server.jsonpath(&["get", "pvc"], "{.items[*].metadata.name}"),
         "www-web-0 www-web-1 www-web-2"
     );
 }
@@ -403,7 +362,7 @@ spec:
 
 #[test]
 fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
-    let (server, _agent) = cluster("job", 2);
+    let (server, _agent) = simulated_cluster("job", 2, WAIT);
     let job = |name: &str, code: &str| JOB.replace("NAME", name).replace("CODE", code);
     server.ok_stdin(&["apply", "-f", "-"], &job("works", "0"));
     server.ok_stdin(&["apply", "-f", "-"], &job("breaks", "1"));
@@ -437,9 +396,9 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
     // Never more than parallelism pods at once.
     let mut most = 0;
     let done = eventually(WAIT, || {
-        let active = jsonpath(&server, &["get", "job", "works"], "{.status.active}");
+        let active = server.jsonpath(&["get", "job", "works"], "{.status.active}");
         most = most.max(active.parse().unwrap_or(0));
-        jsonpath(&server, &["get", "job", "works"], "{.status.succeeded}") == "4"
+        server.jsonpath(&["get", "job", "works"], "{.status.succeeded}") == "4"
     });
     assert!(done, "{}", server.ok(&["get", "jobs,pods", "-o", "wide"]));
     assert!(most <= 2, "{most} pods ran at once");
@@ -450,21 +409,13 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "--timeout=30s",
     ]);
     assert!(out.contains("condition met"), "{out}");
-    let conds = jsonpath(
-        &server,
-        &["get", "job", "works"],
-        "{.status.conditions[*].type}",
-    );
+    let conds = server.jsonpath(&["get", "job", "works"], "{.status.conditions[*].type}");
     assert_eq!(conds, "SuccessCriteriaMet Complete");
-    assert!(!jsonpath(
-        &server,
-        &["get", "job", "works"],
-        "{.status.completionTime}"
-    )
-    .is_empty());
+    assert!(!server
+        .jsonpath(&["get", "job", "works"], "{.status.completionTime}")
+        .is_empty());
     // Counted pods lose the tracking finalizer.
-    let finalizers = jsonpath(
-        &server,
+    let finalizers = server.jsonpath(
         &["get", "pods", "-l", "job-name=works"],
         "{.items[*].metadata.finalizers}",
     );
@@ -478,8 +429,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "{.status.completedIndexes}",
         "0-3",
     );
-    let hostnames = jsonpath(
-        &server,
+    let hostnames = server.jsonpath(
         &["get", "pods", "-l", "job-name=indexed"],
         "{.items[*].spec.hostname}",
     );
@@ -503,7 +453,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "BackoffLimitExceeded",
     );
     assert_eq!(
-        jsonpath(&server, &["get", "job", "breaks"], "{.status.failed}"),
+        server.jsonpath(&["get", "job", "breaks"], "{.status.failed}"),
         "2"
     );
     let events = server.ok(&[
@@ -523,7 +473,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "DeadlineExceeded",
     );
     assert_eq!(
-        jsonpath(&server, &["get", "job", "slow"], "{.status.active}"),
+        server.jsonpath(&["get", "job", "slow"], "{.status.active}"),
         "0"
     );
 
@@ -535,8 +485,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "True",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pods", "-l", "job-name=paused"],
             "{.items[*].metadata.name}"
         ),
@@ -557,8 +506,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "4",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "job", "paused"],
             "{.status.conditions[?(@.type==\"Suspended\")].reason}"
         ),
@@ -566,8 +514,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
     );
 
     // An orphaned pod of a Job is adopted again.
-    let long = jsonpath(
-        &server,
+    let long = server.jsonpath(
         &["get", "pods", "-l", "job-name=long"],
         "{.items[0].metadata.name}",
     );
@@ -587,7 +534,7 @@ fn jobs_complete_with_parallelism_and_fail_past_their_backoff_limit() {
         "long",
     );
     assert_eq!(
-        jsonpath(&server, &["get", "job", "long"], "{.status.active}"),
+        server.jsonpath(&["get", "job", "long"], "{.status.active}"),
         "1"
     );
 
@@ -624,7 +571,7 @@ spec:
 
 #[test]
 fn cronjob_fires_each_minute_and_create_job_from_it_works() {
-    let (server, _agent) = cluster("cron", 1);
+    let (server, _agent) = simulated_cluster("cron", 1, WAIT);
     server.ok_stdin(&["apply", "-f", "-"], CRONJOB);
     // kubectl builds this Job from the template on the client side.
     server.ok(&["create", "job", "--from=cronjob/tick", "by-hand"]);
@@ -636,7 +583,8 @@ fn cronjob_fires_each_minute_and_create_job_from_it_works() {
     );
     let mut name = String::new();
     let fired = eventually(Duration::from_secs(75), || {
-        name = jsonpath(&server, &["get", "jobs"], "{.items[*].metadata.name}")
+        name = server
+            .jsonpath(&["get", "jobs"], "{.items[*].metadata.name}")
             .split_whitespace()
             .find(|n| n.starts_with("tick-"))
             .unwrap_or_default()
@@ -651,21 +599,14 @@ fn cronjob_fires_each_minute_and_create_job_from_it_works() {
     // Named after the scheduled minute since the epoch, which is also
     // the last schedule time.
     let minutes: i64 = name.trim_start_matches("tick-").parse().unwrap();
-    let last = jsonpath(
-        &server,
-        &["get", "cronjob", "tick"],
-        "{.status.lastScheduleTime}",
-    );
+    let last = server.jsonpath(&["get", "cronjob", "tick"], "{.status.lastScheduleTime}");
     let last: k8s_openapi::jiff::Timestamp = last.parse().unwrap();
     assert_eq!(last.as_second(), minutes * 60);
     wait_for(&server, &["get", "job", &name], "{.status.succeeded}", "1");
     let ok = eventually(WAIT, || {
-        !jsonpath(
-            &server,
-            &["get", "cronjob", "tick"],
-            "{.status.lastSuccessfulTime}",
-        )
-        .is_empty()
+        !server
+            .jsonpath(&["get", "cronjob", "tick"], "{.status.lastSuccessfulTime}")
+            .is_empty()
     });
     assert!(
         ok,

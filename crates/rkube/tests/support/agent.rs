@@ -1,8 +1,17 @@
 //! `rkube agent` processes beside a test's [`Server`], killed on drop.
 
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-use super::Server;
+use super::{eventually, Server};
+
+/// A fresh server with `nodes` simulated nodes (`<prefix>-0` ..)
+/// registered within `timeout`.
+pub fn simulated_cluster(prefix: &str, nodes: u32, timeout: Duration) -> (Server, Agent) {
+    let server = Server::start();
+    let agent = Agent::simulate_registered(&server, nodes, prefix, &[], timeout);
+    (server, agent)
+}
 
 /// A running `rkube agent`.
 pub struct Agent {
@@ -22,6 +31,27 @@ impl Agent {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         Self::start(server, &args)
+    }
+
+    /// [`Agent::simulate`], then waits until the last node is registered.
+    pub fn simulate_registered(
+        server: &Server,
+        nodes: u32,
+        prefix: &str,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> Agent {
+        let agent = Self::simulate(server, nodes, prefix, extra);
+        let last = format!("{prefix}-{}", nodes - 1);
+        assert!(
+            eventually(timeout, || server
+                .kubectl(&["get", "node", &last])
+                .status
+                .success()),
+            "simulated nodes did not register:\n{}",
+            agent.log()
+        );
+        agent
     }
 
     /// `rkube agent` with the admin kubeconfig, the given data dir in the

@@ -56,7 +56,8 @@ impl Cluster {
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["addr", "add", &format!("{third}.1/24"), "dev", &bridge]);
         ip(&["link", "set", &bridge, "up"]);
-        let server = start_server(&format!("{third}.1"));
+        // On the bridge's address, so agents in their namespaces reach it.
+        let server = Server::start_at(tempfile::tempdir().unwrap(), &format!("{third}.1"), &[]);
         let mut c = Cluster {
             server,
             nodes: Vec::new(),
@@ -236,40 +237,6 @@ fn free_subnet(first: u32) -> String {
         }
     }
     panic!("no free 192.168.N.0/24 for a test cluster");
-}
-
-/// `rkube server` (agent-free) listening on the bridge's address, so
-/// agents in their namespaces reach it.
-fn start_server(addr: &str) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let port = super::free_port();
-    let kubeconfig = dir.path().join("kubeconfig.yaml");
-    let log = std::fs::File::create(dir.path().join(format!("server-{port}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--bind-address",
-            addr,
-            "--https-listen-port",
-            &port.to_string(),
-        ])
-        .arg("--write-kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--disable-agent")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start rkube server");
-    let mut server = Server {
-        child,
-        dir,
-        port,
-        kubeconfig,
-    };
-    server.wait_ready();
-    server
 }
 
 /// Kills what still runs in cgroup `parent` (relative to every mounted

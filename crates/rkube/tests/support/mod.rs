@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod images;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -40,6 +41,12 @@ impl Server {
 
     /// Start on an existing data dir (a restart keeps the state).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        Self::start_at(dir, "127.0.0.1", extra)
+    }
+
+    /// Start on `dir`, listening on `bind` (loopback, or a test bridge's
+    /// address that agents in other namespaces reach).
+    pub fn start_at(dir: tempfile::TempDir, bind: &str, extra: &[&str]) -> Server {
         let port = free_port();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         let log = std::fs::File::create(dir.path().join(format!("server-{port}.log"))).unwrap();
@@ -49,7 +56,7 @@ impl Server {
             .arg(dir.path())
             .args([
                 "--bind-address",
-                "127.0.0.1",
+                bind,
                 "--https-listen-port",
                 &port.to_string(),
             ])
@@ -120,6 +127,57 @@ impl Server {
 
     pub fn ok_stdin(&self, args: &[&str], stdin: &str) -> String {
         check(self.kubectl_stdin(args, stdin), args)
+    }
+
+    /// `kubectl <args> -o jsonpath=<path>`'s stdout; empty when kubectl
+    /// fails (an object not there yet reads as "").
+    pub fn jsonpath(&self, args: &[&str], path: &str) -> String {
+        let out = self.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Polls `kubectl <args> -o jsonpath=<path>` until it reads `want`;
+    /// past `timeout`, fails with the last value read and `context()`
+    /// (what the test's cluster looks like).
+    pub fn wait_jsonpath(
+        &self,
+        timeout: Duration,
+        args: &[&str],
+        path: &str,
+        want: &str,
+        context: impl FnOnce() -> String,
+    ) {
+        let mut last = String::new();
+        let ok = eventually(timeout, || {
+            last = self.jsonpath(args, path);
+            last == want
+        });
+        assert!(
+            ok,
+            "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
+            context()
+        );
+    }
+
+    /// The last `n` lines of the server's log, newest first.
+    pub fn log_tail(&self, n: usize) -> String {
+        self.log()
+            .lines()
+            .rev()
+            .take(n)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// kubectl run on a thread, for commands that block until the test
+    /// changes something (`kubectl wait`); join for its output.
+    pub fn kubectl_background(&self, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let kubeconfig = self.kubeconfig.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            kubectl_bin("kubectl", &kubeconfig, &args, None)
+        })
     }
 
     /// kubectl that must fail; returns its stderr.
