@@ -505,3 +505,63 @@ fn bad_eviction_thresholds_stop_the_agent_with_a_clear_error() {
         assert!(err.contains(want), "{flag}: {err}");
     }
 }
+
+#[test]
+fn disk_and_pid_pressure_evict_and_refuse_pods() {
+    let mut c = Cluster::start("evict-disk-pid");
+    let node = c.node.clone();
+    c.apply(&pod_yaml("victim", &node, &sleeper("")));
+    c.wait_running("victim");
+    // Thresholds at all of the capacity: always met.
+    c.kill_agent();
+    c.start_agent("nodefs.inodesFree<100%,pid.available<100%");
+    let long = Duration::from_secs(120);
+    for condition in ["DiskPressure", "PIDPressure"] {
+        let path = format!("{{.status.conditions[?(@.type==\"{condition}\")].status}}");
+        c.wait_for(&["node", &node], &path, long, |s| s == "True");
+    }
+    assert_eq!(
+        c.jsonpath(
+            &["node", &node],
+            "{.status.conditions[?(@.type==\"MemoryPressure\")].status}"
+        ),
+        "False"
+    );
+    c.wait_for(&["node", &node], "{.spec.taints[*].key}", long, |t| {
+        t.contains("node.kubernetes.io/disk-pressure")
+            && t.contains("node.kubernetes.io/pid-pressure")
+    });
+    // Disk is reclaimed before pids.
+    c.wait_for(&["pod", "victim"], "{.status.phase}", long, |p| {
+        p == "Failed"
+    });
+    let message = c.jsonpath(&["pod", "victim"], "{.status.message}");
+    assert!(
+        message.starts_with("The node was low on resource: inodes. Threshold quantity: "),
+        "{message}"
+    );
+    // Under disk or pid pressure every new pod is refused, whatever its
+    // QoS class.
+    c.apply(&pod_yaml(
+        "late",
+        &node,
+        &sleeper("    resources:\n      limits: {cpu: 50m, memory: 32Mi}\n"),
+    ));
+    c.wait_for(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
+    assert_eq!(
+        c.jsonpath(&["pod", "late"], "{.status.message}"),
+        "The node had condition: [DiskPressure PIDPressure]. "
+    );
+    let events = c.server.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=late,reason=Evicted",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert_eq!(
+        events,
+        "The node had condition: [DiskPressure PIDPressure]. "
+    );
+}
