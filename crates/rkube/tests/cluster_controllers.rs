@@ -30,28 +30,8 @@ fn start() -> Server {
     Server::start()
 }
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
-        server
-            .log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    server.wait_jsonpath(WAIT, args, path, want, || server.log_tail(30));
 }
 
 /// The whitespace-split row of `kubectl get` output starting with `name`.
@@ -120,11 +100,7 @@ fn endpoints_and_slices_list_ready_pods_and_drop_unready_ones() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "ENDPOINTS", "AGE"]);
     assert_eq!(
-        jsonpath(
-            &server,
-            &["get", "endpoints", "web"],
-            "{.metadata.labels.team}"
-        ),
+        server.jsonpath(&["get", "endpoints", "web"], "{.metadata.labels.team}"),
         "a"
     );
 
@@ -149,16 +125,14 @@ fn endpoints_and_slices_list_ready_pods_and_drop_unready_ones() {
         "kubernetes.io/service-name=web",
     ];
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &slice,
             "{.items[0].metadata.labels.endpointslice\\.kubernetes\\.io/managed-by}"
         ),
         "endpointslice-controller.k8s.io"
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &slice,
             "{.items[0].metadata.ownerReferences[0].kind}/{.items[0].metadata.ownerReferences[0].name}"
         ),
@@ -227,8 +201,7 @@ fn endpoints_and_slices_list_ready_pods_and_drop_unready_ones() {
     assert_eq!(&cells[1..4], ["IPv4", "81", "192.168.5.5"]);
     // The controller's own Endpoints are marked so they are not mirrored.
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "endpoints", "web"],
             "{.metadata.labels.endpointslice\\.kubernetes\\.io/skip-mirror}"
         ),
@@ -303,8 +276,7 @@ fn a_node_that_stops_renewing_its_lease_goes_not_ready_and_its_pods_are_evicted(
     wait_running(&server, "stays");
     // The API server's DefaultTolerationSeconds gave "stays" 300 s.
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pod", "stays"],
             "{.spec.tolerations[?(@.key==\"node.kubernetes.io/unreachable\")].tolerationSeconds}"
         ),
@@ -323,8 +295,7 @@ fn a_node_that_stops_renewing_its_lease_goes_not_ready_and_its_pods_are_evicted(
         "NotReady"
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "node", "lc-0"],
             "{.status.conditions[?(@.type==\"Ready\")].message}"
         ),
@@ -351,21 +322,15 @@ fn a_node_that_stops_renewing_its_lease_goes_not_ready_and_its_pods_are_evicted(
         "DeletionByTaintManager",
     );
     assert!(
-        !jsonpath(
-            &server,
-            &["get", "pod", "quick"],
-            "{.metadata.deletionTimestamp}"
-        )
-        .is_empty(),
+        !server
+            .jsonpath(&["get", "pod", "quick"], "{.metadata.deletionTimestamp}")
+            .is_empty(),
         "quick should be terminating"
     );
     assert!(
-        jsonpath(
-            &server,
-            &["get", "pod", "stays"],
-            "{.metadata.deletionTimestamp}"
-        )
-        .is_empty(),
+        server
+            .jsonpath(&["get", "pod", "stays"], "{.metadata.deletionTimestamp}")
+            .is_empty(),
         "stays tolerates the taint for 300 s"
     );
     // Both controllers said what they did, as upstream's do.
@@ -423,8 +388,7 @@ fn cordon_drain_and_uncordon_respect_a_disruption_budget() {
     let pdb = row(&server.ok(&["get", "pdb", "db"]), "db");
     assert_eq!(&pdb[1..4], ["2", "N/A", "0"]);
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "pdb", "db"],
             "{.status.conditions[0].type}={.status.conditions[0].status}/{.status.conditions[0].reason}"
         ),
