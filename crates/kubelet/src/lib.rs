@@ -169,7 +169,9 @@ pub async fn run(
     let mut config = config;
     let host = sysinfo::Host::default();
     let machine = host.machine(&config.root);
-    config.eviction = config.eviction_hard.legacy(machine.memory_bytes);
+    config.eviction = config
+        .eviction_hard
+        .legacy(machine.memory_bytes, machine.disk_bytes);
     let evictions = Arc::new(eviction::Evictions::default());
     let cgroups = config.cgroups.clone().map(cm::PodCgroups::new);
     if let Some(cm) = &cgroups {

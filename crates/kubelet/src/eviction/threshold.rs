@@ -194,11 +194,17 @@ impl Thresholds {
 
     /// The two thresholds node allocatable (and the conditions before
     /// the eviction manager's first pass) use.
-    pub fn legacy(&self, memory_capacity: u64) -> crate::node::Thresholds {
+    /// A quantity for nodefs.available becomes the percentage of the
+    /// disk it is, rounded up.
+    pub fn legacy(&self, memory_capacity: u64, disk_capacity: u64) -> crate::node::Thresholds {
+        let disk = self.reserve(Signal::NodeFsAvailable, disk_capacity);
         crate::node::Thresholds {
             memory: self.reserve(Signal::MemoryAvailable, memory_capacity),
             disk_percent: match self.get(Signal::NodeFsAvailable).map(|t| t.value) {
                 Some(Value::Percentage(p)) => (p * 100.0).round() as u64,
+                Some(Value::Quantity(_)) if disk_capacity > 0 => {
+                    (disk * 100).div_ceil(disk_capacity)
+                }
                 _ => 0,
             },
         }
@@ -330,6 +336,10 @@ mod tests {
         assert_eq!(m[0].signal, Signal::MemoryAvailable);
         assert_eq!(t.reserve(Signal::NodeFsAvailable, 1000), 100);
         assert_eq!(t.reserve(Signal::MemoryAvailable, 1 << 20), 1 << 20);
+        let legacy = t.legacy(1 << 30, 1000);
+        assert_eq!((legacy.memory, legacy.disk_percent), (100 << 20, 10));
+        let q = Thresholds::parse("nodefs.available<150").unwrap();
+        assert_eq!(q.legacy(1 << 30, 1000).disk_percent, 15);
     }
 
     #[test]
