@@ -155,7 +155,8 @@ pub struct PodInfo {
     /// The PodScheduled condition as last seen: (status, reason, message).
     pub scheduled_condition: Option<(String, String, String)>,
     /// The claims of a pod still to be placed, for VolumeBinding.
-    pub volumes: Option<crate::plugins::volume_binding::PodClaims>,
+    /// Boxed: most pods have none, and the scheduler keeps every pod.
+    pub volumes: Option<Box<crate::plugins::volume_binding::PodClaims>>,
 }
 
 impl PodInfo {
@@ -242,9 +243,11 @@ impl PodInfo {
         let volumes = match &spec.node_name {
             None => Some(crate::plugins::volume_binding::claim_names(pod))
                 .filter(|n| !n.is_empty())
-                .map(|names| crate::plugins::volume_binding::PodClaims {
-                    names,
-                    tables: listers.volumes.clone(),
+                .map(|names| {
+                    Box::new(crate::plugins::volume_binding::PodClaims {
+                        names,
+                        tables: listers.volumes.clone(),
+                    })
                 }),
             Some(_) => None,
         };

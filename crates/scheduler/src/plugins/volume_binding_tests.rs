@@ -113,10 +113,10 @@ impl World {
     }
     fn pod(&self, claims: &[&str]) -> PodInfo {
         let mut p = pod("p", &[]);
-        p.volumes = Some(PodClaims {
+        p.volumes = Some(Box::new(PodClaims {
             names: claims.iter().map(|c| c.to_string()).collect(),
             tables: self.0.clone(),
-        });
+        }));
         p
     }
 }
