@@ -106,16 +106,8 @@ fn wait_for_condition_and_for_delete() {
     let ready =
         r#"{"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}"#;
     // The condition turns true while kubectl waits.
-    let waiter = {
-        let kubeconfig = server.kubeconfig.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new("kubectl")
-                .env("KUBECONFIG", kubeconfig)
-                .args(["wait", "--for=condition=Ready", "pod/p", "--timeout=20s"])
-                .output()
-                .unwrap()
-        })
-    };
+    let waiter =
+        server.kubectl_background(&["wait", "--for=condition=Ready", "pod/p", "--timeout=20s"]);
     std::thread::sleep(Duration::from_millis(500));
     server.ok(&[
         "patch",
@@ -154,16 +146,7 @@ fn wait_for_condition_and_for_delete() {
 
     // Waiting for deletion ends when the kubelet's part is done.
     server.ok(&["delete", "pod", "p", "--wait=false"]);
-    let waiter = {
-        let kubeconfig = server.kubeconfig.clone();
-        std::thread::spawn(move || {
-            std::process::Command::new("kubectl")
-                .env("KUBECONFIG", kubeconfig)
-                .args(["wait", "--for=delete", "pod/p", "--timeout=20s"])
-                .output()
-                .unwrap()
-        })
-    };
+    let waiter = server.kubectl_background(&["wait", "--for=delete", "pod/p", "--timeout=20s"]);
     std::thread::sleep(Duration::from_millis(500));
     server.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
     let out = waiter.join().unwrap();
