@@ -1,54 +1,21 @@
 //! Resource quantities as the kubelet needs them: CPU in millicores and
-//! memory/storage in bytes.
+//! memory/storage in bytes, over the machinery's exact parser.
 //!
-//! Upstream counterpart: apimachinery's `resource.Quantity` (only the
-//! parsing and the two scalings the kubelet uses).
+//! Upstream counterpart: apimachinery's `resource.Quantity` (`MilliValue`
+//! and `Value`, both rounding up).
 
-/// Parses a quantity (`100m`, `1.5`, `64Mi`, `1G`, `2e3`) into its value
-/// times `scale` (1000 for millicores, 1 for bytes), rounded up as
-/// upstream's `MilliValue`/`Value` do. `None` for malformed input.
-pub fn parse_scaled(s: &str, scale: f64) -> Option<i64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    let v = (n * mult * scale).ceil();
-    v.is_finite().then_some(v as i64)
-}
+use rkube_machinery::quantity;
 
-/// Millicores of a CPU quantity.
+/// Millicores of a CPU quantity (`100m`, `1.5`, `2`); `None` when it is
+/// malformed or out of range.
 pub fn milli_cpu(s: &str) -> Option<i64> {
-    parse_scaled(s, 1000.0)
+    quantity::parse(s).and_then(|q| i64::try_from(q.milli_value()).ok())
 }
 
-/// Bytes of a memory or storage quantity.
+/// Bytes of a memory or storage quantity (`64Mi`, `1G`, `2e3`); `None`
+/// when it is malformed or out of range.
 pub fn bytes(s: &str) -> Option<i64> {
-    parse_scaled(s, 1.0)
+    quantity::parse(s).and_then(|q| i64::try_from(q.value()).ok())
 }
 
 #[cfg(test)]

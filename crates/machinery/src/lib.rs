@@ -6,8 +6,9 @@
 //! selectors (`pkg/labels`, `pkg/fields`), name validation and generation
 //! (`pkg/util/validation`, `apiserver/pkg/storage/names`), the three PATCH
 //! formats (`pkg/util/strategicpatch`, evanphx/json-patch), resourceVersion
-//! and list continue tokens (`apiserver/pkg/storage`), and timestamps
-//! (`metav1.Time`, `metav1.MicroTime`).
+//! and list continue tokens (`apiserver/pkg/storage`), timestamps
+//! (`metav1.Time`, `metav1.MicroTime`) and resource quantities
+//! (`pkg/api/resource`).
 //!
 //! Nothing here does IO. Objects are `serde_json::Value`s because the API
 //! server stores and patches JSON; typed views belong to the `api` crate.
@@ -18,6 +19,7 @@ pub mod fields;
 pub mod labels;
 pub mod names;
 pub mod patch;
+pub mod quantity;
 pub mod rv;
 pub mod status;
 pub mod time;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use rkube_machinery::quantity;
 
 /// Upstream's defaults for a container that requests no cpu or memory, used
 /// only for scoring so that zero-request pods still spread
@@ -17,49 +18,20 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub const DEFAULT_MILLI_CPU: i64 = 100;
 pub const DEFAULT_MEMORY: i64 = 200 * 1024 * 1024;
 
-/// Parse a Kubernetes quantity ("100m", "1Gi", "1.5", "2e3", "500M") into
-/// its value in base units. `None` when it is not a quantity.
-pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let mantissa: f64 = num.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse::<i32>().ok()?),
-        _ => return None,
-    };
-    Some(mantissa * factor)
-}
-
-/// A quantity in thousandths, rounded up as upstream's `MilliValue`.
+/// A quantity in thousandths, rounded up as upstream's `MilliValue`; 0
+/// when it is malformed.
 pub fn milli(q: &Quantity) -> i64 {
-    parse_quantity(&q.0).map_or(0, |v| (v * 1000.0 - 1e-6).ceil() as i64)
+    quantity::parse(&q.0).map_or(0, |v| saturate(v.milli_value()))
 }
 
-/// A quantity in whole units, rounded up as upstream's `Value`.
+/// A quantity in whole units, rounded up as upstream's `Value`; 0 when it
+/// is malformed.
 pub fn value(q: &Quantity) -> i64 {
-    parse_quantity(&q.0).map_or(0, |v| (v - 1e-9).ceil() as i64)
+    quantity::parse(&q.0).map_or(0, |v| saturate(v.value()))
+}
+
+fn saturate(v: i128) -> i64 {
+    v.clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 /// An amount of each resource the scheduler tracks.
@@ -251,8 +223,8 @@ mod tests {
         assert_eq!(value(&q("500M")), 500_000_000);
         assert_eq!(value(&q("2e3")), 2000);
         assert_eq!(value(&q("1k")), 1000);
-        assert_eq!(parse_quantity("abc"), None);
-        assert_eq!(parse_quantity("1Xi"), None);
+        assert_eq!(value(&q("abc")), 0);
+        assert_eq!(value(&q("1Xi")), 0);
         assert_eq!(milli(&q("1u")), 1, "rounds up");
     }
 
