@@ -102,6 +102,9 @@ async fn handle_inner(
         Some("status") if rs.info.subresource("status").is_some() => Target::Status,
         Some("finalize") if rs.info.subresource("finalize").is_some() => Target::Finalize,
         Some("approval") if rs.info.subresource("approval").is_some() => Target::Approval,
+        Some("ephemeralcontainers") if rs.info.subresource("ephemeralcontainers").is_some() => {
+            Target::EphemeralContainers
+        }
         Some(_) => return Err(response::no_such_resource()),
     };
     let verbs_of_target = match target {
@@ -109,6 +112,7 @@ async fn handle_inner(
         Target::Status => rkube_api::catalog::GET_PATCH_UPDATE,
         Target::Finalize => &["update"],
         Target::Approval => rkube_api::catalog::GET_PATCH_UPDATE,
+        Target::EphemeralContainers => rkube_api::catalog::GET_PATCH_UPDATE,
         Target::Whole => &[],
     };
     if !verbs_of_target.contains(&info.verb) {

@@ -230,6 +230,7 @@ fn subresource_name(target: Target) -> Option<&'static str> {
         Target::Status => Some("status"),
         Target::Finalize => Some("finalize"),
         Target::Approval => Some("approval"),
+        Target::EphemeralContainers => Some("ephemeralcontainers"),
         Target::Whole => None,
     }
 }

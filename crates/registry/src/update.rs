@@ -24,6 +24,9 @@ pub enum Target {
     /// A CertificateSigningRequest's `approval` subresource: only
     /// status.conditions.
     Approval,
+    /// A pod's `ephemeralcontainers` subresource: only
+    /// spec.ephemeralContainers.
+    EphemeralContainers,
     /// A server-side subresource that writes spec and status together
     /// (pods/binding sets spec.nodeName and the PodScheduled condition):
     /// the caller's function already applied its rules, so the strategy's
@@ -256,6 +259,22 @@ impl ResourceStore {
                     } else {
                         status.insert("conditions".into(), conditions);
                     }
+                }
+                match new.pointer("/metadata/resourceVersion").cloned() {
+                    Some(rv) => meta::set(&mut merged, "resourceVersion", rv),
+                    None => meta::remove(&mut merged, "resourceVersion"),
+                }
+                *new = merged;
+            }
+            Target::EphemeralContainers => {
+                let mut merged = old.clone();
+                let list = new.pointer("/spec/ephemeralContainers").cloned();
+                if let Some(map) = merged.as_object_mut() {
+                    let spec = crate::resources::util::child(map, "spec");
+                    match list.filter(|l| !l.is_null()) {
+                        Some(l) => spec.insert("ephemeralContainers".into(), l),
+                        None => spec.remove("ephemeralContainers"),
+                    };
                 }
                 match new.pointer("/metadata/resourceVersion").cloned() {
                     Some(rv) => meta::set(&mut merged, "resourceVersion", rv),

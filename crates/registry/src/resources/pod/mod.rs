@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod binding;
 pub mod defaults;
+pub mod ephemeral;
 pub mod eviction;
 mod update;
 pub mod validation;
@@ -56,8 +57,9 @@ impl Strategy for PodStrategy {
     }
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
-        validation::validate_pod_spec(&spec, &FieldPath::new("spec"))
+        let mut errs = validate_spec(obj);
+        errs.extend(ephemeral::validate_create(obj));
+        errs
     }
 
     fn prepare_for_update(&self, new: &mut Value, old: &Value) {
@@ -66,9 +68,27 @@ impl Strategy for PodStrategy {
     }
 
     fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        let mut errs = self.validate(new);
+        let mut errs = validate_spec(new);
         errs.extend(update::validate_pod_update(new, old));
         errs
+    }
+
+    fn prepare_target_update(&self, target: crate::Target, new: &mut Value) {
+        if target == crate::Target::EphemeralContainers {
+            default_pod(new);
+        }
+    }
+
+    fn validate_target_update(
+        &self,
+        target: crate::Target,
+        new: &Value,
+        old: &Value,
+    ) -> Vec<FieldError> {
+        match target {
+            crate::Target::EphemeralContainers => ephemeral::validate_update(new, old),
+            _ => Vec::new(),
+        }
     }
 
     fn delete_policy(&self) -> DeletePolicy {
@@ -106,6 +126,11 @@ impl Strategy for PodStrategy {
     fn return_deleted_object(&self) -> bool {
         true
     }
+}
+
+fn validate_spec(pod: &Value) -> Vec<FieldError> {
+    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
+    validation::validate_pod_spec(&spec, &FieldPath::new("spec"))
 }
 
 /// The QoS class of a pod (upstream `GetPodQOS`): BestEffort without any
