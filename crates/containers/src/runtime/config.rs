@@ -131,6 +131,10 @@ pub struct ContainerConfig {
     /// Close stdin once the first client that attached with stdin left.
     #[serde(default)]
     pub stdin_once: bool,
+    /// Join this container's PID namespace instead of the sandbox's (or a
+    /// new one): an ephemeral container's `targetContainerName`.
+    #[serde(default)]
+    pub pid_target: Option<String>,
 }
 
 /// The argv Kubernetes runs: `command` replaces ENTRYPOINT (and drops

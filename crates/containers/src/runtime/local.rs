@@ -218,10 +218,26 @@ impl LocalRuntime {
         let sandbox_dir = self.paths.sandbox(&rec.sandbox);
         let cgroup = self.cgroup_of(rec);
         let plan = init::plan(rec, &dir, &sandbox_dir, cgroup.procs_files())?;
-        let namespaces = sandbox::namespaces(&sandbox.config)
+        let mut namespaces: Vec<(PathBuf, libc::c_int)> = sandbox::namespaces(&sandbox.config)
             .into_iter()
             .map(|(name, kind)| (sandbox_dir.join("ns").join(name), kind))
             .collect();
+        if let Some(target) = &rec.config.pid_target {
+            // Seen through the target's init while it runs: its processes
+            // are what a debug container is there to look at.
+            let st = self.status(target)?;
+            let pid = st.pid.filter(|_| st.state == ContainerState::Running);
+            let Some(pid) = pid else {
+                return Err(Error::InvalidConfig(format!(
+                    "target container {target} is not running"
+                )));
+            };
+            namespaces.retain(|(_, kind)| *kind != libc::CLONE_NEWPID);
+            namespaces.push((
+                PathBuf::from(format!("/proc/{pid}/ns/pid")),
+                libc::CLONE_NEWPID,
+            ));
+        }
         let shim = Shim {
             plan,
             namespaces,

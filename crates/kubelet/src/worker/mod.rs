@@ -7,6 +7,7 @@
 //! `kuberuntime_manager.go` (`SyncPod`: sandbox, init containers in
 //! order, then the app containers; `computePodActions`).
 
+mod ephemeral;
 mod evict;
 mod kill;
 pub(crate) use kill::cleanup_orphan;
@@ -101,6 +102,9 @@ pub(crate) struct Worker {
     last_pod: Option<Arc<Pod>>,
     /// Set once the pod is evicted or refused (see `evict`).
     evicted: Option<evict::Evicted>,
+    /// Ephemeral container name -> the runtime container whose PID
+    /// namespace it joins (see `ephemeral`).
+    pid_targets: HashMap<String, Option<String>>,
 }
 
 /// What a sync pass asks for next.
@@ -131,6 +135,7 @@ impl Worker {
             start_time: None,
             last_pod: None,
             evicted: None,
+            pid_targets: HashMap::new(),
         }
     }
 
@@ -263,6 +268,9 @@ impl Worker {
         if !terminal && !evicted {
             if let Some(d) = self.converge(pod).await {
                 next = next.min(d);
+            }
+            if self.converge_ephemeral(pod).await {
+                next = next.min(POLL);
             }
         }
         let view = self.view(pod).await;
@@ -668,6 +676,7 @@ impl Worker {
     async fn write_status(&mut self, pod: &Pod, view: &PodView) {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let mut status = status::pod_status(view, pod, &now);
+        status.ephemeral_container_statuses = self.ephemeral_statuses(pod).await;
         self.eviction_status(&mut status);
         if self.written.as_ref() == Some(&status) {
             return;

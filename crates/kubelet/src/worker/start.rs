@@ -79,6 +79,7 @@ impl Worker {
         config.image = image.name.clone();
         config.env = env;
         config.mounts = mounts;
+        config.pid_target = self.pid_target(&c.name);
         config.log_path = Some(spec::log_path(
             &self.shared.config.logs_dir(),
             pod,
