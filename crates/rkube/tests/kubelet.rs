@@ -7,231 +7,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::images::{write_busybox, BUSYBOX as IMAGE};
+use support::images::BUSYBOX as IMAGE;
+use support::node::LocalNode;
 use support::{eventually, free_port, Server};
-
-/// A server plus one real agent.
-struct Cluster {
-    server: Server,
-    agent: Option<Child>,
-    node: String,
-    data: PathBuf,
-    cgroup_parent: String,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(node: &str) -> Cluster {
-        Self::start_with(node, |_| {})
-    }
-
-    /// `prepare` may put files into the agent's data dir before it starts.
-    fn start_with(node: &str, prepare: impl FnOnce(&Path)) -> Cluster {
-        let server = Server::start();
-        let data = server.dir.path().join("agent-data");
-        write_busybox(&data);
-        prepare(&data);
-        let name = server
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let mut c = Cluster {
-            server,
-            agent: None,
-            node: node.to_string(),
-            data,
-            cgroup_parent: format!("rkube-test/{name}"),
-            port: free_port(),
-        };
-        c.start_agent();
-        c.wait_node_ready();
-        c
-    }
-
-    fn start_agent(&mut self) {
-        let n = std::fs::read_dir(self.server.dir.path()).map_or(0, |d| d.count());
-        let log = self.server.dir.path().join(format!("agent-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &self.port.to_string()])
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .args(["--registries", "/nonexistent"])
-            // These shared machines run with little free disk; DiskPressure
-            // would taint the node and keep the scheduler away.
-            .args(["--eviction-hard", "nodefs.available<1%"])
-            // In the machine's own namespace: no pod network of ours.
-            .args(["--network-backend", "none"])
-            .arg("--client-ca-file")
-            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rkube agent");
-        self.agent = Some(child);
-    }
-
-    fn kill_agent(&mut self) {
-        if let Some(mut c) = self.agent.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn agent_logs(&self) -> String {
-        let mut out = String::new();
-        for e in std::fs::read_dir(self.server.dir.path()).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("agent-") && n.ends_with(".log") {
-                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        out
-    }
-
-    fn wait_node_ready(&self) {
-        let ok = eventually(Duration::from_secs(60), || {
-            let out = self.server.kubectl(&[
-                "get",
-                "node",
-                &self.node,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            String::from_utf8_lossy(&out.stdout) == "True"
-        });
-        assert!(ok, "node not Ready:\n{}", self.agent_logs());
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.server.ok(args)
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    fn jsonpath(&self, what: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let p = format!("jsonpath={path}");
-        args.extend_from_slice(&["-o", &p]);
-        String::from_utf8_lossy(&self.server.kubectl(&args).stdout).into_owned()
-    }
-
-    /// Polls a pod's field until `want` holds.
-    fn wait_pod(
-        &self,
-        pod: &str,
-        path: &str,
-        timeout: Duration,
-        want: impl Fn(&str) -> bool,
-    ) -> String {
-        let mut last = String::new();
-        let ok = eventually(timeout, || {
-            last = self.jsonpath(&["pod", pod], path);
-            want(&last)
-        });
-        assert!(
-            ok,
-            "pod {pod} {path}: last {last:?}\n{}\nagent:\n{}",
-            self.ok(&["get", "pod", pod, "-o", "yaml"]),
-            self.agent_logs()
-        );
-        last
-    }
-
-    fn wait_running(&self, pod: &str) {
-        self.wait_pod(pod, "{.status.phase}", Duration::from_secs(60), |p| {
-            p == "Running"
-        });
-    }
-
-    /// The CRI log of a pod's container (attempt `n`).
-    fn log_file(&self, pod: &str, container: &str, n: u32) -> String {
-        let uid = self.jsonpath(&["pod", pod], "{.metadata.uid}");
-        let p = self.data.join(format!(
-            "agent/logs/pods/default_{pod}_{uid}/{container}/{n}.log"
-        ));
-        std::fs::read_to_string(p).unwrap_or_default()
-    }
-
-    /// The stdout lines of a CRI log (timestamp, stream, tag stripped).
-    fn log_lines(&self, pod: &str, container: &str, n: u32) -> Vec<String> {
-        self.log_file(pod, container, n)
-            .lines()
-            .filter_map(|l| l.splitn(4, ' ').nth(3).map(str::to_string))
-            .collect()
-    }
-
-    fn runtime_ps(&self) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("ctr")
-            .arg("--root")
-            .arg(self.data.join("agent/containers"))
-            .arg("--images")
-            .arg(self.data.join("agent/images"))
-            .args([
-                "--registries",
-                "/nonexistent",
-                "--cgroup-parent",
-                &self.cgroup_parent,
-                "ps",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.kill_agent();
-        // Containers outlive the agent by design: remove them.
-        for line in self.runtime_ps().lines().skip(1) {
-            let id = line.split_whitespace().next().unwrap_or_default();
-            let _ = Command::new(env!("CARGO_BIN_EXE_rkube"))
-                .arg("ctr")
-                .arg("--root")
-                .arg(self.data.join("agent/containers"))
-                .arg("--images")
-                .arg(self.data.join("agent/images"))
-                .args([
-                    "--registries",
-                    "/nonexistent",
-                    "--cgroup-parent",
-                    &self.cgroup_parent,
-                ])
-                .args(["rm", "-f", id])
-                .output();
-        }
-        for m in std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-        {
-            if let Some(t) = m.split_whitespace().nth(1) {
-                if t.starts_with(&self.data.to_string_lossy().to_string()) {
-                    let _ = Command::new("umount").args(["-l", t]).status();
-                }
-            }
-        }
-        for c in ["cpu", "cpuacct", "memory", "pids"] {
-            let base = Path::new("/sys/fs/cgroup").join(c);
-            let _ = std::fs::remove_dir(base.join(&self.cgroup_parent));
-        }
-    }
-}
 
 fn pod_yaml(name: &str, node: &str, body: &str) -> String {
     format!(
@@ -241,28 +23,28 @@ fn pod_yaml(name: &str, node: &str, body: &str) -> String {
 
 #[test]
 fn node_registers_and_pods_run() {
-    let c = Cluster::start("kubelet-basic");
+    let c = LocalNode::start("kubelet-basic");
     // Node: capacity, addresses, nodeInfo, lease.
-    let cap = c.jsonpath(
+    let cap = c.get(
         &["node", &c.node],
         "{.status.capacity.pods}/{.status.allocatable.cpu}",
     );
     assert!(cap.starts_with("110/"), "{cap}");
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["node", &c.node],
             "{.status.addresses[?(@.type==\"InternalIP\")].address}"
         ),
         "127.0.0.1"
     );
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["node", &c.node],
             "{.status.daemonEndpoints.kubeletEndpoint.Port}"
         ),
-        c.port.to_string()
+        c.kubelet_port.to_string()
     );
-    let info = c.jsonpath(
+    let info = c.get(
         &["node", &c.node],
         "{.status.nodeInfo.kubeletVersion} {.status.nodeInfo.containerRuntimeVersion}",
     );
@@ -271,7 +53,7 @@ fn node_registers_and_pods_run() {
         "{info}"
     );
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["lease", "-n", "kube-node-lease", &c.node],
             "{.spec.holderIdentity}"
         ),
@@ -296,17 +78,17 @@ fn node_registers_and_pods_run() {
     assert!(eventually(Duration::from_secs(10), || c
         .log_lines("hello", "hello", 0)
         .contains(&"hello from hello".to_string())));
-    let st = c.jsonpath(
+    let st = c.get(
         &["pod", "hello"],
         "{.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount} {.status.qosClass} {.status.hostIP}",
     );
     assert_eq!(st, "true 0 BestEffort 127.0.0.1");
-    let id = c.jsonpath(
+    let id = c.get(
         &["pod", "hello"],
         "{.status.containerStatuses[0].containerID}",
     );
     assert!(id.starts_with("rkube://"), "{id}");
-    let image_id = c.jsonpath(&["pod", "hello"], "{.status.containerStatuses[0].imageID}");
+    let image_id = c.get(&["pod", "hello"], "{.status.containerStatuses[0].imageID}");
     assert!(image_id.contains("@sha256:"), "{image_id}");
     let table = c.ok(&["get", "pod", "hello"]);
     assert!(
@@ -403,16 +185,13 @@ fn node_registers_and_pods_run() {
     assert!(ok, "log lines {lines:?}");
     let pos = |w: &str| lines.iter().position(|l| l == w).unwrap();
     assert!(pos("first") < pos("second"));
-    let init = c.jsonpath(
+    let init = c.get(
         &["pod", "full"],
         "{.status.initContainerStatuses[*].state.terminated.reason}",
     );
     assert_eq!(init, "Completed Completed");
     // Init containers without limits make it Burstable, as upstream.
-    assert_eq!(
-        c.jsonpath(&["pod", "full"], "{.status.qosClass}"),
-        "Burstable"
-    );
+    assert_eq!(c.get(&["pod", "full"], "{.status.qosClass}"), "Burstable");
 
     // A configMap change reaches the mounted file.
     c.ok(&[
@@ -429,7 +208,7 @@ fn node_registers_and_pods_run() {
         out.status.success() && String::from_utf8_lossy(&out.stdout) == "red"
     }) || {
         // Without the kubelet API (exec), look at the volume on the node.
-        let uid = c.jsonpath(&["pod", "full"], "{.metadata.uid}");
+        let uid = c.get(&["pod", "full"], "{.metadata.uid}");
         let f = c.data.join(format!(
             "agent/pods/{uid}/volumes/kubernetes.io~configmap/cfg/color"
         ));
@@ -462,7 +241,7 @@ fn node_registers_and_pods_run() {
 
 #[test]
 fn probes_restarts_and_oom() {
-    let c = Cluster::start("kubelet-probes");
+    let c = LocalNode::start("kubelet-probes");
     c.apply(&pod_yaml(
         "live",
         &c.node,
@@ -548,7 +327,7 @@ fn probes_restarts_and_oom() {
     c.wait_running("ready");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        c.jsonpath(&["pod", "ready"], "{.status.containerStatuses[0].ready}"),
+        c.get(&["pod", "ready"], "{.status.containerStatuses[0].ready}"),
         "false"
     );
     assert!(c.ok(&["get", "pod", "ready"]).contains("0/1"));
@@ -569,30 +348,17 @@ fn probes_restarts_and_oom() {
             .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
             .collect();
         for id in ids {
-            let _ = Command::new(env!("CARGO_BIN_EXE_rkube"))
-                .arg("ctr")
-                .arg("--root")
-                .arg(c.data.join("agent/containers"))
-                .arg("--images")
-                .arg(c.data.join("agent/images"))
-                .args([
-                    "--registries",
-                    "/nonexistent",
-                    "--cgroup-parent",
-                    &c.cgroup_parent,
-                ])
-                .args([
-                    "exec",
-                    &id,
-                    "sh",
-                    "-c",
-                    "test \"$(hostname)\" = ready && touch /tmp/ready",
-                ])
-                .output();
+            let _ = c.ctr(&[
+                "exec",
+                &id,
+                "sh",
+                "-c",
+                "test \"$(hostname)\" = ready && touch /tmp/ready",
+            ]);
         }
     }
-    c.wait_pod(
-        "ready",
+    c.wait_within(
+        &["pod", "ready"],
         "{.status.conditions[?(@.type==\"Ready\")].status}",
         Duration::from_secs(20),
         |s| s == "True",
@@ -619,18 +385,21 @@ fn probes_restarts_and_oom() {
     );
 
     // The OOM kill and a failed run-to-completion pod.
-    c.wait_pod(
-        "hog",
+    c.wait_within(
+        &["pod", "hog"],
         "{.status.containerStatuses[0].state.terminated.reason}",
         Duration::from_secs(60),
         |r| r == "OOMKilled",
     );
-    assert_eq!(c.jsonpath(&["pod", "hog"], "{.status.phase}"), "Failed");
-    c.wait_pod("done", "{.status.phase}", Duration::from_secs(30), |p| {
-        p == "Failed"
-    });
+    assert_eq!(c.get(&["pod", "hog"], "{.status.phase}"), "Failed");
+    c.wait_within(
+        &["pod", "done"],
+        "{.status.phase}",
+        Duration::from_secs(30),
+        |p| p == "Failed",
+    );
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["pod", "done"],
             "{.status.containerStatuses[0].state.terminated.exitCode}"
         ),
@@ -638,8 +407,8 @@ fn probes_restarts_and_oom() {
     );
 
     // Liveness: restarts, then CrashLoopBackOff as kubectl shows it.
-    c.wait_pod(
-        "live",
+    c.wait_within(
+        &["pod", "live"],
         "{.status.containerStatuses[0].restartCount}",
         Duration::from_secs(60),
         |n| n.parse::<u32>().unwrap_or(0) >= 2,
@@ -659,7 +428,7 @@ fn probes_restarts_and_oom() {
         .parse()
         .unwrap();
     assert!(restarts >= 2, "{table}");
-    let last = c.jsonpath(
+    let last = c.get(
         &["pod", "live"],
         "{.status.containerStatuses[0].lastState.terminated.exitCode}",
     );
@@ -678,7 +447,7 @@ fn probes_restarts_and_oom() {
 
 #[test]
 fn agent_restart_readopts_running_containers() {
-    let mut c = Cluster::start("kubelet-restart");
+    let mut c = LocalNode::start("kubelet-restart");
     c.apply(&pod_yaml(
         "keep",
         &c.node,
@@ -689,7 +458,7 @@ fn agent_restart_readopts_running_containers() {
 "#,
     ));
     c.wait_running("keep");
-    let before = c.jsonpath(
+    let before = c.get(
         &["pod", "keep"],
         "{.status.containerStatuses[0].containerID}",
     );
@@ -699,13 +468,13 @@ fn agent_restart_readopts_running_containers() {
     std::thread::sleep(Duration::from_secs(3));
     c.wait_node_ready();
     c.wait_running("keep");
-    let after = c.jsonpath(
+    let after = c.get(
         &["pod", "keep"],
         "{.status.containerStatuses[0].containerID}",
     );
     assert_eq!(before, after);
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["pod", "keep"],
             "{.status.containerStatuses[0].restartCount}"
         ),
@@ -804,7 +573,7 @@ fn agent_joins_with_the_server_token() {
 
 #[test]
 fn static_pods_and_a_deployment() {
-    let c = Cluster::start_with("kubelet-static", |data| {
+    let c = LocalNode::start_with("kubelet-static", |data| {
         let dir = data.join("agent/pod-manifests");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
@@ -818,7 +587,7 @@ fn static_pods_and_a_deployment() {
     // The static pod runs and its mirror pod shows it.
     let mirror = "web-kubelet-static";
     let ok = eventually(Duration::from_secs(60), || {
-        c.jsonpath(&["pod", "-n", "kube-system", mirror], "{.status.phase}") == "Running"
+        c.get(&["pod", "-n", "kube-system", mirror], "{.status.phase}") == "Running"
     });
     assert!(
         ok,
@@ -826,13 +595,13 @@ fn static_pods_and_a_deployment() {
         c.ok(&["get", "pods", "-A", "-o", "wide"]),
         c.agent_logs()
     );
-    let ann = c.jsonpath(
+    let ann = c.get(
         &["pod", "-n", "kube-system", mirror],
         "{.metadata.annotations.kubernetes\\.io/config\\.mirror}",
     );
     assert_eq!(ann.len(), 32, "{ann}");
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["pod", "-n", "kube-system", mirror],
             "{.metadata.ownerReferences[0].kind}"
         ),
@@ -868,7 +637,7 @@ fn static_pods_and_a_deployment() {
         "sleep 3600",
     ]);
     let ok = eventually(Duration::from_secs(90), || {
-        c.jsonpath(&["deployment", "app"], "{.status.readyReplicas}") == "3"
+        c.get(&["deployment", "app"], "{.status.readyReplicas}") == "3"
     });
     assert!(
         ok,
@@ -900,19 +669,19 @@ fn curl_kubelet(port: u16, path: &str, token: Option<&str>) -> (String, String) 
 
 #[test]
 fn kubelet_api_delegates_authn_and_authz_to_the_api_server() {
-    let c = Cluster::start("kubelet-authz");
+    let c = LocalNode::start("kubelet-authz");
     // Anonymous: 401, as upstream with anonymous auth off.
-    let (code, body) = curl_kubelet(c.port, "/pods", None);
+    let (code, body) = curl_kubelet(c.kubelet_port, "/pods", None);
     assert_eq!((code.as_str(), body.as_str()), ("401", "Unauthorized"));
-    let (code, _) = curl_kubelet(c.port, "/pods", Some("not-a-token"));
+    let (code, _) = curl_kubelet(c.kubelet_port, "/pods", Some("not-a-token"));
     assert_eq!(code, "401");
     // A service account token is checked with a TokenReview, the request
     // with a SubjectAccessReview.
     let token = c.ok(&["create", "token", "default"]);
-    let (code, body) = curl_kubelet(c.port, "/pods", Some(token.trim()));
+    let (code, body) = curl_kubelet(c.kubelet_port, "/pods", Some(token.trim()));
     assert_eq!(code, "200", "{body}\n{}", c.agent_logs());
     assert!(body.contains("\"kind\":\"PodList\""), "{body}");
-    let (code, body) = curl_kubelet(c.port, "/stats/summary", Some(token.trim()));
+    let (code, body) = curl_kubelet(c.kubelet_port, "/stats/summary", Some(token.trim()));
     assert_eq!(code, "200", "{body}");
     assert!(body.contains("\"nodeName\":\"kubelet-authz\""), "{body}");
 
@@ -982,7 +751,7 @@ fn kubelet_api_delegates_authn_and_authz_to_the_api_server() {
 
 #[test]
 fn fs_group_owns_volumes_and_joins_the_groups() {
-    let c = Cluster::start("kubelet-fsgroup");
+    let c = LocalNode::start("kubelet-fsgroup");
     c.ok(&["create", "configmap", "fsg", "--from-literal=key=value"]);
     c.apply(&pod_yaml(
         "fsg",
