@@ -196,6 +196,16 @@ impl LocalNode {
         self.wait_phase(pod, "Running");
     }
 
+    /// The waiting reason of a pod's first container, once it is one of
+    /// `reasons`.
+    pub fn wait_waiting(&self, pod: &str, reasons: &[&str]) -> String {
+        self.wait(
+            &["pod", pod],
+            "{.status.containerStatuses[0].state.waiting.reason}",
+            |r| reasons.contains(&r),
+        )
+    }
+
     /// The events about `object` (`kubectl get events`).
     pub fn events(&self, object: &str) -> String {
         let selector = format!("involvedObject.name={object}");
