@@ -16,28 +16,18 @@ use std::time::{Duration, Instant};
 
 use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
 use rkube_containers::image::RunConfig;
-use support::{eventually, free_port, Server};
+use support::node::LocalNode;
+use support::{eventually, free_port, kubectl_bin, kubectl_dir};
 
 const IMAGE: &str = "example.com/test/busybox:1";
-const OLD_KUBECTL: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
+const OLD_KUBECTL: &str = "kubectl.1.27";
 
-struct Cluster {
-    server: Server,
-    agent: Option<Child>,
-    node: String,
-    data: PathBuf,
-    cgroup_parent: String,
-}
-
-impl Cluster {
-    fn start(node: &str) -> Cluster {
-        let server = Server::start();
-        let data = server.dir.path().join("agent-data");
-        let images = data.join("agent/images");
-        std::fs::create_dir_all(&images).unwrap();
+/// The server and its node, whose busybox also has tar (kubectl cp) and
+/// httpd (the port-forward target).
+fn start(node: &str) -> LocalNode {
+    LocalNode::start_with(node, |data| {
         ImageBuilder::new()
             .layer(
-                // kubectl cp needs tar; the port-forward target is httpd.
                 LayerBuilder::busybox(Path::new("/bin/busybox"))
                     .unwrap()
                     .symlink("bin/tar", "busybox")
@@ -51,152 +41,35 @@ impl Cluster {
             })
             .build()
             .unwrap()
-            .write_oci_archive(IMAGE, &images.join("busybox.tar"))
+            .write_oci_archive(IMAGE, &data.join("agent/images/busybox.tar"))
             .unwrap();
-        let dir_name = server
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let log = std::fs::File::create(server.dir.path().join("agent.log")).unwrap();
-        let agent = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--node-name", node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &free_port().to_string()])
-            .args(["--cgroup-parent", &format!("rkube-test/{dir_name}")])
-            .args(["--registries", "/nonexistent"])
-            // In the machine's own namespace: no pod network of ours.
-            .args(["--network-backend", "none"])
-            .arg("--client-ca-file")
-            .arg(server.dir.path().join("server/tls/client-ca.crt"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rkube agent");
-        let c = Cluster {
-            server,
-            agent: Some(agent),
-            node: node.to_string(),
-            data,
-            cgroup_parent: format!("rkube-test/{dir_name}"),
-        };
-        let ready = eventually(Duration::from_secs(60), || {
-            let out = c.server.kubectl(&[
-                "get",
-                "node",
-                node,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            String::from_utf8_lossy(&out.stdout) == "True"
-        });
-        assert!(ready, "node not Ready:\n{}", c.agent_log());
-        c
-    }
+    })
+}
 
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.server.dir.path().join("agent.log")).unwrap_or_default()
-    }
+/// `kubectl` (the one on PATH) or `old` (1.27, SPDY) against the cluster.
+fn kubectl(c: &LocalNode, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    kubectl_bin(kubectl_name(bin), &c.server.kubeconfig, args, stdin)
+}
 
-    fn apply(&self, yaml: &str) {
-        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    fn kubectl(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> Output {
-        let bin = if bin == "kubectl" {
-            "kubectl"
-        } else {
-            OLD_KUBECTL
-        };
-        let mut cmd = Command::new(bin);
-        cmd.env("KUBECONFIG", &self.server.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("kubectl is installed");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    /// `kubectl` that must succeed; its stdout.
-    fn ok(&self, bin: &str, args: &[&str]) -> String {
-        let out = self.kubectl(bin, args, None);
-        assert!(
-            out.status.success(),
-            "{bin} {args:?} failed: {}\n{}\nagent:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.agent_log()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn wait_running(&self, pod: &str) {
-        let ok = eventually(Duration::from_secs(60), || {
-            let out = self
-                .server
-                .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
-            String::from_utf8_lossy(&out.stdout) == "Running"
-        });
-        assert!(
-            ok,
-            "pod {pod} not Running:\n{}\nagent:\n{}",
-            self.server.ok(&["get", "pod", pod, "-o", "yaml"]),
-            self.agent_log()
-        );
+fn kubectl_name(bin: &str) -> &str {
+    if bin == "kubectl" {
+        "kubectl"
+    } else {
+        OLD_KUBECTL
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-        // Containers outlive the agent by design: remove them.
-        let ctr = |args: &[&str]| {
-            Command::new(env!("CARGO_BIN_EXE_rkube"))
-                .arg("ctr")
-                .arg("--root")
-                .arg(self.data.join("agent/containers"))
-                .arg("--images")
-                .arg(self.data.join("agent/images"))
-                .args([
-                    "--registries",
-                    "/nonexistent",
-                    "--cgroup-parent",
-                    &self.cgroup_parent,
-                ])
-                .args(args)
-                .output()
-        };
-        if let Ok(ps) = ctr(&["ps"]) {
-            for line in String::from_utf8_lossy(&ps.stdout).lines().skip(1) {
-                if let Some(id) = line.split_whitespace().next() {
-                    let _ = ctr(&["rm", "-f", id]);
-                }
-            }
-        }
-    }
+/// `kubectl` that must succeed; its stdout.
+fn kubectl_ok(c: &LocalNode, bin: &str, args: &[&str]) -> String {
+    let out = kubectl(c, bin, args, None);
+    assert!(
+        out.status.success(),
+        "{bin} {args:?} failed: {}\n{}\nagent:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        c.agent_logs()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn pod(name: &str, containers: &[(&str, &str)], restart: &str) -> String {
@@ -281,11 +154,11 @@ impl Drop for Streaming {
     }
 }
 
-fn kubectl_cmd(c: &Cluster, bin: &str, args: &[&str]) -> Command {
+fn kubectl_cmd(c: &LocalNode, bin: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(if bin == "kubectl" {
-        "kubectl"
+        PathBuf::from("kubectl")
     } else {
-        OLD_KUBECTL
+        kubectl_dir().join(OLD_KUBECTL)
     });
     cmd.env("KUBECONFIG", &c.server.kubeconfig)
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -309,7 +182,7 @@ fn logs_exec_cp_port_forward_attach_and_top() {
         eprintln!("skipped: needs root");
         return;
     }
-    let c = Cluster::start("stream-node");
+    let c = start("stream-node");
     c.apply(&pod(
         "printer",
         &[
@@ -350,14 +223,18 @@ fn logs_exec_cp_port_forward_attach_and_top() {
 
     // logs: -c, default container notice, --tail, --timestamps.
     for bin in ["kubectl", "old"] {
-        let out = c.ok(bin, &["logs", "printer", "-c", "a"]);
+        let out = kubectl_ok(&c, bin, &["logs", "printer", "-c", "a"]);
         assert_eq!(lines(&out), ["one", "two", "three"], "{bin}");
-        assert_eq!(c.ok(bin, &["logs", "printer", "-c", "b"]), "bee\n");
         assert_eq!(
-            c.ok(bin, &["logs", "printer", "-c", "a", "--tail", "1"]),
+            kubectl_ok(&c, bin, &["logs", "printer", "-c", "b"]),
+            "bee\n"
+        );
+        assert_eq!(
+            kubectl_ok(&c, bin, &["logs", "printer", "-c", "a", "--tail", "1"]),
             "three\n"
         );
-        let stamped = c.ok(
+        let stamped = kubectl_ok(
+            &c,
             bin,
             &["logs", "printer", "-c", "a", "--timestamps", "--tail", "1"],
         );
@@ -365,7 +242,7 @@ fn logs_exec_cp_port_forward_attach_and_top() {
         assert_eq!(rest, "three\n");
         assert!(ts.starts_with("20") && ts.ends_with('Z'), "{ts}");
     }
-    let out = c.kubectl("kubectl", &["logs", "printer", "-c", "nope"], None);
+    let out = kubectl(&c, "kubectl", &["logs", "printer", "-c", "nope"], None);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("container nope is not valid for pod printer"),
@@ -373,7 +250,8 @@ fn logs_exec_cp_port_forward_attach_and_top() {
     );
 
     // The API server's own checks and the other log options.
-    let out = c.kubectl(
+    let out = kubectl(
+        &c,
         "kubectl",
         &[
             "get",
@@ -388,36 +266,43 @@ fn logs_exec_cp_port_forward_attach_and_top() {
         "{err}"
     );
     assert_eq!(
-        c.ok(
+        kubectl_ok(
+            &c,
             "kubectl",
             &["logs", "printer", "-c", "a", "--limit-bytes", "6"]
         ),
         "one\ntw"
     );
     assert_eq!(
-        lines(&c.ok("kubectl", &["logs", "printer", "-c", "a", "--since", "1h"])).len(),
+        lines(&kubectl_ok(
+            &c,
+            "kubectl",
+            &["logs", "printer", "-c", "a", "--since", "1h"]
+        ))
+        .len(),
         3
     );
     let path = "/api/v1/namespaces/default/pods/printer/log?container=b";
     assert_eq!(ws_log(&c, path, "binary.k8s.io"), "bee\n");
     assert_eq!(ws_log(&c, path, "base64.binary.k8s.io"), "bee\n");
     let raw = "/api/v1/nodes/stream-node/proxy/healthz";
-    assert_eq!(c.ok("kubectl", &["get", "--raw", raw]), "ok");
-    let pods = c.ok(
+    assert_eq!(kubectl_ok(&c, "kubectl", &["get", "--raw", raw]), "ok");
+    let pods = kubectl_ok(
+        &c,
         "kubectl",
         &["get", "--raw", "/api/v1/nodes/stream-node/proxy/pods"],
     );
     assert!(pods.contains("\"printer\""), "{pods}");
 
     let waiting = eventually(Duration::from_secs(20), || {
-        let out = c.kubectl("kubectl", &["logs", "stuck"], None);
+        let out = kubectl(&c, "kubectl", &["logs", "stuck"], None);
         String::from_utf8_lossy(&out.stderr)
             .contains("container \"s\" in pod \"stuck\" is waiting to start")
     });
     assert!(
         waiting,
         "{:?}",
-        c.kubectl("kubectl", &["logs", "stuck"], None)
+        kubectl(&c, "kubectl", &["logs", "stuck"], None)
     );
 
     // logs -f streams new lines.
@@ -446,15 +331,16 @@ fn logs_exec_cp_port_forward_attach_and_top() {
             .unwrap_or(0)
             >= 1
     });
-    assert!(restarted, "crasher never restarted:\n{}", c.agent_log());
+    assert!(restarted, "crasher never restarted:\n{}", c.agent_logs());
     assert_eq!(
-        c.ok("kubectl", &["logs", "crasher", "--previous"]),
+        kubectl_ok(&c, "kubectl", &["logs", "crasher", "--previous"]),
         "attempt\n"
     );
 
     // exec: exit codes, stdin, both protocols.
     for bin in ["kubectl", "old"] {
-        let out = c.kubectl(
+        let out = kubectl(
+            &c,
             bin,
             &[
                 "exec",
@@ -479,7 +365,8 @@ fn logs_exec_cp_port_forward_attach_and_top() {
             "{bin}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let out = c.kubectl(
+        let out = kubectl(
+            &c,
             bin,
             &["exec", "-i", "printer", "-c", "a", "--", "tr", "a-z", "A-Z"],
             Some("hello stdin\n"),
@@ -516,14 +403,15 @@ fn logs_exec_cp_port_forward_attach_and_top() {
     for bin in ["kubectl", "old"] {
         let inside = format!("/tmp/up-{}.bin", bin.len());
         let dest = format!("default/printer:{inside}");
-        c.ok(bin, &["cp", "-c", "a", local.to_str().unwrap(), &dest]);
-        let size = c.ok(
+        kubectl_ok(&c, bin, &["cp", "-c", "a", local.to_str().unwrap(), &dest]);
+        let size = kubectl_ok(
+            &c,
             bin,
             &["exec", "printer", "-c", "a", "--", "wc", "-c", &inside],
         );
         assert_eq!(size.split_whitespace().next(), Some("4194304"), "{bin}");
         let back = c.server.dir.path().join(format!("down-{bin}.bin"));
-        c.ok(bin, &["cp", "-c", "a", &dest, back.to_str().unwrap()]);
+        kubectl_ok(&c, bin, &["cp", "-c", "a", &dest, back.to_str().unwrap()]);
         assert!(
             std::fs::read(&back).unwrap() == payload,
             "{bin}: cp back differs"
@@ -548,7 +436,7 @@ fn logs_exec_cp_port_forward_attach_and_top() {
             panic!(
                 "{bin}: no answer through port-forward: {}\nagent:\n{}\nserver:\n{}",
                 pf.stop(),
-                c.agent_log(),
+                c.agent_logs(),
                 c.server.log()
             );
         }
@@ -568,14 +456,19 @@ fn logs_exec_cp_port_forward_attach_and_top() {
     // top, from metrics.k8s.io.
     let mut top = String::new();
     let ok = eventually(Duration::from_secs(40), || {
-        let out = c.kubectl("kubectl", &["top", "pod", "printer", "--no-headers"], None);
+        let out = kubectl(
+            &c,
+            "kubectl",
+            &["top", "pod", "printer", "--no-headers"],
+            None,
+        );
         top = String::from_utf8_lossy(&out.stdout).into_owned();
         out.status.success() && top.contains("printer")
     });
     assert!(ok, "kubectl top pod: {top}");
     let cols: Vec<&str> = top.split_whitespace().collect();
     assert!(cols[1].ends_with('m') && cols[2].ends_with("Mi"), "{top}");
-    let node = c.ok("kubectl", &["top", "node", "--no-headers"]);
+    let node = kubectl_ok(&c, "kubectl", &["top", "node", "--no-headers"]);
     let cols: Vec<&str> = node.split_whitespace().collect();
     assert_eq!(cols[0], c.node);
     assert!(cols[1].ends_with('m') && cols[2].ends_with('%'), "{node}");
@@ -584,7 +477,7 @@ fn logs_exec_cp_port_forward_attach_and_top() {
 /// `pods/log` over a WebSocket (what upstream's "logs from websockets"
 /// conformance test does): every message's payload, decoded from base64
 /// for `base64.binary.k8s.io`.
-fn ws_log(c: &Cluster, path: &str, protocol: &str) -> String {
+fn ws_log(c: &LocalNode, path: &str, protocol: &str) -> String {
     use http_body_util::Empty;
     use hyper_util::rt::TokioIo;
     use tokio::io::AsyncReadExt;
