@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 
 /// The agents' join endpoint (`--server`/`--token`).
 pub mod join;
+/// The in-process transport of the controller manager and scheduler.
+mod local;
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -266,19 +268,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &args.data_dir.join("server/token"),
     )
     .context("cannot set up the join endpoint")?
-    .merge(rkube_apiserver::router(api));
+    .merge(rkube_apiserver::router(api.clone()));
     let server = tokio::spawn(rkube_apiserver::serve(listener, Arc::new(tls), router));
+    // The components' own clients skip the listener: see `local`.
+    let component_client = |name: &str| {
+        let user = rkube_apiserver::User {
+            name: name.to_string(),
+            groups: Vec::new(),
+        };
+        local::client(rkube_apiserver::router(api.clone()), user, &url)
+    };
 
     let components = if args.disable_controller_manager {
         None
     } else {
-        let client = component_client(
-            &pki,
-            &url,
-            "controller-manager",
-            "system:kube-controller-manager",
-        )
-        .await?;
+        let client = component_client("system:kube-controller-manager")?;
         let opts = rkube_controllers::Options {
             controllers: args.controllers.clone(),
             leader_elect: true,
@@ -305,7 +309,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let scheduler = if args.disable_scheduler {
         None
     } else {
-        let client = component_client(&pki, &url, "scheduler", "system:kube-scheduler").await?;
+        let client = component_client("system:kube-scheduler")?;
         let opts = rkube_scheduler::Options {
             leader_elect: true,
             identity: format!(
@@ -370,31 +374,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     server.abort();
     Ok(())
-}
-
-/// An API client for an in-process component, authenticated with its own
-/// client certificate, over loopback like any other client.
-async fn component_client(
-    pki: &Pki,
-    url: &str,
-    stem: &str,
-    user: &str,
-) -> anyhow::Result<kube::Client> {
-    let cert = pki.client_cert(stem, user, &[])?;
-    let spec = rkube_pki::KubeconfigSpec::new(
-        url,
-        pki.server_ca().cert_pem(),
-        &cert.cert_pem,
-        &cert.key_pem,
-    );
-    let yaml = rkube_pki::kubeconfig(&spec)?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml)?;
-    let config = kube::Config::from_custom_kubeconfig(
-        kubeconfig,
-        &kube::config::KubeConfigOptions::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// `30000-32767` as a range.
