@@ -5,12 +5,17 @@
 //! Upstream counterpart: the scheduler's uses of client-go — the
 //! DefaultBinder plugin (`pods/binding`), `updatePod` (a strategic-merge
 //! patch of status), `util.DeletePod` and the events recorder. Events go
-//! out as core/v1 Events with `reportingComponent: default-scheduler`; a
-//! repeat of the same event for the same pod bumps the count of the one
-//! already written, as client-go's event correlator does.
+//! out as core/v1 Events with `reportingComponent: default-scheduler`. A
+//! repeat of the same event for the same pod is a series, as in client-go's
+//! events broadcaster (`tools/events`, which kube-scheduler uses): the
+//! first repeat bumps the written Event's count, later ones are counted
+//! here and written at most every [`SERIES_REFRESH`] — a pod that stays
+//! unschedulable is retried every few minutes, or on every node change,
+//! and each retry used to cost the API server a write.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::{Binding, Event, EventSource, ObjectReference, Pod};
@@ -89,11 +94,24 @@ pub trait ClusterApi: Send + Sync + 'static {
 /// (pod uid, reason, message): what makes two events the same.
 type EventKey = (String, String, String);
 
+/// How often a series' count is written (client-go's events broadcaster
+/// refreshes series every 30 minutes).
+pub const SERIES_REFRESH: Duration = Duration::from_secs(30 * 60);
+
+/// An Event already written and how often it happened since.
+#[derive(Clone, Debug)]
+struct Series {
+    name: String,
+    count: i32,
+    /// When the count was last written.
+    written: Instant,
+}
+
 /// [`ClusterApi`] over the API server.
 pub struct KubeApi {
     client: kube::Client,
-    /// (pod uid, reason, message) -> (event name, count) of events written.
-    seen: Mutex<HashMap<EventKey, (String, i32)>>,
+    /// (pod uid, reason, message) -> the Event written for it.
+    seen: Mutex<HashMap<EventKey, Series>>,
 }
 
 impl KubeApi {
@@ -235,16 +253,29 @@ impl ClusterApi for KubeApi {
         } else {
             None
         };
-        if let Some((name, count)) = previous {
-            let patch = json!({"count": count + 1, "lastTimestamp": Time(now)});
+        if let Some(series) = previous {
+            let count = series.count + 1;
+            // The first repeat is written at once (it turns the Event into
+            // a series); later ones only when the series is due.
+            if series.count > 1 && series.written.elapsed() < SERIES_REFRESH {
+                if let Some(s) = self.seen.lock().expect("events lock").get_mut(&key) {
+                    s.count = s.count.max(count);
+                }
+                return Ok(());
+            }
+            let patch = json!({"count": count, "lastTimestamp": Time(now)});
             let bumped = api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .patch(&series.name, &PatchParams::default(), &Patch::Merge(patch))
                 .await;
             if bumped.is_ok() {
-                self.seen
-                    .lock()
-                    .expect("events lock")
-                    .insert(key, (name, count + 1));
+                self.seen.lock().expect("events lock").insert(
+                    key,
+                    Series {
+                        name: series.name,
+                        count,
+                        written: Instant::now(),
+                    },
+                );
                 return Ok(());
             }
             // The event expired or was deleted: write a new one.
@@ -290,7 +321,14 @@ impl ClusterApi for KubeApi {
         if seen.len() >= MAX_SEEN_EVENTS {
             seen.clear();
         }
-        seen.insert(key, (name, 1));
+        seen.insert(
+            key,
+            Series {
+                name,
+                count: 1,
+                written: Instant::now(),
+            },
+        );
         Ok(())
     }
 }
