@@ -14,30 +14,20 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
 use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
 use rkube_containers::image::registries::RegistriesConfig;
 use rkube_containers::image::RunConfig;
-use support::{eventually, free_port, Server};
+use support::eventually;
+use support::images::BUSYBOX as IMAGE;
+use support::node::LocalNode;
 
 #[path = "../../containers/tests/support/registry.rs"]
 mod registry;
-
-const IMAGE: &str = "example.com/test/busybox:1";
-
-/// A server plus one real agent.
-struct Cluster {
-    server: Server,
-    agent: Option<Child>,
-    node: String,
-    data: PathBuf,
-    cgroup_parent: String,
-    registries: PathBuf,
-}
 
 fn busybox() -> ImageBuilder {
     ImageBuilder::new()
@@ -49,196 +39,15 @@ fn busybox() -> ImageBuilder {
         })
 }
 
-impl Cluster {
-    /// `registries` is the agent's registries.yaml content.
-    fn start(node: &str, registries: &str) -> Cluster {
-        let server = Server::start();
-        let data = server.dir.path().join("agent-data");
-        let images = data.join("agent/images");
-        std::fs::create_dir_all(&images).unwrap();
-        busybox()
-            .build()
-            .unwrap()
-            .write_oci_archive(IMAGE, &images.join("busybox.tar"))
-            .unwrap();
-        let registries_file = server.dir.path().join("registries.yaml");
-        std::fs::write(&registries_file, registries).unwrap();
-        let name = server
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let mut c = Cluster {
-            server,
-            agent: None,
-            node: node.to_string(),
-            data,
-            cgroup_parent: format!("rkube-test/{name}"),
-            registries: registries_file,
-        };
-        c.start_agent();
-        c.wait_node_ready();
-        c
-    }
-
-    fn start_agent(&mut self) {
-        let log = self.server.dir.path().join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &free_port().to_string()])
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .arg("--registries")
-            .arg(&self.registries)
-            // Shared machines run with little free disk; DiskPressure
-            // would taint the node.
-            .args(["--eviction-hard", "nodefs.available<1%"])
-            .args(["--network-backend", "none"])
-            .arg("--client-ca-file")
-            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rkube agent");
-        self.agent = Some(child);
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.server.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    fn wait_node_ready(&self) {
-        let ok = eventually(Duration::from_secs(90), || {
-            self.get(
-                &["node", &self.node],
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            ) == "True"
-        });
-        assert!(ok, "node not Ready:\n{}", self.agent_log());
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.server.ok(args)
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    fn get(&self, what: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let p = format!("jsonpath={path}");
-        args.extend_from_slice(&["-o", &p]);
-        String::from_utf8_lossy(&self.server.kubectl(&args).stdout).into_owned()
-    }
-
-    /// Polls `what`'s field until `want` holds; returns its last value.
-    fn wait(&self, what: &[&str], path: &str, want: impl Fn(&str) -> bool) -> String {
-        let mut last = String::new();
-        let ok = eventually(Duration::from_secs(90), || {
-            last = self.get(what, path);
-            want(&last)
-        });
-        assert!(
-            ok,
-            "{what:?} {path}: last {last:?}\n{}\nagent:\n{}",
-            String::from_utf8_lossy(&self.server.kubectl(&["describe", what[0], what[1]]).stdout),
-            self.agent_log()
-        );
-        last
-    }
-
-    fn wait_phase(&self, pod: &str, phase: &str) {
-        self.wait(&["pod", pod], "{.status.phase}", |p| p == phase);
-    }
-
-    /// The waiting reason of a pod's first container, once it is one of
-    /// `reasons`.
-    fn wait_waiting(&self, pod: &str, reasons: &[&str]) -> String {
-        self.wait(
-            &["pod", pod],
-            "{.status.containerStatuses[0].state.waiting.reason}",
-            |r| reasons.contains(&r),
-        )
-    }
-
-    fn events(&self, object: &str) -> String {
-        let selector = format!("involvedObject.name={object}");
-        self.ok(&["get", "events", "--field-selector", &selector])
-    }
-
-    /// Polls until the object's events mention every one of `words`.
-    fn wait_events(&self, object: &str, words: &[&str]) -> String {
-        let mut last = String::new();
-        let ok = eventually(Duration::from_secs(90), || {
-            last = self.events(object);
-            words.iter().all(|w| last.contains(w))
-        });
-        assert!(ok, "events of {object} lack {words:?}:\n{last}");
-        last
-    }
-
-    fn logs(&self, pod: &str) -> String {
-        self.ok(&["logs", pod])
-    }
-
-    fn exec_cat(&self, pod: &str, file: &str) -> String {
-        let out = self.server.kubectl(&["exec", pod, "--", "cat", file]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn runtime(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("ctr")
-            .arg("--root")
-            .arg(self.data.join("agent/containers"))
-            .arg("--images")
-            .arg(self.data.join("agent/images"))
-            .arg("--registries")
-            .arg(&self.registries)
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.agent.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // Containers outlive the agent by design: remove them.
-        for line in self.runtime(&["ps"]).lines().skip(1) {
-            if let Some(id) = line.split_whitespace().next() {
-                self.runtime(&["rm", "-f", id]);
-            }
-        }
-        let prefix = self.data.to_string_lossy().to_string();
-        for m in std::fs::read_to_string("/proc/self/mounts")
-            .unwrap_or_default()
-            .lines()
-        {
-            if let Some(t) = m.split_whitespace().nth(1) {
-                if t.starts_with(&prefix) {
-                    let _ = Command::new("umount").args(["-l", t]).status();
-                }
-            }
-        }
-        for c in ["cpu", "cpuacct", "memory", "pids"] {
-            let base = Path::new("/sys/fs/cgroup").join(c);
-            let _ = std::fs::remove_dir(base.join(&self.cgroup_parent));
-        }
-    }
+/// A server and a Ready node whose agent reads `registries` as its
+/// registries.yaml.
+fn start(node: &str, registries: &str) -> LocalNode {
+    let mut c = LocalNode::new(node, |_| {});
+    c.registries = c.server.dir.path().join("registries.yaml");
+    std::fs::write(&c.registries, registries).unwrap();
+    c.start_agent();
+    c.wait_node_ready();
+    c
 }
 
 /// A pod on `node` running `image` with `extra` spec lines (indented two
@@ -273,7 +82,7 @@ fn image_pull_secrets_policies_and_back_off() {
             &private,
         ))
         .expect("push to the registry");
-    let c = Cluster::start("kv-images", &mirrors);
+    let c = start("kv-images", &mirrors);
     let node = c.node.clone();
 
     // No credentials: 401, ErrImagePull then ImagePullBackOff, with
@@ -434,7 +243,7 @@ fn image_pull_secrets_policies_and_back_off() {
 
 #[test]
 fn persistent_volume_claims_bind_and_keep_data() {
-    let c = Cluster::start("kv-claims", "");
+    let c = start("kv-claims", "");
     let node = c.node.clone();
     let host_dir = c.server.dir.path().join("pv-host");
     let local_dir = c.server.dir.path().join("pv-local");
@@ -697,7 +506,7 @@ fn jwt_claims(token: &str) -> serde_json::Value {
 
 #[test]
 fn projected_tokens_and_volume_updates() {
-    let c = Cluster::start("kv-tokens", "");
+    let c = start("kv-tokens", "");
     let node = c.node.clone();
     c.ok(&["create", "configmap", "cfg", "--from-literal=color=blue"]);
     c.ok(&[
