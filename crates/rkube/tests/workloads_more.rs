@@ -28,41 +28,12 @@ fn start(extra: &[&str]) -> Server {
 /// A server and `nodes` simulated nodes, registered.
 fn cluster(prefix: &str, nodes: u32) -> (Server, Agent) {
     let server = start(&[]);
-    let agent = Agent::simulate(&server, nodes, prefix, &[]);
-    let last = format!("{prefix}-{}", nodes - 1);
-    assert!(
-        eventually(WAIT, || server
-            .kubectl(&["get", "node", &last])
-            .status
-            .success()),
-        "simulated nodes did not register:\n{}",
-        agent.log()
-    );
+    let agent = Agent::simulate_registered(&server, nodes, prefix, &[], WAIT);
     (server, agent)
 }
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
-        server
-            .log()
-            .lines()
-            .rev()
-            .take(30)
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    server.wait_jsonpath(WAIT, args, path, want, || server.log_tail(30));
 }
 
 fn condition(kind: &str, name: &str, type_: &str, field: &str) -> (Vec<String>, String) {
@@ -109,28 +80,22 @@ fn backoff_limit_per_index_retries_each_index_then_fails_the_job() {
         "FailedIndexes",
     );
     assert_eq!(
-        jsonpath(
-            &server,
-            &["get", "job", "perindex"],
-            "{.status.failedIndexes}"
-        ),
+        server.jsonpath(&["get", "job", "perindex"], "{.status.failedIndexes}"),
         "0,1"
     );
     assert_eq!(
-        jsonpath(&server, &["get", "job", "perindex"], "{.status.failed}"),
+        server.jsonpath(&["get", "job", "perindex"], "{.status.failed}"),
         "4"
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "job", "perindex"],
             "{.status.conditions[?(@.type==\"Failed\")].message}"
         ),
         "Job has failed indexes"
     );
     // The retries carry their index's failure count.
-    let counts = jsonpath(
-        &server,
+    let counts = server.jsonpath(
         &["get", "pods", "-l", "batch.kubernetes.io/job-completion-index=1"],
         "{range .items[*]}{.metadata.annotations.batch\\.kubernetes\\.io/job-index-failure-count} {end}",
     );
@@ -169,8 +134,7 @@ fn max_failed_indexes_and_success_policy_end_jobs_early() {
         "MaxFailedIndexesExceeded",
     );
     assert_eq!(
-        jsonpath(
-            &server,
+        server.jsonpath(
             &["get", "job", "maxfailed"],
             "{.status.conditions[?(@.type==\"Failed\")].message}"
         ),
@@ -188,13 +152,9 @@ fn max_failed_indexes_and_success_policy_end_jobs_early() {
     );
     let (args, path) = condition("job", "policy", "SuccessCriteriaMet", "message");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    assert_eq!(jsonpath(&server, &args, &path), "Matched rules at index 0");
+    assert_eq!(server.jsonpath(&args, &path), "Matched rules at index 0");
     assert_eq!(
-        jsonpath(
-            &server,
-            &["get", "job", "policy"],
-            "{.status.completedIndexes}"
-        ),
+        server.jsonpath(&["get", "job", "policy"], "{.status.completedIndexes}"),
         "0"
     );
     let pods = server.ok(&["get", "pods", "-l", "job-name=policy", "-o", "name"]);
@@ -247,15 +207,10 @@ fn statefulset_rolls_out_with_max_unavailable() {
     // never more.
     let mut most_down = 0;
     let ok = eventually(WAIT, || {
-        let ready = jsonpath(
-            &server,
-            &["get", "statefulset", "web"],
-            "{.status.readyReplicas}",
-        );
+        let ready = server.jsonpath(&["get", "statefulset", "web"], "{.status.readyReplicas}");
         let ready: i32 = ready.trim().parse().unwrap_or(0);
         most_down = most_down.max(4 - ready);
-        let images = jsonpath(
-            &server,
+        let images = server.jsonpath(
             &["get", "pods", "-l", "app=web"],
             "{range .items[*]}{.spec.containers[0].image} {end}",
         );
@@ -272,8 +227,7 @@ fn statefulset_rolls_out_with_max_unavailable() {
         server.ok(&["get", "pods", "-o", "wide"])
     );
     assert!(most_down <= 2, "{most_down} replicas were down at once");
-    let status = jsonpath(
-        &server,
+    let status = server.jsonpath(
         &["get", "statefulset", "web"],
         "{.status.currentRevision}={.status.updateRevision} {.status.availableReplicas}",
     );
@@ -293,8 +247,7 @@ fn sim_pod(name: &str, node: &str, tolerate_secs: u32) -> String {
 }
 
 fn taints(server: &Server, node: &str) -> String {
-    jsonpath(
-        server,
+    server.jsonpath(
         &["get", "node", node],
         "{range .spec.taints[*]}{.key}:{.effect} {end}",
     )
@@ -325,11 +278,7 @@ fn every_node_down_stops_evictions_until_one_is_back() {
     });
     assert!(!tainted, "a NoExecute taint came in full disruption");
     assert_eq!(
-        jsonpath(
-            &server,
-            &["get", "pod", "quick"],
-            "{.metadata.deletionTimestamp}"
-        ),
+        server.jsonpath(&["get", "pod", "quick"], "{.metadata.deletionTimestamp}"),
         ""
     );
     // One ready node ends the disruption mode: the down nodes get their
@@ -428,9 +377,11 @@ fn preemption_spares_pods_a_disruption_budget_protects() {
         "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
         "PreemptionByScheduler",
     );
-    assert!(!jsonpath(&s, &["get", "pod", "web"], "{.metadata.deletionTimestamp}").is_empty());
+    assert!(!s
+        .jsonpath(&["get", "pod", "web"], "{.metadata.deletionTimestamp}")
+        .is_empty());
     assert_eq!(
-        jsonpath(&s, &["get", "pod", "db"], "{.metadata.deletionTimestamp}"),
+        s.jsonpath(&["get", "pod", "db"], "{.metadata.deletionTimestamp}"),
         "",
         "the budget-protected pod stays"
     );
@@ -497,11 +448,7 @@ fn image_locality_prefers_the_node_holding_the_image() {
     );
     s.ok_stdin(&["apply", "-f", "-"], &(node("plain", "4") + &holder));
     assert_eq!(
-        jsonpath(
-            &s,
-            &["get", "node", "holder"],
-            "{.status.images[0].sizeBytes}"
-        ),
+        s.jsonpath(&["get", "node", "holder"], "{.status.images[0].sizeBytes}"),
         "838860800"
     );
     let p = pod("big", "default", "app: big", "100m", "")
