@@ -69,13 +69,13 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
                 let key = key(&cj);
                 let out = sync(&cj, &ctx).await;
                 if out.is_ok() {
-                    ctx.backoff.reset(&key);
+                    ctx.backoff.succeeded(&key);
                 }
                 out
             },
             |cj, err, ctx| {
                 tracing::warn!(cronjob = %key(&cj), error = %err, "cronjob sync failed");
-                Action::requeue(ctx.backoff.next(&key(&cj)))
+                Action::requeue(ctx.backoff.failed(&key(&cj)))
             },
             ctx,
         )

@@ -395,7 +395,8 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    pub fn next(&self, key: &str) -> Duration {
+    /// Records a failed sync of `key`; how long to wait before the next.
+    pub fn failed(&self, key: &str) -> Duration {
         let mut f = self.failures.lock().expect("backoff lock");
         let n = f.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
@@ -403,7 +404,8 @@ impl Backoff {
         Duration::from_millis(ms.min(1_000_000))
     }
 
-    pub fn reset(&self, key: &str) {
+    /// A sync of `key` succeeded: its next failure starts over at 5 ms.
+    pub fn succeeded(&self, key: &str) {
         self.failures.lock().expect("backoff lock").remove(key);
     }
 }
@@ -476,9 +478,9 @@ mod tests {
     #[test]
     fn backoff_doubles_and_resets() {
         let b = Backoff::default();
-        assert_eq!(b.next("k"), Duration::from_millis(5));
-        assert_eq!(b.next("k"), Duration::from_millis(10));
-        b.reset("k");
-        assert_eq!(b.next("k"), Duration::from_millis(5));
+        assert_eq!(b.failed("k"), Duration::from_millis(5));
+        assert_eq!(b.failed("k"), Duration::from_millis(10));
+        b.succeeded("k");
+        assert_eq!(b.failed("k"), Duration::from_millis(5));
     }
 }

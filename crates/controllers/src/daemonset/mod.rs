@@ -108,13 +108,13 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
                 let key = key(&ds);
                 let out = sync(&ds, &ctx).await;
                 if out.is_ok() {
-                    ctx.backoff.reset(&key);
+                    ctx.backoff.succeeded(&key);
                 }
                 out
             },
             |ds, err, ctx| {
                 tracing::warn!(daemonset = %key(&ds), error = %err, "daemon set sync failed");
-                Action::requeue(ctx.backoff.next(&key(&ds)))
+                Action::requeue(ctx.backoff.failed(&key(&ds)))
             },
             ctx,
         )

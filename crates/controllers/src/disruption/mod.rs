@@ -27,7 +27,8 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
-use crate::endpoints::index::{label_selector_selects, publish_event, recorder, PodIndex};
+use crate::daemonset::common::event;
+use crate::endpoints::index::{label_selector_selects, recorder, PodIndex};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
 use kube::runtime::events::Recorder;
@@ -152,7 +153,7 @@ async fn sync(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Er
     }
     // Said when the status changes, not on every sync.
     if pods.is_empty() {
-        publish_event(
+        event(
             &ctx.recorder,
             &*pdb,
             false,
@@ -167,7 +168,7 @@ async fn sync(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Ctx>) -> Result<Action, Er
         .flatten()
         .find(|c| c.reason == "SyncFailed")
     {
-        publish_event(
+        event(
             &ctx.recorder,
             &*pdb,
             true,

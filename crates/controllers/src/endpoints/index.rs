@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
@@ -195,33 +195,6 @@ pub(crate) fn recorder(client: &kube::Client, controller: &str) -> Recorder {
             instance: None,
         },
     )
-}
-
-/// Publish an event about `obj`. A failure is only logged: upstream's
-/// recorder drops events it cannot write too.
-pub(crate) async fn publish_event<K>(
-    recorder: &Recorder,
-    obj: &K,
-    warning: bool,
-    reason: &str,
-    note: String,
-) where
-    K: kube::Resource<DynamicType = ()>,
-{
-    let ev = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: reason.into(),
-        note: Some(note),
-        action: reason.into(),
-        secondary: None,
-    };
-    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
-        tracing::debug!(error = %e, reason, "event not recorded");
-    }
 }
 
 /// The object reference to a pod that endpoints carry as `targetRef`.

@@ -14,7 +14,6 @@ pub(crate) mod index;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -23,6 +22,9 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 
+/// The controllers' one per-key failure backoff, by the path the cluster
+/// controllers import it.
+pub(crate) use crate::daemonset::common::Backoff;
 use crate::informers::Informers;
 use build::{desired_endpoints, pod_change_time, up_to_date, OVER_CAPACITY};
 use index::{map_selects, PodIndex};
@@ -34,27 +36,6 @@ pub enum Error {
     Write(String, #[source] kube::Error),
     #[error("deleting endpoints {0}: {1}")]
     Delete(String, #[source] kube::Error),
-}
-
-/// Per-key exponential backoff after failed syncs, as client-go's default
-/// controller rate limiter: 5 ms doubling per failure, at most 1000 s.
-#[derive(Default)]
-pub(crate) struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Backoff {
-    pub(crate) fn failed(&self, key: &str) -> Duration {
-        let mut map = self.failures.lock().expect("backoff lock");
-        let n = map.entry(key.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        let ms = 5u64.saturating_mul(1u64 << (*n - 1).min(30));
-        Duration::from_millis(ms.min(1_000_000))
-    }
-
-    pub(crate) fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
-    }
 }
 
 /// Which Services a pod was last found in, so that a pod whose labels

@@ -88,13 +88,13 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
                 let key = key(&job);
                 let out = sync(&job, &ctx).await;
                 if out.is_ok() {
-                    ctx.backoff.reset(&key);
+                    ctx.backoff.succeeded(&key);
                 }
                 out
             },
             |job, err, ctx| {
                 tracing::warn!(job = %key(&job), error = %err, "job sync failed");
-                Action::requeue(ctx.backoff.next(&key(&job)))
+                Action::requeue(ctx.backoff.failed(&key(&job)))
             },
             ctx,
         )

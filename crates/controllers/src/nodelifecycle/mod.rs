@@ -47,7 +47,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
 use serde_json::json;
 
-use crate::endpoints::index::{publish_event, recorder, PodIndex};
+use crate::daemonset::common::event;
+use crate::endpoints::index::{recorder, PodIndex};
 use crate::endpoints::Backoff;
 use crate::informers::Informers;
 use eviction::{decide, tolerations_of, Decision};
@@ -206,7 +207,7 @@ impl Monitor {
         if expired {
             if let Some(conditions) = unknown_conditions(&node, &now_time()) {
                 tracing::info!(node = %name, "node stopped posting status; Ready is Unknown");
-                publish_event(
+                event(
                     &self.recorder,
                     &node,
                     false,
@@ -279,7 +280,7 @@ impl Monitor {
                 .await
             {
                 Ok(_) => {
-                    publish_event(
+                    event(
                         &self.recorder,
                         &*pod,
                         true,
@@ -326,7 +327,7 @@ async fn evict(pod: Arc<Pod>, ctx: Arc<EvictCtx>) -> Result<Action, Error> {
         Decision::EvictNow => {
             let (ns, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
             tracing::info!(pod = %format!("{ns}/{name}"), node = %node_name, "taint eviction");
-            publish_event(
+            event(
                 &ctx.recorder,
                 &*pod,
                 false,

@@ -96,13 +96,13 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
                 let key = key(&set);
                 let out = sync(&set, &ctx).await;
                 if out.is_ok() {
-                    ctx.backoff.reset(&key);
+                    ctx.backoff.succeeded(&key);
                 }
                 out
             },
             |set, err, ctx| {
                 tracing::warn!(statefulset = %key(&set), error = %err, "statefulset sync failed");
-                Action::requeue(ctx.backoff.next(&key(&set)))
+                Action::requeue(ctx.backoff.failed(&key(&set)))
             },
             ctx,
         )
