@@ -60,7 +60,14 @@ impl PodRuntime for KubeletApi {
                 namespace: namespace.into(),
                 pod: pod.into(),
             })?;
-        let known = crate::env::all_containers(&entry.pod).any(|c| c.name == container);
+        // Debug (ephemeral) containers too: logs, exec and attach reach them.
+        let ephemeral = entry
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref());
+        let known = crate::env::all_containers(&entry.pod).any(|c| c.name == container)
+            || ephemeral.is_some_and(|l| l.iter().any(|c| c.name == container));
         if !known {
             return Err(LookupError::ContainerNotFound {
                 pod: pod.into(),
