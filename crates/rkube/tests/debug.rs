@@ -176,8 +176,21 @@ fn kubectl_debug_runs_ephemeral_containers() {
         Some(2)
     );
 
-    // The debug containers go with the pod.
+    // A long-running debug container shows Running and takes exec.
+    c.ok(&[
+        "debug", "web", "--image", BUSYBOX, "-c", "dbg3", "--", "sleep", "3600",
+    ]);
+    c.wait(
+        &["pod", "web"],
+        "{.status.ephemeralContainerStatuses[?(@.name==\"dbg3\")].state.running.startedAt}",
+        |r| !r.is_empty(),
+    );
+    let out = c.ok(&["exec", "web", "-c", "dbg3", "--", "echo", "marco"]);
+    assert_eq!(out.trim(), "marco");
+
+    // The debug containers go with the pod, stopped in its grace period.
     c.ok(&["delete", "pod", "web", "--wait=true"]);
+    c.wait_events("web", &["Stopping container dbg3"]);
     let ok = support::eventually(Duration::from_secs(60), || {
         c.runtime_ps().lines().nth(1).is_none()
     });

@@ -60,8 +60,8 @@ impl Worker {
         }
     }
 
-    /// Stops every running container of the pod: app containers first
-    /// (in parallel), then sidecars.
+    /// Stops every running container of the pod: app and ephemeral
+    /// containers first (in parallel), then sidecars.
     pub(super) async fn stop_all(&mut self, pod: &Pod, grace: Duration, events: bool) {
         let spec = pod.spec.clone().unwrap_or_default();
         let deadline = Instant::now() + grace;
@@ -82,6 +82,12 @@ impl Worker {
                     .filter(|c| c.restart_policy.as_deref() != Some("Always")),
             )
             .cloned()
+            .chain(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .map(super::ephemeral::as_container),
+            )
             .collect();
         for group in [others, sidecars] {
             let mut jobs = Vec::new();
