@@ -89,18 +89,13 @@ fn conflict(e: &kube::Error) -> bool {
 
 impl Ctx {
     /// Remember `reason` as told for the claim `key`; whether it is new.
-    /// Deleted claims are never synced again, so when the map outgrows the
-    /// claims cached it keeps only the claims that still exist: it never
-    /// holds more entries than there are claims, plus one.
     fn tell(&self, key: &str, reason: &'static str) -> bool {
-        let mut told = self.told.lock().expect("told lock");
-        let before = told.insert(key.to_string(), reason);
-        if told.len() > self.claims.len() {
-            let live: std::collections::HashSet<String> =
-                self.claims.state().iter().map(|c| claim_key(c)).collect();
-            told.retain(|k, _| live.contains(k));
-        }
-        before != Some(reason)
+        remember(
+            &mut self.told.lock().expect("told lock"),
+            key,
+            reason,
+            &self.claims,
+        )
     }
 
     async fn event<K: Resource<DynamicType = ()>>(
@@ -135,6 +130,25 @@ impl Ctx {
                 == Some("WaitForFirstConsumer"),
         })
     }
+}
+
+/// Record `reason` as told for the claim `key`; whether it differs from
+/// what was told before. Deleted claims are never synced again, so when
+/// the map outgrows the cached claims it keeps only claims that still
+/// exist: it never holds more entries than there are claims, plus one.
+fn remember(
+    told: &mut HashMap<String, &'static str>,
+    key: &str,
+    reason: &'static str,
+    claims: &Store<PersistentVolumeClaim>,
+) -> bool {
+    let before = told.insert(key.to_string(), reason);
+    if told.len() > claims.len() {
+        let live: std::collections::HashSet<String> =
+            claims.state().iter().map(|c| claim_key(c)).collect();
+        told.retain(|k, _| live.contains(k));
+    }
+    before != Some(reason)
 }
 
 /// The claims a pod on a node uses (they may be waiting for it).
@@ -517,4 +531,43 @@ pub async fn run(client: kube::Client, informers: Arc<Informers>) {
             )
             .for_each(|_| async {});
     futures::join!(claim_loop, volume_loop);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+
+    fn claim(name: &str) -> PersistentVolumeClaim {
+        let mut c = PersistentVolumeClaim::default();
+        c.metadata.name = Some(name.into());
+        c.metadata.namespace = Some("ns".into());
+        c
+    }
+
+    #[test]
+    fn told_reasons_of_deleted_claims_are_swept() {
+        let mut writer = Writer::<PersistentVolumeClaim>::default();
+        let store = writer.as_reader();
+        for n in ["a", "b"] {
+            writer.apply_watcher_event(&watcher::Event::Apply(claim(n)));
+        }
+        let mut told = HashMap::new();
+        assert!(remember(&mut told, "ns/a", "FailedBinding", &store));
+        assert!(
+            !remember(&mut told, "ns/a", "FailedBinding", &store),
+            "told"
+        );
+        assert!(remember(&mut told, "ns/a", "WaitForFirstConsumer", &store));
+        assert!(remember(&mut told, "ns/b", "FailedBinding", &store));
+        // b is deleted; a new claim c waits: b's entry goes.
+        writer.apply_watcher_event(&watcher::Event::Delete(claim("b")));
+        writer.apply_watcher_event(&watcher::Event::Apply(claim("c")));
+        writer.apply_watcher_event(&watcher::Event::Delete(claim("a")));
+        assert!(remember(&mut told, "ns/c", "FailedBinding", &store));
+        let mut keys: Vec<_> = told.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["ns/c"]);
+    }
 }
