@@ -8,49 +8,21 @@ mod support;
 
 use std::time::Duration;
 
-use support::agent::Agent;
+use support::agent::simulated_cluster;
 use support::{eventually, Server};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-fn jsonpath(server: &Server, args: &[&str], path: &str) -> String {
-    let out = server.kubectl(&[args, &["-o", &format!("jsonpath={path}")]].concat());
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn wait_for(server: &Server, args: &[&str], path: &str, want: &str) {
-    let mut last = String::new();
-    let ok = eventually(WAIT, || {
-        last = jsonpath(server, args, path);
-        last == want
-    });
-    assert!(
-        ok,
-        "{args:?} {path}: want {want:?}, last saw {last:?}\n{}",
+    server.wait_jsonpath(WAIT, args, path, want, || {
         server.ok(&["get", "deploy,rs,rc,ds,pods", "-o", "wide"])
-    );
-}
-
-fn cluster(prefix: &str, nodes: u32) -> (Server, Agent) {
-    let server = Server::start();
-    let agent = Agent::simulate(&server, nodes, prefix, &[]);
-    let last = format!("{prefix}-{}", nodes - 1);
-    assert!(
-        eventually(WAIT, || server
-            .kubectl(&["get", "node", &last])
-            .status
-            .success()),
-        "simulated nodes did not register:\n{}",
-        agent.log()
-    );
-    (server, agent)
+    });
 }
 
 /// Names and owner names of the pods `selector` picks, as
 /// `name=owner` words sorted, without the ones being deleted.
 fn pod_owners(server: &Server, selector: &str) -> Vec<String> {
-    let out = jsonpath(
-        server,
+    let out = server.jsonpath(
         &["get", "pods", "-l", selector],
         "{range .items[*]}{.metadata.name}={.metadata.ownerReferences[0].name}/{.metadata.deletionTimestamp} {end}",
     );
@@ -155,7 +127,7 @@ spec:
 /// sub-resource; ReplicaSet, list and delete a collection of ReplicaSets.
 #[test]
 fn replicaset_adopts_releases_scales_and_lifecycle() {
-    let (server, _agent) = cluster("rs", 2);
+    let (server, _agent) = simulated_cluster("rs", 2, WAIT);
     // An orphan with matching labels is adopted instead of a new pod made.
     server.ok_stdin(&["apply", "-f", "-"], ORPHAN_POD);
     wait_for(
@@ -247,8 +219,7 @@ fn replicaset_adopts_releases_scales_and_lifecycle() {
         "-p",
         r#"{"spec":{"replicas":2},"metadata":{"labels":{"patched":"true"}}}"#,
     ]);
-    let generation = jsonpath(
-        &server,
+    let generation = server.jsonpath(
         &["get", "rs", "pod-adoption-release"],
         "{.metadata.generation}",
     );
@@ -343,7 +314,7 @@ spec:
 /// lifecycle (patch, status, delete collection).
 #[test]
 fn replication_controller_quota_failure_scale_release_lifecycle() {
-    let (server, _agent) = cluster("rc", 2);
+    let (server, _agent) = simulated_cluster("rc", 2, WAIT);
     server.ok_stdin(&["apply", "-f", "-"], QUOTA);
     wait_for(
         &server,
@@ -358,8 +329,7 @@ fn replication_controller_quota_failure_scale_release_lifecycle() {
         "{.status.conditions[?(@.type==\"ReplicaFailure\")].status}/{.status.conditions[?(@.type==\"ReplicaFailure\")].reason}",
         "True/FailedCreate",
     );
-    let msg = jsonpath(
-        &server,
+    let msg = server.jsonpath(
         &["get", "rc", "condition-test"],
         "{.status.conditions[?(@.type==\"ReplicaFailure\")].message}",
     );
@@ -439,8 +409,7 @@ fn replication_controller_quota_failure_scale_release_lifecycle() {
         "-p",
         r#"{"status":{"conditions":[{"type":"StatusPatched","status":"True"}]}}"#,
     ]);
-    let cond = jsonpath(
-        &server,
+    let cond = server.jsonpath(
         &["get", "rc", "condition-test"],
         "{.status.conditions[?(@.type==\"StatusPatched\")].status}",
     );
@@ -501,8 +470,7 @@ spec:
 ";
 
 fn progressing(server: &Server, name: &str) -> String {
-    jsonpath(
-        server,
+    server.jsonpath(
         &["get", "deploy", name],
         "{.status.conditions[?(@.type==\"Progressing\")].reason}",
     )
@@ -516,7 +484,7 @@ fn progressing(server: &Server, name: &str) -> String {
 /// as history).
 #[test]
 fn deployment_rolling_update_conditions_annotations_history() {
-    let (server, _agent) = cluster("dp", 2);
+    let (server, _agent) = simulated_cluster("dp", 2, WAIT);
     // An orphan ReplicaSet the Deployment's selector matches is adopted,
     // then cleaned away as history past the limit.
     server.ok_stdin(
@@ -556,8 +524,7 @@ fn deployment_rolling_update_conditions_annotations_history() {
 
     // The new set: pod-template-hash in its name, labels and selector,
     // and the bookkeeping annotations.
-    let rs_name = jsonpath(
-        &server,
+    let rs_name = server.jsonpath(
         &["get", "rs", "-l", "app=webserver"],
         "{.items[?(@.spec.replicas==4)].metadata.name}",
     );
@@ -569,13 +536,12 @@ fn deployment_rolling_update_conditions_annotations_history() {
                 .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
         "{rs_name}"
     );
-    let labels = jsonpath(
-        &server,
+    let labels = server.jsonpath(
         &["get", "rs", &rs_name],
         "{.metadata.labels.pod-template-hash}/{.spec.selector.matchLabels.pod-template-hash}",
     );
     assert_eq!(labels, format!("{hash}/{hash}"));
-    let annotations = jsonpath(&server, &["get", "rs", &rs_name], "{.metadata.annotations}");
+    let annotations = server.jsonpath(&["get", "rs", &rs_name], "{.metadata.annotations}");
     let annotations: serde_json::Value = serde_json::from_str(&annotations).unwrap();
     // The adopted set has no revision: this is the first.
     assert_eq!(annotations["deployment.kubernetes.io/revision"], "1");
@@ -584,8 +550,7 @@ fn deployment_rolling_update_conditions_annotations_history() {
         "4"
     );
     assert_eq!(annotations["deployment.kubernetes.io/max-replicas"], "5");
-    let dep_rev = jsonpath(
-        &server,
+    let dep_rev = server.jsonpath(
         &["get", "deploy", "webserver"],
         "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
     );
@@ -628,8 +593,7 @@ fn deployment_rolling_update_conditions_annotations_history() {
     let mut names = String::new();
     assert!(
         eventually(WAIT, || {
-            names = jsonpath(
-                &server,
+            names = server.jsonpath(
                 &["get", "rs", "-l", "app=webserver"],
                 "{.items[*].metadata.name}",
             );
@@ -637,8 +601,7 @@ fn deployment_rolling_update_conditions_annotations_history() {
         }),
         "{names}"
     );
-    let old_rev = jsonpath(
-        &server,
+    let old_rev = server.jsonpath(
         &["get", "rs", &rs_name],
         "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}/{.spec.replicas}",
     );
@@ -670,7 +633,7 @@ fn deployment_rolling_update_conditions_annotations_history() {
 /// the scaling of a Deployment subresource.
 #[test]
 fn deployment_proportional_scaling_and_scale_subresource() {
-    let (server, _agent) = cluster("ps", 2);
+    let (server, _agent) = simulated_cluster("ps", 2, WAIT);
     server.ok_stdin(
         &["apply", "-f", "-"],
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: webserver\nspec:\n  replicas: 10\n  \
@@ -679,11 +642,7 @@ fn deployment_proportional_scaling_and_scale_subresource() {
          spec:\n      containers: [{name: httpd, image: 'httpd:2.4.38'}]\n",
     );
     server.ok(&["rollout", "status", "deploy/webserver", "--timeout=90s"]);
-    let first = jsonpath(
-        &server,
-        &["get", "rs", "-l", "app=ps"],
-        "{.items[0].metadata.name}",
-    );
+    let first = server.jsonpath(&["get", "rs", "-l", "app=ps"], "{.items[0].metadata.name}");
     // The new template's pods never become ready.
     server.ok(&[
         "patch",
@@ -694,8 +653,7 @@ fn deployment_proportional_scaling_and_scale_subresource() {
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"httpd","image":"webserver:404","readinessProbe":{"initialDelaySeconds":100000,"exec":{"command":["true"]}}}]}}}}"#,
     ]);
     let sizes = |server: &Server| {
-        jsonpath(
-            server,
+        server.jsonpath(
             &["get", "rs", "-l", "app=ps"],
             &format!(
                 "{{.items[?(@.metadata.name==\"{first}\")].spec.replicas}}/{{.items[?(@.metadata.name!=\"{first}\")].spec.replicas}}"
@@ -751,7 +709,7 @@ fn deployment_proportional_scaling_and_scale_subresource() {
 /// collection); Deployment, status sub-resource.
 #[test]
 fn deployment_lifecycle_and_status_subresource() {
-    let (server, _agent) = cluster("dl", 1);
+    let (server, _agent) = simulated_cluster("dl", 1, WAIT);
     server.ok(&["create", "namespace", "lifecycle"]);
     server.ok_stdin(
         &["apply", "-n", "lifecycle", "-f", "-"],
@@ -867,8 +825,7 @@ spec:
 ";
 
 fn ds_pods(server: &Server) -> Vec<String> {
-    let out = jsonpath(
-        server,
+    let out = server.jsonpath(
         &["get", "pods", "-l", "daemonset-name=daemon-set"],
         "{range .items[*]}{.metadata.uid}:{.spec.containers[0].image}:{.metadata.deletionTimestamp} {end}",
     );
@@ -887,15 +844,11 @@ fn ds_pods(server: &Server) -> Vec<String> {
 /// ControllerRevision resource lifecycle.
 #[test]
 fn daemonset_rollback_status_revisions_and_lifecycle() {
-    let (server, _agent) = cluster("dsc", 3);
+    let (server, _agent) = simulated_cluster("dsc", 3, WAIT);
     server.ok_stdin(&["apply", "-f", "-"], DAEMONSET);
     let out = server.ok(&["rollout", "status", "ds/daemon-set", "--timeout=90s"]);
     assert!(out.contains("successfully rolled out"), "{out}");
-    let generation = jsonpath(
-        &server,
-        &["get", "ds", "daemon-set"],
-        "{.metadata.generation}",
-    );
+    let generation = server.jsonpath(&["get", "ds", "daemon-set"], "{.metadata.generation}");
     wait_for(
         &server,
         &["get", "ds", "daemon-set"],
@@ -903,8 +856,7 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
         &format!("3/3/3/3/3/0/{generation}"),
     );
     // A deleted daemon pod is revived (DaemonSet-Creation).
-    let victim = jsonpath(
-        &server,
+    let victim = server.jsonpath(
         &["get", "pods", "-l", "daemonset-name=daemon-set"],
         "{.items[0].metadata.name}",
     );
@@ -912,8 +864,7 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
     let mut now = Vec::new();
     assert!(
         eventually(WAIT, || {
-            let names = jsonpath(
-                &server,
+            let names = server.jsonpath(
                 &["get", "pods", "-l", "daemonset-name=daemon-set"],
                 "{.items[*].metadata.name}",
             );
@@ -975,8 +926,7 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
 
     // ControllerRevisions: one per template, owned by the DaemonSet;
     // patched, replaced, a new one created and a collection deleted.
-    let revs = jsonpath(
-        &server,
+    let revs = server.jsonpath(
         &[
             "get",
             "controllerrevisions",
@@ -988,8 +938,7 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
     let mut revs: Vec<&str> = revs.split_whitespace().collect();
     revs.sort();
     assert_eq!(revs, ["daemon-set=2", "daemon-set=3"]);
-    let cr_name = jsonpath(
-        &server,
+    let cr_name = server.jsonpath(
         &[
             "get",
             "controllerrevisions",
@@ -1011,8 +960,7 @@ fn daemonset_rollback_status_revisions_and_lifecycle() {
             .unwrap();
     cr["metadata"]["labels"]["e2e"] = "updated".into();
     server.ok_stdin(&["replace", "-f", "-"], &cr.to_string());
-    let labels = jsonpath(
-        &server,
+    let labels = server.jsonpath(
         &["get", "controllerrevision", &cr_name],
         "{.metadata.labels.e2e}",
     );
@@ -1115,7 +1063,7 @@ fn pod_history(server: &Server, rv: &str, selector: &str) -> Vec<(String, String
 /// superseded one deleted once the rollout is done).
 #[test]
 fn deployment_recreate_never_overlaps_and_history_limit_zero() {
-    let (server, _agent) = cluster("rc0", 2);
+    let (server, _agent) = simulated_cluster("rc0", 2, WAIT);
     let template = |image: &str| {
         format!(
             "    metadata: {{labels: {{name: cleanup-pod}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      \
@@ -1250,7 +1198,7 @@ fn deployment_recreate_never_overlaps_and_history_limit_zero() {
 /// ready for minReadySeconds.
 #[test]
 fn deployment_rollover_scales_stuck_and_adopted_sets_down() {
-    let (server, _agent) = cluster("ro", 2);
+    let (server, _agent) = simulated_cluster("ro", 2, WAIT);
     server.ok_stdin(
         &["apply", "-f", "-"],
         "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: test-rollover-controller\n  labels: {name: rollover-pod}\nspec:\n  \
@@ -1283,8 +1231,7 @@ fn deployment_rollover_scales_stuck_and_adopted_sets_down() {
     let stuck = {
         let mut name = String::new();
         assert!(eventually(WAIT, || {
-            name = jsonpath(
-                &server,
+            name = server.jsonpath(
                 &["get", "rs", "-l", "name=rollover-pod"],
                 "{.items[?(@.spec.template.spec.containers[0].name==\"c\")].metadata.name}",
             );
@@ -1330,8 +1277,7 @@ fn deployment_rollover_scales_stuck_and_adopted_sets_down() {
         "{.status.replicas}/{.status.updatedReplicas}/{.status.availableReplicas}",
         "1/1/1",
     );
-    let revision = jsonpath(
-        &server,
+    let revision = server.jsonpath(
         &["get", "deploy", "test-rollover-deployment"],
         "{.metadata.annotations.deployment\\.kubernetes\\.io/revision}",
     );
