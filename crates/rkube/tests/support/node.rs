@@ -234,6 +234,29 @@ impl LocalNode {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A pod's metadata.uid.
+    pub fn uid(&self, pod: &str) -> String {
+        self.get(&["pod", pod], "{.metadata.uid}")
+    }
+
+    /// A file below the agent's cgroup parent in one hierarchy (`rel` is
+    /// e.g. `kubepods/...`).
+    pub fn cgroup_file(&self, controller: &str, rel: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(&self.cgroup_parent)
+            .join(rel)
+    }
+
+    /// [`LocalNode::cgroup_file`]'s content, trimmed; it must exist.
+    pub fn read_cgroup(&self, controller: &str, rel: &str) -> String {
+        let p = self.cgroup_file(controller, rel);
+        std::fs::read_to_string(&p)
+            .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+            .trim()
+            .to_string()
+    }
+
     /// The CRI log of a pod's container (attempt `n`), as the agent wrote
     /// it.
     pub fn log_file(&self, pod: &str, container: &str, n: u32) -> String {
