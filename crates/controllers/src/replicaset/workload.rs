@@ -86,6 +86,39 @@ fn template_labels(t: Option<&PodTemplateSpec>) -> Option<&BTreeMap<String, Stri
     t?.metadata.as_ref()?.labels.as_ref()
 }
 
+/// [`Status`] from either kind's status: `ReplicaSetStatus` and
+/// `ReplicationControllerStatus` (and their conditions) have the same
+/// fields under different types.
+macro_rules! status_of {
+    ($status:expr) => {
+        match $status {
+            None => Status::default(),
+            Some(s) => Status {
+                replicas: s.replicas,
+                fully_labeled_replicas: s.fully_labeled_replicas.unwrap_or(0),
+                ready_replicas: s.ready_replicas.unwrap_or(0),
+                available_replicas: s.available_replicas.unwrap_or(0),
+                observed_generation: s.observed_generation.unwrap_or(0),
+                conditions: s
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .map(|c| Condition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                        last_transition_time: c
+                            .last_transition_time
+                            .as_ref()
+                            .map(|t| t.0.to_string()),
+                    })
+                    .collect(),
+            },
+        }
+    };
+}
+
 impl Replicated for ReplicaSet {
     const API_VERSION: &'static str = "apps/v1";
     const KIND: &'static str = "ReplicaSet";
@@ -110,28 +143,7 @@ impl Replicated for ReplicaSet {
         }
     }
     fn status(&self) -> Status {
-        let Some(s) = &self.status else {
-            return Status::default();
-        };
-        Status {
-            replicas: s.replicas,
-            fully_labeled_replicas: s.fully_labeled_replicas.unwrap_or(0),
-            ready_replicas: s.ready_replicas.unwrap_or(0),
-            available_replicas: s.available_replicas.unwrap_or(0),
-            observed_generation: s.observed_generation.unwrap_or(0),
-            conditions: s
-                .conditions
-                .iter()
-                .flatten()
-                .map(|c| Condition {
-                    type_: c.type_.clone(),
-                    status: c.status.clone(),
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                    last_transition_time: c.last_transition_time.as_ref().map(|t| t.0.to_string()),
-                })
-                .collect(),
-        }
+        status_of!(&self.status)
     }
 }
 
@@ -167,27 +179,6 @@ impl Replicated for ReplicationController {
         }
     }
     fn status(&self) -> Status {
-        let Some(s) = &self.status else {
-            return Status::default();
-        };
-        Status {
-            replicas: s.replicas,
-            fully_labeled_replicas: s.fully_labeled_replicas.unwrap_or(0),
-            ready_replicas: s.ready_replicas.unwrap_or(0),
-            available_replicas: s.available_replicas.unwrap_or(0),
-            observed_generation: s.observed_generation.unwrap_or(0),
-            conditions: s
-                .conditions
-                .iter()
-                .flatten()
-                .map(|c| Condition {
-                    type_: c.type_.clone(),
-                    status: c.status.clone(),
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                    last_transition_time: c.last_transition_time.as_ref().map(|t| t.0.to_string()),
-                })
-                .collect(),
-        }
+        status_of!(&self.status)
     }
 }
