@@ -3,8 +3,9 @@
 //! container targeting an app container sees that container's processes,
 //! shows up in status.ephemeralContainerStatuses (Running, then
 //! Terminated, never restarted), serves `kubectl logs -c` and `kubectl
-//! debug -i`'s attach; changing or removing one, or adding one through a
-//! plain pod update, is refused with upstream's messages.
+//! debug -i`'s attach and exec; a PUT through the subresource adds one;
+//! changing or removing one, or adding one through a plain pod update, is
+//! refused with upstream's messages; they stop with the pod.
 
 mod support;
 
@@ -175,6 +176,24 @@ fn kubectl_debug_runs_ephemeral_containers() {
             .map(Vec::len),
         Some(2)
     );
+
+    // Adding one through the subresource with a PUT (the conformance
+    // test's path) is allowed, and it runs.
+    let mut pod = ephemeral_view(&c, "web");
+    pod["spec"]["ephemeralContainers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "dbg4", "image": BUSYBOX,
+            "imagePullPolicy": "Never", "command": ["echo", "via-put"]}));
+    let body = pod.to_string();
+    c.server
+        .ok_stdin(&["replace", "--raw", sub, "-f", "-"], &body);
+    c.wait(
+        &["pod", "web"],
+        "{.status.ephemeralContainerStatuses[?(@.name==\"dbg4\")].state.terminated.reason}",
+        |r| r == "Completed",
+    );
+    assert_eq!(c.ok(&["logs", "web", "-c", "dbg4"]).trim(), "via-put");
 
     // A long-running debug container shows Running and takes exec.
     c.ok(&[
