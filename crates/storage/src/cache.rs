@@ -18,8 +18,8 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
-    Error, EventKind, KeyValue, ListOptions, ListResponse, Result, Revision, Store, WatchEvent,
-    WatchStream,
+    Error, EventKind, KeyValue, ListOptions, ListResponse, ProgressStream, Result, Revision, Store,
+    WatchEvent, WatchItem, WatchStream,
 };
 
 /// How many recent events a cache keeps for watches that start in the past.
@@ -27,6 +27,10 @@ const HISTORY: usize = 4096;
 /// How long a read waits for the cache to catch up before going to the
 /// backing store instead.
 const CATCH_UP: Duration = Duration::from_secs(3);
+/// How often a watch that wants progress is told how far it has got, when
+/// it has got further. Often enough that a watch ending on its timeout
+/// resumes well inside the window; rare enough to cost idle watches little.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 struct Event {
@@ -158,13 +162,14 @@ impl CachedStore {
         })
     }
 
-    /// The backlog after `after` and a live subscription, taken together
-    /// under the lock; `None` when `after` is outside the window.
+    /// The backlog after `after`, the revision it brings the watch up to
+    /// and a live subscription, taken together under the lock; `None` when
+    /// `after` is outside the window.
     fn subscribe(
         &self,
         prefix: &str,
         after: Revision,
-    ) -> Option<(Vec<Event>, broadcast::Receiver<Event>)> {
+    ) -> Option<(Vec<Event>, Revision, broadcast::Receiver<Event>)> {
         let data = self.read();
         if !data.ready || after < data.window_start || after > data.revision {
             return None;
@@ -175,7 +180,28 @@ impl CachedStore {
             .filter(|e| e.kv.mod_revision > after && in_prefix(&e.kv.key, prefix))
             .cloned()
             .collect();
-        Some((backlog, data.events.subscribe()))
+        Some((backlog, data.revision, data.events.subscribe()))
+    }
+
+    /// A watch served from memory; `None` when `after` is outside the
+    /// window.
+    fn watch_cached(
+        &self,
+        prefix: &str,
+        after: Revision,
+        progress: bool,
+    ) -> Option<ProgressStream> {
+        let (backlog, upto, live) = self.subscribe(prefix, after)?;
+        let (tx, rx) = mpsc::channel(256);
+        let watcher = Watcher {
+            state: self.state.clone(),
+            prefix: prefix.to_string(),
+            tx,
+        };
+        tokio::spawn(watcher.forward(after, backlog, upto, live, progress));
+        Some(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
     }
 }
 
@@ -343,16 +369,23 @@ impl Store for CachedStore {
     }
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-        let Some((backlog, live)) = self.subscribe(prefix, after) else {
+        let Some(items) = self.watch_cached(prefix, after, false) else {
             return self.inner.watch(prefix, after).await;
         };
-        let (tx, rx) = mpsc::channel(256);
-        let prefix = prefix.to_string();
-        let state = self.state.clone();
-        tokio::spawn(async move { forward(state, prefix, after, backlog, live, tx).await });
-        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        Ok(Box::pin(items.filter_map(|item| {
+            futures::future::ready(match item {
+                Ok(WatchItem::Event(event)) => Some(Ok(event)),
+                Ok(WatchItem::Progress(_)) => None,
+                Err(err) => Some(Err(err)),
+            })
         })))
+    }
+
+    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<ProgressStream> {
+        match self.watch_cached(prefix, after, true) {
+            Some(items) => Ok(items),
+            None => self.inner.watch_with_progress(prefix, after).await,
+        }
     }
 
     async fn compact(&self, revision: Revision) -> Result<()> {
@@ -369,82 +402,117 @@ impl Store for CachedStore {
     }
 }
 
-/// Deliver a watch's backlog, then live events; a watcher that falls
-/// behind is caught up from history, or ended (it re-watches) when its
-/// place has left the window.
-async fn forward(
+/// One watch served from memory: what it watches and where it sends.
+struct Watcher {
     state: Arc<State>,
     prefix: String,
-    after: Revision,
-    backlog: Vec<Event>,
-    mut live: broadcast::Receiver<Event>,
-    tx: mpsc::Sender<Result<WatchEvent>>,
-) {
-    let mut last = after;
-    for event in backlog {
-        last = event.kv.mod_revision;
-        if tx.send(Ok(event.to_watch_event())).await.is_err() {
-            return;
+    tx: mpsc::Sender<Result<WatchItem>>,
+}
+
+impl Watcher {
+    /// Deliver a watch's backlog, then live events; a watcher that falls
+    /// behind is caught up from history, or ended (it re-watches) when its
+    /// place has left the window. With `progress`, it is told now and then
+    /// how far it has got, skipped events of other keys included.
+    async fn forward(
+        self,
+        after: Revision,
+        backlog: Vec<Event>,
+        upto: Revision,
+        mut live: broadcast::Receiver<Event>,
+        progress: bool,
+    ) {
+        for event in backlog {
+            if !self.send(WatchItem::Event(event.to_watch_event())).await {
+                return;
+            }
         }
-    }
-    loop {
-        let received = tokio::select! {
-            r = live.recv() => r,
-            _ = tx.closed() => return,
-        };
-        match received {
-            Ok(event) => {
-                if event.kv.mod_revision <= last {
+        // Every event up to `last` has been sent or is not this watch's:
+        // the backlog covered the cache up to `upto`, and live events come
+        // in revision order after it.
+        let mut last = upto;
+        let mut told = after;
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let received = tokio::select! {
+                r = live.recv() => r,
+                _ = tick.tick(), if progress => {
+                    if last > told {
+                        told = last;
+                        if !self.send(WatchItem::Progress(last)).await {
+                            return;
+                        }
+                    }
                     continue;
                 }
-                last = event.kv.mod_revision;
-                if in_prefix(&event.kv.key, &prefix)
-                    && tx.send(Ok(event.to_watch_event())).await.is_err()
-                {
-                    return;
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                let catch_up = {
-                    let data = state.data.read().unwrap_or_else(|p| p.into_inner());
-                    if last < data.window_start {
-                        None
-                    } else {
-                        live = data.events.subscribe();
-                        Some(
-                            data.history
-                                .iter()
-                                .filter(|e| {
-                                    e.kv.mod_revision > last && in_prefix(&e.kv.key, &prefix)
-                                })
-                                .cloned()
-                                .collect::<Vec<_>>(),
-                        )
+                _ = self.tx.closed() => return,
+            };
+            match received {
+                Ok(event) => {
+                    if event.kv.mod_revision <= last {
+                        continue;
                     }
-                };
-                let Some(events) = catch_up else {
-                    let compacted = state
-                        .data
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .window_start;
-                    let _ = tx
-                        .send(Err(Error::Compacted {
-                            requested: last + 1,
-                            compacted,
-                        }))
-                        .await;
-                    return;
-                };
-                for event in events {
                     last = event.kv.mod_revision;
-                    if tx.send(Ok(event.to_watch_event())).await.is_err() {
+                    if in_prefix(&event.kv.key, &self.prefix)
+                        && !self.send(WatchItem::Event(event.to_watch_event())).await
+                    {
                         return;
                     }
                 }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let Some((events, upto)) = self.catch_up(last, &mut live) else {
+                        let compacted = self.read().window_start;
+                        let _ = self
+                            .tx
+                            .send(Err(Error::Compacted {
+                                requested: last + 1,
+                                compacted,
+                            }))
+                            .await;
+                        return;
+                    };
+                    for event in events {
+                        if !self.send(WatchItem::Event(event.to_watch_event())).await {
+                            return;
+                        }
+                    }
+                    last = upto;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
             }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+
+    /// This watch's events after `last` from history, the revision they
+    /// bring it up to, and a fresh subscription for what follows; `None`
+    /// when `last` has left the window.
+    fn catch_up(
+        &self,
+        last: Revision,
+        live: &mut broadcast::Receiver<Event>,
+    ) -> Option<(Vec<Event>, Revision)> {
+        let data = self.read();
+        if last < data.window_start {
+            return None;
+        }
+        *live = data.events.subscribe();
+        let events = data
+            .history
+            .iter()
+            .filter(|e| e.kv.mod_revision > last && in_prefix(&e.kv.key, &self.prefix))
+            .cloned()
+            .collect();
+        Some((events, data.revision))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
+        self.state.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// False when the watch's reader has gone.
+    async fn send(&self, item: WatchItem) -> bool {
+        self.tx.send(Ok(item)).await.is_ok()
     }
 }
 
@@ -524,6 +592,22 @@ mod tests {
     struct Breakable {
         inner: SqliteStore,
         cut: watch::Sender<u32>,
+        /// Watches the backing store served.
+        watches: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Breakable {
+        fn open(dir: &tempfile::TempDir) -> Arc<Breakable> {
+            Arc::new(Breakable {
+                inner: SqliteStore::open(&dir.path().join("db")).unwrap(),
+                cut: watch::channel(0).0,
+                watches: Default::default(),
+            })
+        }
+
+        fn watches(&self) -> usize {
+            self.watches.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
 
     #[async_trait]
@@ -572,6 +656,8 @@ mod tests {
             self.inner.delete(key, expected).await
         }
         async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
+            self.watches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let events = self.inner.watch(prefix, after).await?;
             let mut cut = self.cut.subscribe();
             cut.borrow_and_update();
@@ -589,10 +675,7 @@ mod tests {
     #[tokio::test]
     async fn a_reload_ends_watches_instead_of_skipping_what_it_missed() {
         let dir = tempfile::tempdir().unwrap();
-        let breakable = Arc::new(Breakable {
-            inner: SqliteStore::open(&dir.path().join("db")).unwrap(),
-            cut: watch::channel(0).0,
-        });
+        let breakable = Breakable::open(&dir);
         let store = CachedStore::new(breakable.clone());
         store.create("/w/a", b"1".to_vec(), None).await.unwrap();
         let (_, rev) = store.get("/w/a", None).await.unwrap();
@@ -620,5 +703,66 @@ mod tests {
         for key in ["/w/b", "/w/c"] {
             assert_eq!(again.next().await.unwrap().unwrap().kv.key, key);
         }
+    }
+
+    /// A watch of a prefix nobody writes is told it got past the writes to
+    /// other keys, so resuming it after them is served from the window
+    /// rather than by the backing store (or refused as compacted).
+    #[tokio::test]
+    async fn progress_keeps_a_quiet_watch_inside_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let breakable = Breakable::open(&dir);
+        let store = CachedStore::new(breakable.clone());
+        store.create("/quiet/a", b"1".to_vec(), None).await.unwrap();
+        let (_, start) = store.get("/quiet/a", None).await.unwrap();
+        let mut quiet = store.watch_with_progress("/quiet/", start).await.unwrap();
+
+        // More writes elsewhere than the window holds.
+        for i in 0..HISTORY + 1000 {
+            store
+                .create(&format!("/busy/{i}"), Vec::new(), None)
+                .await
+                .unwrap();
+        }
+        let written = store.current_revision().await.unwrap();
+        let resume = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match quiet.next().await.unwrap().unwrap() {
+                    WatchItem::Progress(rev) if rev >= written => break rev,
+                    WatchItem::Progress(_) => {}
+                    WatchItem::Event(ev) => panic!("an event of another prefix: {}", ev.kv.key),
+                }
+            }
+        })
+        .await
+        .expect("the quiet watch was never told it got past the writes");
+        assert_eq!(resume, written);
+        assert!(resume - start > HISTORY as i64);
+
+        // Resuming from there is served from memory and sees what follows.
+        let backing_watches = breakable.watches();
+        let mut again = store.watch_with_progress("/quiet/", resume).await.unwrap();
+        assert_eq!(
+            breakable.watches(),
+            backing_watches,
+            "went to the backing store"
+        );
+        store
+            .update("/quiet/a", b"2".to_vec(), start, None)
+            .await
+            .unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let WatchItem::Event(ev) = again.next().await.unwrap().unwrap() {
+                    break ev;
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (next.kind, next.kv.value),
+            (EventKind::Update, b"2".to_vec())
+        );
     }
 }

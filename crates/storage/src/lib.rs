@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 
 pub use error::{Error, Result};
 
@@ -104,6 +104,20 @@ impl WatchEvent {
 /// been compacted away.
 pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent>> + Send>>;
 
+/// An item of a watch that also tells how far it has got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchItem {
+    Event(WatchEvent),
+    /// Every change to the watched keys up to this revision has been
+    /// given already: a watch resumed from here misses nothing. It moves
+    /// past changes to other keys too, which is what keeps the revision
+    /// of a quiet prefix recent (upstream's cacher bookmarks likewise).
+    Progress(Revision),
+}
+
+/// A [`WatchStream`] with [`WatchItem::Progress`] notes between events.
+pub type ProgressStream = Pin<Box<dyn Stream<Item = Result<WatchItem>> + Send>>;
+
 /// A versioned key-value store with compare-and-swap writes and watches.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -148,6 +162,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every change to keys starting with `prefix` after revision `after`, in
     /// order, then live changes as they happen.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
+
+    /// As [`Store::watch`], with progress notes now and then. A store that
+    /// cannot tell its progress gives only the events.
+    async fn watch_with_progress(&self, prefix: &str, after: Revision) -> Result<ProgressStream> {
+        let events = self.watch(prefix, after).await?;
+        Ok(Box::pin(events.map(|e| e.map(WatchItem::Event))))
+    }
 
     /// Discard history before `revision`: reads and watches from older
     /// revisions then fail with `Error::Compacted`.
