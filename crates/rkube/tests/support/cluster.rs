@@ -14,7 +14,8 @@ use super::{eventually, Server};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-fn ip(args: &[&str]) {
+/// Runs `ip <args>`, which must succeed.
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
     assert!(
         out.status.success(),

@@ -11,11 +11,9 @@ use rkube_containers::image::RunConfig;
 /// The busybox image's reference; pods use it with imagePullPolicy Never.
 pub const BUSYBOX: &str = "example.com/test/busybox:1";
 
-/// Writes the busybox image into the agent images directory under `data`
-/// (an agent's `--data-dir`).
-pub fn write_busybox(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
+/// The busybox image's builder (one busybox-static layer, `sh` with
+/// `PATH=/bin`), for tests that add layers or push it elsewhere.
+pub fn busybox_image() -> ImageBuilder {
     ImageBuilder::new()
         .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
         .config(RunConfig {
@@ -23,6 +21,14 @@ pub fn write_busybox(data: &Path) {
             env: Some(vec!["PATH=/bin".into()]),
             ..Default::default()
         })
+}
+
+/// Writes the busybox image into the agent images directory under `data`
+/// (an agent's `--data-dir`).
+pub fn write_busybox(data: &Path) {
+    let dir = data.join("agent/images");
+    std::fs::create_dir_all(&dir).unwrap();
+    busybox_image()
         .build()
         .unwrap()
         .write_oci_archive(BUSYBOX, &dir.join("busybox.tar"))

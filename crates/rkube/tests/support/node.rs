@@ -32,6 +32,8 @@ pub struct LocalNode {
     pub registries: PathBuf,
     /// The agent's `--eviction-hard`, read at each [`LocalNode::start_agent`].
     pub eviction_hard: String,
+    /// More agent flags, passed at each [`LocalNode::start_agent`].
+    pub agent_args: Vec<String>,
     agent: Option<Child>,
     starts: u32,
 }
@@ -75,6 +77,7 @@ impl LocalNode {
             // These shared machines run with little free disk; DiskPressure
             // would taint the node and keep the scheduler away.
             eviction_hard: "nodefs.available<1%".to_string(),
+            agent_args: Vec::new(),
             agent: None,
             starts: 0,
         }
@@ -97,6 +100,7 @@ impl LocalNode {
             .arg("--registries")
             .arg(&self.registries)
             .args(["--eviction-hard", &self.eviction_hard])
+            .args(&self.agent_args)
             // In the machine's own namespace: no pod network of ours.
             .args(["--network-backend", "none"])
             // The kubelet API (exec, logs), trusting the server's client CA.
