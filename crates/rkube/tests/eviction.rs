@@ -7,194 +7,21 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
-use support::{eventually, free_port, Server};
+use support::eventually;
+use support::images::BUSYBOX as IMAGE;
+use support::node::LocalNode;
 
-const IMAGE: &str = "example.com/test/busybox:1";
-
-struct Cluster {
-    server: Server,
-    agent: Option<Child>,
-    node: String,
-    data: PathBuf,
-    /// The agent's cgroup root below every hierarchy.
-    cgroup_root: String,
-    port: u16,
-}
-
-fn write_image(data: &Path) {
-    let dir = data.join("agent/images");
-    std::fs::create_dir_all(&dir).unwrap();
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-        .build()
-        .unwrap()
-        .write_oci_archive(IMAGE, &dir.join("busybox.tar"))
-        .unwrap();
-}
-
-impl Cluster {
-    fn start(node: &str) -> Cluster {
-        let server = Server::start();
-        let data = server.dir.path().join("agent-data");
-        write_image(&data);
-        let name = server
-            .dir
-            .path()
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let mut c = Cluster {
-            server,
-            agent: None,
-            node: node.to_string(),
-            data,
-            cgroup_root: format!("rkube-test/{name}"),
-            port: free_port(),
-        };
-        // The machine's disk is shared and often full-ish: only a nearly
-        // full disk may count as pressure here.
-        c.start_agent("nodefs.available<1%");
-        c.wait_node_ready();
-        c
-    }
-
-    fn start_agent(&mut self, eviction_hard: &str) {
-        let n = std::fs::read_dir(self.server.dir.path()).map_or(0, |d| d.count());
-        let log = self.server.dir.path().join(format!("agent-{n}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &self.port.to_string()])
-            .args(["--cgroup-parent", &self.cgroup_root])
-            .args(["--registries", "/nonexistent"])
-            .args(["--eviction-hard", eviction_hard])
-            .args(["--pod-max-pids", "100"])
-            .args(["--network-backend", "none"])
-            .arg("--client-ca-file")
-            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start rkube agent");
-        self.agent = Some(child);
-    }
-
-    fn kill_agent(&mut self) {
-        if let Some(mut c) = self.agent.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn agent_logs(&self) -> String {
-        let mut out = String::new();
-        for e in std::fs::read_dir(self.server.dir.path()).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("agent-") && n.ends_with(".log") {
-                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
-            }
-        }
-        out
-    }
-
-    fn jsonpath(&self, what: &[&str], path: &str) -> String {
-        let mut args = vec!["get"];
-        args.extend_from_slice(what);
-        let p = format!("jsonpath={path}");
-        args.extend_from_slice(&["-o", &p]);
-        String::from_utf8_lossy(&self.server.kubectl(&args).stdout).into_owned()
-    }
-
-    fn wait_node_ready(&self) {
-        let ok = eventually(Duration::from_secs(90), || {
-            self.jsonpath(
-                &["node", &self.node],
-                "{.status.conditions[?(@.type==\"Ready\")].status}",
-            ) == "True"
-        });
-        assert!(ok, "node not Ready:\n{}", self.agent_logs());
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.server.ok_stdin(&["apply", "-f", "-"], yaml);
-    }
-
-    /// Polls a field of an object until `want` holds; returns it.
-    fn wait_for(
-        &self,
-        what: &[&str],
-        path: &str,
-        timeout: Duration,
-        want: impl Fn(&str) -> bool,
-    ) -> String {
-        let mut last = String::new();
-        let ok = eventually(timeout, || {
-            last = self.jsonpath(what, path);
-            want(&last)
-        });
-        assert!(
-            ok,
-            "{what:?} {path}: last {last:?}\n{}\nagent:\n{}",
-            self.server.ok(&["get", "pods", "-o", "yaml"]),
-            self.agent_logs()
-        );
-        last
-    }
-
-    fn wait_running(&self, pod: &str) {
-        self.wait_for(
-            &["pod", pod],
-            "{.status.phase}",
-            Duration::from_secs(90),
-            |p| p == "Running",
-        );
-    }
-
-    fn uid(&self, pod: &str) -> String {
-        self.jsonpath(&["pod", pod], "{.metadata.uid}")
-    }
-
-    /// A file of the pod's cgroup in one hierarchy, relative to the
-    /// agent's cgroup root (`kubepods/...`).
-    fn cgroup_file(&self, controller: &str, rel: &str) -> PathBuf {
-        Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(&self.cgroup_root)
-            .join(rel)
-    }
-
-    fn read_cgroup(&self, controller: &str, rel: &str) -> String {
-        let p = self.cgroup_file(controller, rel);
-        std::fs::read_to_string(&p)
-            .unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.kill_agent();
-        // Containers and pod cgroups outlive the agent by design.
-        support::cluster::remove_cgroups(&self.cgroup_root);
-        support::cluster::unmount_under(&self.data);
-    }
+/// A server and a Ready node whose pods may run 100 processes each.
+fn start(node: &str) -> LocalNode {
+    let mut c = LocalNode::new(node, |_| {});
+    c.agent_args = vec!["--pod-max-pids".into(), "100".into()];
+    c.start_agent();
+    c.wait_node_ready();
+    c
 }
 
 fn pod_yaml(name: &str, node: &str, body: &str) -> String {
@@ -211,7 +38,7 @@ fn sleeper(resources: &str) -> String {
 
 #[test]
 fn pod_cgroups_follow_qos_and_go_with_the_pod() {
-    let mut c = Cluster::start("evict-cgroups");
+    let mut c = start("evict-cgroups");
     let node = c.node.clone();
     c.apply(&pod_yaml(
         "guaranteed",
@@ -292,31 +119,32 @@ fn pod_cgroups_follow_qos_and_go_with_the_pod() {
     assert_eq!(pids.len(), 1, "one process below the pod: {pids:?}");
     let own = std::fs::read_to_string(format!("/proc/{}/cgroup", pids[0])).unwrap();
     assert!(
-        own.contains(&format!("{}/{gp}/", c.cgroup_root)),
+        own.contains(&format!("{}/{gp}/", c.cgroup_parent)),
         "container cgroup {own}"
     );
     // An agent restart re-adopts the pods: same containers, same cgroups.
-    let cid = c.jsonpath(
+    let cid = c.get(
         &["pod", "guaranteed"],
         "{.status.containerStatuses[0].containerID}",
     );
     c.kill_agent();
     let before = c.agent_logs().matches("re-adopted pod").count();
-    c.start_agent("nodefs.available<1%");
+    c.eviction_hard = "nodefs.available<1%".into();
+    c.start_agent();
     c.wait_node_ready();
     let adopted = eventually(Duration::from_secs(60), || {
         c.agent_logs().matches("re-adopted pod").count() >= before + 3
     });
     assert!(adopted, "pods not re-adopted:\n{}", c.agent_logs());
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["pod", "guaranteed"],
             "{.status.containerStatuses[0].containerID}"
         ),
         cid
     );
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["pod", "guaranteed"],
             "{.status.containerStatuses[0].restartCount}"
         ),
@@ -343,7 +171,7 @@ fn pod_cgroups_follow_qos_and_go_with_the_pod() {
 
 #[test]
 fn local_storage_limits_evict_pods() {
-    let c = Cluster::start("evict-storage");
+    let c = start("evict-storage");
     let node = c.node.clone();
     // Writes 4 MiB into a 1Mi emptyDir.
     c.apply(&pod_yaml(
@@ -380,18 +208,18 @@ fn local_storage_limits_evict_pods() {
             "Pod ephemeral local storage usage exceeds the total limit of containers 2Mi. ",
         ),
     ] {
-        c.wait_for(&["pod", pod], "{.status.phase}", long, |p| p == "Failed");
-        assert_eq!(c.jsonpath(&["pod", pod], "{.status.reason}"), "Evicted");
-        assert_eq!(c.jsonpath(&["pod", pod], "{.status.message}"), message);
+        c.wait_within(&["pod", pod], "{.status.phase}", long, |p| p == "Failed");
+        assert_eq!(c.get(&["pod", pod], "{.status.reason}"), "Evicted");
+        assert_eq!(c.get(&["pod", pod], "{.status.message}"), message);
         assert_eq!(
-            c.jsonpath(
+            c.get(
                 &["pod", pod],
                 "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}"
             ),
             "TerminationByKubelet"
         );
         // Its container was killed, and is not restarted.
-        c.wait_for(
+        c.wait_within(
             &["pod", pod],
             "{.status.containerStatuses[0].state.terminated.exitCode}",
             long,
@@ -407,13 +235,13 @@ fn local_storage_limits_evict_pods() {
         ]);
         assert_eq!(events, format!("Warning|{message}"));
     }
-    assert_eq!(c.jsonpath(&["pod", "tidy"], "{.status.phase}"), "Running");
-    assert_eq!(c.jsonpath(&["pod", "tidy"], "{.status.reason}"), "");
+    assert_eq!(c.get(&["pod", "tidy"], "{.status.phase}"), "Running");
+    assert_eq!(c.get(&["pod", "tidy"], "{.status.reason}"), "");
 }
 
 #[test]
 fn memory_pressure_evicts_best_effort_first() {
-    let mut c = Cluster::start("evict-memory");
+    let mut c = start("evict-memory");
     let node = c.node.clone();
     c.apply(&pod_yaml("besteffort", &node, &sleeper("")));
     c.apply(&pod_yaml(
@@ -424,43 +252,41 @@ fn memory_pressure_evicts_best_effort_first() {
     c.wait_running("besteffort");
     c.wait_running("guaranteed");
     let pressure = "{.status.conditions[?(@.type==\"MemoryPressure\")].status}";
-    assert_eq!(c.jsonpath(&["node", &node], pressure), "False");
+    assert_eq!(c.get(&["node", &node], pressure), "False");
     // The node restarts its kubelet with a threshold above all its memory.
     c.kill_agent();
-    c.start_agent("memory.available<1Pi");
+    c.eviction_hard = "memory.available<1Pi".into();
+    c.start_agent();
     let long = Duration::from_secs(120);
-    c.wait_for(&["node", &node], pressure, long, |s| s == "True");
+    c.wait_within(&["node", &node], pressure, long, |s| s == "True");
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["node", &node],
             "{.status.conditions[?(@.type==\"MemoryPressure\")].reason}"
         ),
         "KubeletHasInsufficientMemory"
     );
     // The node lifecycle controller taints the node for it.
-    c.wait_for(&["node", &node], "{.spec.taints[*].key}", long, |t| {
+    c.wait_within(&["node", &node], "{.spec.taints[*].key}", long, |t| {
         t.contains("node.kubernetes.io/memory-pressure")
     });
-    c.wait_for(&["pod", "besteffort"], "{.status.phase}", long, |p| {
+    c.wait_within(&["pod", "besteffort"], "{.status.phase}", long, |p| {
         p == "Failed"
     });
-    let message = c.jsonpath(&["pod", "besteffort"], "{.status.message}");
+    let message = c.get(&["pod", "besteffort"], "{.status.message}");
     assert!(
         message.starts_with(
             "The node was low on resource: memory. Threshold quantity: 1Pi, available: "
         ),
         "{message}"
     );
-    assert_eq!(
-        c.jsonpath(&["pod", "besteffort"], "{.status.reason}"),
-        "Evicted"
-    );
+    assert_eq!(c.get(&["pod", "besteffort"], "{.status.reason}"), "Evicted");
     // Pressure stays: the Guaranteed pod goes next, at a later pass.
-    c.wait_for(&["pod", "guaranteed"], "{.status.phase}", long, |p| {
+    c.wait_within(&["pod", "guaranteed"], "{.status.phase}", long, |p| {
         p == "Failed"
     });
     let at = |pod: &str| {
-        c.jsonpath(
+        c.get(
             &["pod", pod],
             "{.status.conditions[?(@.type==\"DisruptionTarget\")].lastTransitionTime}",
         )
@@ -472,10 +298,10 @@ fn memory_pressure_evicts_best_effort_first() {
     );
     // A new BestEffort pod is refused while the pressure lasts.
     c.apply(&pod_yaml("late", &node, &sleeper("")));
-    c.wait_for(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
-    assert_eq!(c.jsonpath(&["pod", "late"], "{.status.reason}"), "Evicted");
+    c.wait_within(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
+    assert_eq!(c.get(&["pod", "late"], "{.status.reason}"), "Evicted");
     assert_eq!(
-        c.jsonpath(&["pod", "late"], "{.status.message}"),
+        c.get(&["pod", "late"], "{.status.message}"),
         "The node had condition: [MemoryPressure]. "
     );
 }
@@ -508,34 +334,35 @@ fn bad_eviction_thresholds_stop_the_agent_with_a_clear_error() {
 
 #[test]
 fn disk_and_pid_pressure_evict_and_refuse_pods() {
-    let mut c = Cluster::start("evict-disk-pid");
+    let mut c = start("evict-disk-pid");
     let node = c.node.clone();
     c.apply(&pod_yaml("victim", &node, &sleeper("")));
     c.wait_running("victim");
     // Thresholds at all of the capacity: always met.
     c.kill_agent();
-    c.start_agent("nodefs.inodesFree<100%,pid.available<100%");
+    c.eviction_hard = "nodefs.inodesFree<100%,pid.available<100%".into();
+    c.start_agent();
     let long = Duration::from_secs(120);
     for condition in ["DiskPressure", "PIDPressure"] {
         let path = format!("{{.status.conditions[?(@.type==\"{condition}\")].status}}");
-        c.wait_for(&["node", &node], &path, long, |s| s == "True");
+        c.wait_within(&["node", &node], &path, long, |s| s == "True");
     }
     assert_eq!(
-        c.jsonpath(
+        c.get(
             &["node", &node],
             "{.status.conditions[?(@.type==\"MemoryPressure\")].status}"
         ),
         "False"
     );
-    c.wait_for(&["node", &node], "{.spec.taints[*].key}", long, |t| {
+    c.wait_within(&["node", &node], "{.spec.taints[*].key}", long, |t| {
         t.contains("node.kubernetes.io/disk-pressure")
             && t.contains("node.kubernetes.io/pid-pressure")
     });
     // Disk is reclaimed before pids.
-    c.wait_for(&["pod", "victim"], "{.status.phase}", long, |p| {
+    c.wait_within(&["pod", "victim"], "{.status.phase}", long, |p| {
         p == "Failed"
     });
-    let message = c.jsonpath(&["pod", "victim"], "{.status.message}");
+    let message = c.get(&["pod", "victim"], "{.status.message}");
     assert!(
         message.starts_with("The node was low on resource: inodes. Threshold quantity: "),
         "{message}"
@@ -547,9 +374,9 @@ fn disk_and_pid_pressure_evict_and_refuse_pods() {
         &node,
         &sleeper("    resources:\n      limits: {cpu: 50m, memory: 32Mi}\n"),
     ));
-    c.wait_for(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
+    c.wait_within(&["pod", "late"], "{.status.phase}", long, |p| p == "Failed");
     assert_eq!(
-        c.jsonpath(&["pod", "late"], "{.status.message}"),
+        c.get(&["pod", "late"], "{.status.message}"),
         "The node had condition: [DiskPressure PIDPressure]. "
     );
     let events = c.server.ok(&[
