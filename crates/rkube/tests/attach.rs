@@ -14,136 +14,47 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
-use support::{eventually, free_port, kubectl_dir, Server};
+use rkube_containers::image::build::LayerBuilder;
+use support::images::busybox_image;
+use support::node::LocalNode;
+use support::{eventually, kubectl_dir};
 
 const IMAGE: &str = "example.com/test/busybox:1";
 
+/// The one-node harness, plus what these checks need of it.
 struct Cluster {
-    server: Server,
-    agent: Option<Child>,
-    node: String,
-    /// Kept across agent restarts, so the node's endpoint stays right.
-    kubelet_port: u16,
-    data: PathBuf,
-    cgroup_parent: String,
+    node: LocalNode,
 }
 
 impl Cluster {
+    /// The server and its node, whose busybox also has `stty`.
     fn start(node: &str) -> Cluster {
-        let server = Server::start();
-        let data = server.dir.path().join("agent-data");
-        let images = data.join("agent/images");
-        std::fs::create_dir_all(&images).unwrap();
-        ImageBuilder::new()
-            .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-            .layer(
-                LayerBuilder::new()
-                    .dir("bin", 0o755)
-                    .symlink("bin/stty", "busybox"),
-            )
-            .config(RunConfig {
-                cmd: Some(vec!["sh".into()]),
-                env: Some(vec!["PATH=/bin".into()]),
-                ..Default::default()
-            })
-            .build()
-            .unwrap()
-            .write_oci_archive(IMAGE, &images.join("busybox.tar"))
-            .unwrap();
-        let dir_name = server.dir.path().file_name().unwrap().to_string_lossy();
-        let cgroup_parent = format!("rkube-test/{dir_name}");
-        let mut c = Cluster {
-            server,
-            agent: None,
-            node: node.to_string(),
-            kubelet_port: free_port(),
-            data,
-            cgroup_parent,
-        };
-        c.start_agent();
-        c
-    }
-
-    /// Starts the agent (again: it re-adopts the running containers) and
-    /// waits for its node to be Ready.
-    fn start_agent(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.server.dir.path().join("agent.log"))
-            .unwrap();
-        let agent = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .arg("agent")
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--node-name", &self.node, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", &self.kubelet_port.to_string()])
-            .args(["--cgroup-parent", &self.cgroup_parent])
-            .args(["--registries", "/nonexistent"])
-            // In the machine's own namespace: no pod network of ours.
-            .args(["--network-backend", "none"])
-            .arg("--client-ca-file")
-            .arg(self.server.dir.path().join("server/tls/client-ca.crt"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start rkube agent");
-        self.agent = Some(agent);
-        let ready = eventually(Duration::from_secs(60), || {
-            let out = self.server.kubectl(&[
-                "get",
-                "node",
-                &self.node,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            String::from_utf8_lossy(&out.stdout) == "True"
+        let node = LocalNode::start_with(node, |data| {
+            busybox_image()
+                .layer(
+                    LayerBuilder::new()
+                        .dir("bin", 0o755)
+                        .symlink("bin/stty", "busybox"),
+                )
+                .build()
+                .unwrap()
+                .write_oci_archive(IMAGE, &data.join("agent/images/busybox.tar"))
+                .unwrap();
         });
-        assert!(ready, "node not Ready:\n{}", self.agent_log());
-    }
-
-    fn stop_agent(&mut self) {
-        if let Some(mut a) = self.agent.take() {
-            let _ = a.kill();
-            let _ = a.wait();
-        }
-    }
-
-    fn agent_log(&self) -> String {
-        std::fs::read_to_string(self.server.dir.path().join("agent.log")).unwrap_or_default()
-    }
-
-    fn wait_running(&self, pod: &str) {
-        let ok = eventually(Duration::from_secs(90), || {
-            let out = self
-                .server
-                .kubectl(&["get", "pod", pod, "-o", "jsonpath={.status.phase}"]);
-            String::from_utf8_lossy(&out.stdout) == "Running"
-        });
-        assert!(
-            ok,
-            "pod {pod} not Running:\n{}\nagent:\n{}",
-            self.server.ok(&["get", "pod", pod, "-o", "yaml"]),
-            self.agent_log()
-        );
+        Cluster { node }
     }
 
     fn logs(&self, pod: &str) -> String {
-        String::from_utf8_lossy(&self.server.kubectl(&["logs", pod]).stdout).into_owned()
+        String::from_utf8_lossy(&self.node.server.kubectl(&["logs", pod]).stdout).into_owned()
     }
 
     fn gone(&self, pod: &str) -> bool {
         eventually(Duration::from_secs(60), || {
-            let out = self.server.kubectl(&["get", "pod", pod]);
+            let out = self.node.server.kubectl(&["get", "pod", pod]);
             String::from_utf8_lossy(&out.stderr).contains("NotFound")
         })
     }
@@ -152,7 +63,7 @@ impl Cluster {
     /// speaks WebSocket to exec and attach, `kubectl.1.27` SPDY).
     fn kubectl(&self, bin: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(kubectl_dir().join(bin));
-        cmd.env("KUBECONFIG", &self.server.kubeconfig)
+        cmd.env("KUBECONFIG", &self.node.server.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .args(args);
         cmd
@@ -170,41 +81,13 @@ impl Cluster {
             kubectl_dir().join(bin).display(),
             quoted.join(" ")
         );
-        let dir = tempfile::tempdir_in(self.server.dir.path()).unwrap();
+        let dir = tempfile::tempdir_in(self.node.server.dir.path()).unwrap();
         let mut cmd = Command::new("script");
         cmd.args(["-qfec", &script, "/dev/null"])
             .current_dir(dir.path())
-            .env("KUBECONFIG", &self.server.kubeconfig)
+            .env("KUBECONFIG", &self.node.server.kubeconfig)
             .env_remove("KUBERNETES_SERVICE_HOST");
         Session::spawn(cmd, Some(dir))
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        self.stop_agent();
-        // Containers outlive the agent by design: remove them.
-        let ctr = |args: &[&str]| {
-            Command::new(env!("CARGO_BIN_EXE_rkube"))
-                .arg("ctr")
-                .arg("--root")
-                .arg(self.data.join("agent/containers"))
-                .arg("--images")
-                .arg(self.data.join("agent/images"))
-                .args(["--registries", "/nonexistent"])
-                .args(["--cgroup-parent", &self.cgroup_parent])
-                .args(args)
-                .output()
-        };
-        if let Ok(ps) = ctr(&["ps"]) {
-            for line in String::from_utf8_lossy(&ps.stdout).lines().skip(1) {
-                if let Some(id) = line.split_whitespace().next() {
-                    let _ = ctr(&["rm", "-f", id]);
-                }
-            }
-        }
-        support::cluster::remove_cgroups(&self.cgroup_parent);
-        support::cluster::unmount_under(&self.data);
     }
 }
 
@@ -329,7 +212,8 @@ fn stdin_attach_and_terminal_sizes() {
             "while :; do echo size:$(stty size); sleep 0.3; done",
         ),
     ];
-    c.server
+    c.node
+        .server
         .ok_stdin(&["apply", "-f", "-"], &manifests.join("---\n"));
 
     // kubectl run -i --rm: input piped in, output back, pod deleted.
@@ -374,14 +258,14 @@ fn stdin_attach_and_terminal_sizes() {
             "{bin} run -i: {}\n{stdout}\n{}\nagent:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr),
-            c.agent_log()
+            c.node.agent_logs()
         );
         assert!(c.gone(name), "{name} not deleted");
     }
 
     // kubectl attach -i to cat: what goes in comes out, and stdin stays
     // open for the next client (no stdinOnce).
-    c.wait_running("cat");
+    c.node.wait_running("cat");
     for (bin, word) in [(NEW, "ping-ws"), (OLD, "ping-spdy")] {
         let mut a = Session::spawn(c.kubectl(bin, &["attach", "-i", "cat"]), None);
         a.write(&format!("{word}\n"));
@@ -389,6 +273,7 @@ fn stdin_attach_and_terminal_sizes() {
         a.close_stdin();
         // Without stdinOnce, the client's EOF does not end cat.
         let st = c
+            .node
             .server
             .ok(&["get", "pod", "cat", "-o", "jsonpath={.status.phase}"]);
         assert_eq!(st, "Running");
@@ -396,14 +281,15 @@ fn stdin_attach_and_terminal_sizes() {
     assert!(c.logs("cat").contains("ping-ws\nping-spdy"));
     // The attach connection belongs to the container, not to the agent:
     // a restarted agent attaches to the container it re-adopted.
-    c.stop_agent();
-    c.start_agent();
+    c.node.kill_agent();
+    c.node.start_agent();
+    c.node.wait_node_ready();
     // Ready may still be the old agent's report: wait for the new kubelet
     // to serve the pod's log, which needs the container re-adopted.
     let served = eventually(Duration::from_secs(60), || {
         c.logs("cat").contains("ping-spdy")
     });
-    assert!(served, "restarted kubelet:\n{}", c.agent_log());
+    assert!(served, "restarted kubelet:\n{}", c.node.agent_logs());
     let mut a = Session::spawn(c.kubectl(NEW, &["attach", "-i", "cat"]), None);
     a.write("after-restart\n");
     a.expect("after-restart");
@@ -411,7 +297,7 @@ fn stdin_attach_and_terminal_sizes() {
 
     // stdinOnce: the first client leaving (killed, not even an EOF)
     // closes stdin; the next read sees EOF at once.
-    c.wait_running("once");
+    c.node.wait_running("once");
     {
         let mut a = Session::spawn(c.kubectl(OLD, &["attach", "-i", "once"]), None);
         a.write("first-client\n");
@@ -437,7 +323,7 @@ fn stdin_attach_and_terminal_sizes() {
     }
 
     // attach -t: the size, then a resize, reach the container's terminal.
-    c.wait_running("term");
+    c.node.wait_running("term");
     for bin in [NEW, OLD] {
         let mut t = c.on_terminal(bin, &["attach", "-it", "term"], (33, 97));
         t.expect("size:33 97");
