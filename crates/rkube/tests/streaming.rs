@@ -10,12 +10,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
-use rkube_containers::image::RunConfig;
+use rkube_containers::image::build::LayerBuilder;
+use support::images::busybox_image;
 use support::node::LocalNode;
 use support::{eventually, free_port, kubectl_bin, kubectl_dir};
 
@@ -26,19 +26,14 @@ const OLD_KUBECTL: &str = "kubectl.1.27";
 /// httpd (the port-forward target).
 fn start(node: &str) -> LocalNode {
     LocalNode::start_with(node, |data| {
-        ImageBuilder::new()
+        busybox_image()
             .layer(
-                LayerBuilder::busybox(Path::new("/bin/busybox"))
-                    .unwrap()
+                LayerBuilder::new()
+                    .dir("bin", 0o755)
                     .symlink("bin/tar", "busybox")
                     .symlink("bin/httpd", "busybox")
                     .symlink("bin/tty", "busybox"),
             )
-            .config(RunConfig {
-                cmd: Some(vec!["sh".into()]),
-                env: Some(vec!["PATH=/bin".into()]),
-                ..Default::default()
-            })
             .build()
             .unwrap()
             .write_oci_archive(IMAGE, &data.join("agent/images/busybox.tar"))
