@@ -124,6 +124,27 @@ fn kubectl_debug_runs_ephemeral_containers() {
         |r| r == "0",
     );
 
+    // -it as users type it (stdin here is a pipe, so kubectl warns and
+    // attaches without raw mode; the container still gets a terminal).
+    let out = c.server.kubectl_stdin(
+        &[
+            "debug", "-it", "web", "--image", BUSYBOX, "--target", "app", "-c", "dbg-tty", "--",
+            "sh",
+        ],
+        "tty; ps\nexit 0\n",
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("/dev/pts/") && printed.contains("sleep 3600"),
+        "debug -it printed:\n{printed}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.wait(
+        &["pod", "web"],
+        "{.status.ephemeralContainerStatuses[?(@.name==\"dbg-tty\")].state.terminated.exitCode}",
+        |r| r == "0",
+    );
+
     // Changing an existing ephemeral container is refused (422).
     let sub = "/api/v1/namespaces/default/pods/web/ephemeralcontainers";
     let mut pod = ephemeral_view(&c, "web");
@@ -155,8 +176,8 @@ fn kubectl_debug_runs_ephemeral_containers() {
             "ports": [{"containerPort": 80}]}));
     let err = put_fails(&c, sub, &pod);
     assert!(
-        err.contains("spec.ephemeralContainers[2].name: Duplicate value: \"app\"")
-            && err.contains("spec.ephemeralContainers[2].ports: Forbidden: cannot be set for an Ephemeral Container"),
+        err.contains("spec.ephemeralContainers[3].name: Duplicate value: \"app\"")
+            && err.contains("spec.ephemeralContainers[3].ports: Forbidden: cannot be set for an Ephemeral Container"),
         "{err}"
     );
     // Through a plain pod update, ephemeralContainers do not change.
@@ -174,7 +195,7 @@ fn kubectl_debug_runs_ephemeral_containers() {
         ephemeral_view(&c, "web")["spec"]["ephemeralContainers"]
             .as_array()
             .map(Vec::len),
-        Some(2)
+        Some(3)
     );
 
     // Adding one through the subresource with a PUT (the conformance
