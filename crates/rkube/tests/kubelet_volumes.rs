@@ -19,25 +19,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use rkube_containers::image::build::{ImageBuilder, LayerBuilder};
 use rkube_containers::image::registries::RegistriesConfig;
-use rkube_containers::image::RunConfig;
 use support::eventually;
-use support::images::BUSYBOX as IMAGE;
+use support::images::{busybox_image, BUSYBOX as IMAGE};
 use support::node::LocalNode;
 
 #[path = "../../containers/tests/support/registry.rs"]
 mod registry;
-
-fn busybox() -> ImageBuilder {
-    ImageBuilder::new()
-        .layer(LayerBuilder::busybox(Path::new("/bin/busybox")).unwrap())
-        .config(RunConfig {
-            cmd: Some(vec!["sh".into()]),
-            env: Some(vec!["PATH=/bin".into()]),
-            ..Default::default()
-        })
-}
 
 /// A server and a Ready node whose agent reads `registries` as its
 /// registries.yaml.
@@ -75,7 +63,7 @@ fn image_pull_secrets_policies_and_back_off() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(busybox().build().unwrap().push(
+        .block_on(busybox_image().build().unwrap().push(
             &rkube_containers::image::client::Client::new(
                 RegistriesConfig::parse(&push_config).unwrap(),
             ),
