@@ -58,6 +58,7 @@ pub async fn watch(
         filter: filter(rs, query)?,
         needles: needles(rs, query)?,
         raw: form == Form::Object,
+        progress: bookmarks,
     };
     let mut events = rs.watch(ns, opts).await?;
     let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
@@ -70,19 +71,39 @@ pub async fn watch(
         let mut last_rv = after.unwrap_or(0).to_string();
         let mut first_table = true;
         loop {
+            let bookmark_obj = |rv: &str| {
+                json!({"kind": rs.info.kind, "apiVersion": rs.info.api_version(),
+                       "metadata": {"resourceVersion": rv}})
+            };
             let line = tokio::select! {
-                _ = &mut deadline => break,
+                _ = &mut deadline => {
+                    // As upstream: a last bookmark before a watch times
+                    // out, so the client resumes from where it has got to
+                    // and not from its last event, which for a quiet
+                    // resource may have left the watch cache's window.
+                    if bookmarks {
+                        let line = encode(WatchEventType::Bookmark.as_str(), bookmark_obj(&last_rv));
+                        let _ = tx.send(line).await;
+                    }
+                    break;
+                }
                 _ = tx.closed() => break,
                 _ = bookmark.tick(), if bookmarks => {
-                    let obj = json!({"kind": rs.info.kind, "apiVersion": rs.info.api_version(),
-                                     "metadata": {"resourceVersion": last_rv}});
-                    encode(WatchEventType::Bookmark.as_str(), obj)
+                    encode(WatchEventType::Bookmark.as_str(), bookmark_obj(&last_rv))
                 }
                 event = events.next() => match event {
                     None => break,
                     Some(Err(err)) => {
                         let _ = tx.send(encode("ERROR", err.status().to_json())).await;
                         break;
+                    }
+                    // Every event up to here was sent or is not this
+                    // watch's: the next bookmark carries this revision.
+                    Some(Ok(WatchEvent { kind: WatchEventType::Progress, object, .. })) => {
+                        if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                            last_rv = v.to_string();
+                        }
+                        continue;
                     }
                     // The end of a streaming list's initial events.
                     Some(Ok(WatchEvent { kind: WatchEventType::Bookmark, object, .. })) => {

@@ -141,6 +141,78 @@ async fn streaming_list_then_changes() {
     assert_eq!(got[0]["object"]["metadata"]["name"], "later");
 }
 
+/// A watch of a resource nobody writes, timing out after writes to another
+/// resource: its last BOOKMARK carries a revision past those writes, so
+/// the client resumes inside the watch cache's window rather than from
+/// its last event.
+#[tokio::test]
+async fn a_quiet_watch_ends_with_a_bookmark_past_other_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = rkube_storage::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
+    let cached = rkube_storage::cache::CachedStore::new(Arc::new(sqlite));
+    let server = ApiServer::new(Arc::new(cached), &Config::default()).unwrap();
+    server.bootstrap().await.unwrap();
+    let f = Fixture {
+        _dir: dir,
+        server: Arc::new(server),
+    };
+    f.configmap("quiet").await;
+    let cms = f.server.resource("", "v1", "configmaps").unwrap();
+    let quiet = cms.get(Some("default"), "quiet", None).await.unwrap();
+    let start = quiet["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secrets = f.server.resource("", "v1", "secrets").unwrap();
+    let mut written = 0i64;
+    for i in 0..200 {
+        let s = secrets
+            .create(
+                Some("default"),
+                json!({"metadata": {"name": format!("s{i}")}}),
+                false,
+            )
+            .await
+            .unwrap();
+        written = s["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+
+    let uri = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start}\
+         &allowWatchBookmarks=true&timeoutSeconds=5"
+    );
+    let resp = router(f.server.clone())
+        .oneshot(f.request(&uri))
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())
+        .await
+        .expect("the watch ends on its timeout")
+        .unwrap()
+        .to_bytes();
+    let events: Vec<Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let last = events.last().expect("a bookmark before the end");
+    assert_eq!(last["type"], "BOOKMARK", "{events:?}");
+    let rv: i64 = last["object"]["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        rv >= written,
+        "bookmark {rv} before the last write {written}"
+    );
+    assert!(events.iter().all(|e| e["type"] == "BOOKMARK"), "{events:?}");
+}
+
 #[tokio::test]
 async fn streaming_list_options_are_validated_as_upstream() {
     let f = fixture().await;

@@ -10,7 +10,7 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use rkube_storage::{EventKind, Revision};
+use rkube_storage::{EventKind, Revision, WatchItem};
 use serde_json::Value;
 
 use crate::{storage_error, Filter, ListOptions, ResourceStore, Result};
@@ -21,6 +21,9 @@ pub enum WatchEventType {
     Modified,
     Deleted,
     Bookmark,
+    /// How far the watch has got ([`WatchOptions::progress`]): a bookmark
+    /// object the caller may send when it sends bookmarks, never an event.
+    Progress,
 }
 
 impl WatchEventType {
@@ -29,7 +32,7 @@ impl WatchEventType {
             WatchEventType::Added => "ADDED",
             WatchEventType::Modified => "MODIFIED",
             WatchEventType::Deleted => "DELETED",
-            WatchEventType::Bookmark => "BOOKMARK",
+            WatchEventType::Bookmark | WatchEventType::Progress => "BOOKMARK",
         }
     }
 }
@@ -88,6 +91,9 @@ pub struct WatchOptions {
     /// every event (upstream's cacher likewise serializes an event once
     /// for all watchers rather than once per watcher).
     pub raw: bool,
+    /// Give [`WatchEventType::Progress`] items between events, for a
+    /// client that takes bookmarks.
+    pub progress: bool,
 }
 
 impl ResourceStore {
@@ -104,6 +110,7 @@ impl ResourceStore {
             filter,
             needles,
             raw,
+            progress,
         } = opts;
         let (initial, after) = match (initial, after) {
             (InitialEvents::Legacy, Some(rev)) | (InitialEvents::None, Some(rev)) => {
@@ -151,11 +158,15 @@ impl ResourceStore {
                 (events, page.revision)
             }
         };
-        let events = self
-            .store
-            .watch(&prefix, after)
-            .await
-            .map_err(|e| storage_error(self, "", e))?;
+        let events = if progress {
+            self.store.watch_with_progress(&prefix, after).await
+        } else {
+            let events = self.store.watch(&prefix, after).await;
+            events.map(|s| -> rkube_storage::ProgressStream {
+                Box::pin(s.map(|e| e.map(WatchItem::Event)))
+            })
+        }
+        .map_err(|e| storage_error(self, "", e))?;
         let rs = self.clone();
         let finders: Vec<memchr::memmem::Finder<'static>> = needles
             .iter()
@@ -163,12 +174,26 @@ impl ResourceStore {
             .collect();
         let live = events.filter_map(move |event| {
             let out = match event {
-                Ok(event) => rs.translate(event, filter.as_ref(), &finders, raw),
+                Ok(WatchItem::Event(event)) => rs.translate(event, filter.as_ref(), &finders, raw),
+                Ok(WatchItem::Progress(rev)) => Some(Ok(WatchEvent {
+                    kind: WatchEventType::Progress,
+                    object: rs.bookmark(rev),
+                    raw: None,
+                })),
                 Err(e) => Some(Err(storage_error(&rs, "", e))),
             };
             futures::future::ready(out)
         });
         Ok(Box::pin(futures::stream::iter(initial).chain(live)))
+    }
+
+    /// A BOOKMARK's object: the kind and the revision, nothing else.
+    pub fn bookmark(&self, revision: Revision) -> Value {
+        serde_json::json!({
+            "kind": self.info.kind,
+            "apiVersion": self.api_version(),
+            "metadata": {"resourceVersion": revision.to_string()},
+        })
     }
 
     fn translate(
