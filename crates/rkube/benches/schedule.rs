@@ -141,47 +141,100 @@ async fn count(conn: &Conn, path: &str) -> anyhow::Result<usize> {
 struct Seen {
     created: HashMap<String, Instant>,
     bound: HashMap<String, Instant>,
+    /// Times the watch was reopened, and relists after it expired.
+    rewatches: usize,
+    relists: usize,
+}
+
+impl Seen {
+    fn observe(&mut self, pod: &Value, now: Instant) {
+        let Some(uid) = pod["metadata"]["uid"].as_str() else {
+            return;
+        };
+        self.created.entry(uid.to_string()).or_insert(now);
+        if pod["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        {
+            self.bound.entry(uid.to_string()).or_insert(now);
+        }
+    }
 }
 
 /// Follow pod events in `NS` until `want` pods are bound or `deadline`.
+/// A watch the server ends (a watcher more than the watch cache's history
+/// behind is dropped, as upstream's cacher drops it) is reopened from the
+/// last resourceVersion seen; if that has expired too, a list fills the
+/// gap, its pods timed when the list arrives.
 async fn watch_pods(conn: Conn, want: usize, deadline: Duration) -> anyhow::Result<Seen> {
-    let mut body = conn
-        .stream(&format!("/api/v1/namespaces/{NS}/pods?watch=1"))
-        .await?;
     let mut seen = Seen::default();
-    let mut buf: Vec<u8> = Vec::new();
     let end = Instant::now() + deadline;
-    while seen.bound.len() < want {
-        let left = end.saturating_duration_since(Instant::now());
-        let frame = match tokio::time::timeout(left, body.frame()).await {
-            Err(_) => break,
-            Ok(None) => bail!("the pod watch ended"),
-            Ok(Some(f)) => f.context("reading the pod watch")?,
+    let mut rv: Option<String> = None;
+    'watch: while seen.bound.len() < want && Instant::now() < end {
+        let path = match &rv {
+            Some(rv) => format!("/api/v1/namespaces/{NS}/pods?watch=1&resourceVersion={rv}"),
+            None => format!("/api/v1/namespaces/{NS}/pods?watch=1"),
         };
-        let Ok(data) = frame.into_data() else {
-            continue;
+        let mut body = match conn.stream(&path).await {
+            Ok(body) => body,
+            // 410 Gone: the history no longer reaches back to `rv`.
+            Err(_) if rv.is_some() => {
+                rv = relist(&conn, &mut seen).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
         };
-        let now = Instant::now();
-        buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+        let mut buf: Vec<u8> = Vec::new();
+        while seen.bound.len() < want {
+            let left = end.saturating_duration_since(Instant::now());
+            let frame = match tokio::time::timeout(left, body.frame()).await {
+                Err(_) => break 'watch,
+                Ok(None | Some(Err(_))) => {
+                    seen.rewatches += 1;
+                    continue 'watch;
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else {
                 continue;
             };
-            let pod = &ev["object"];
-            let Some(uid) = pod["metadata"]["uid"].as_str() else {
-                continue;
-            };
-            seen.created.entry(uid.to_string()).or_insert(now);
-            if pod["spec"]["nodeName"]
-                .as_str()
-                .is_some_and(|n| !n.is_empty())
-            {
-                seen.bound.entry(uid.to_string()).or_insert(now);
+            let now = Instant::now();
+            buf.extend_from_slice(&data);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                if ev["type"] == "ERROR" {
+                    // Expired: list what the watch missed, then go on.
+                    rv = relist(&conn, &mut seen).await?;
+                    continue 'watch;
+                }
+                let pod = &ev["object"];
+                if let Some(v) = pod["metadata"]["resourceVersion"].as_str() {
+                    rv = Some(v.to_string());
+                }
+                seen.observe(pod, now);
             }
         }
     }
     Ok(seen)
+}
+
+/// List the pods (timing the unseen ones now); the list's resourceVersion.
+async fn relist(conn: &Conn, seen: &mut Seen) -> anyhow::Result<Option<String>> {
+    let list = conn
+        .get_ok(&format!("/api/v1/namespaces/{NS}/pods"))
+        .await?;
+    let list: Value = serde_json::from_slice(&list)?;
+    let now = Instant::now();
+    for pod in list["items"].as_array().into_iter().flatten() {
+        seen.observe(pod, now);
+    }
+    seen.relists += 1;
+    Ok(list["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string))
 }
 
 fn deployment(i: usize, replicas: usize) -> Value {
@@ -425,6 +478,10 @@ async fn run() -> anyhow::Result<()> {
     row(
         "simulated nodes' CPU per pod bound, ms",
         format!("{:.2}", cpu_agent * 1000.0 / bound),
+    );
+    row(
+        "pod watch reopened / relisted (see watch_pods)",
+        format!("{} / {}", seen.rewatches, seen.relists),
     );
     row(
         "load average before / after",

@@ -45,7 +45,10 @@ impl Server {
             .local_addr()?
             .port();
         let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        // BENCH_RKUBE_BIN: another build's server, to compare binaries.
+        let bin = std::env::var_os("BENCH_RKUBE_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_rkube").into());
+        let child = Command::new(bin)
             .arg("server")
             .arg("--data-dir")
             .arg(dir.path())
