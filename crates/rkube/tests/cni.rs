@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use support::cluster::ip;
 use support::images::{write_busybox, BUSYBOX as IMAGE};
 use support::{eventually, free_port, kubectl_bin};
 
@@ -24,16 +25,6 @@ const NETWORK: &str = "rkt-cni";
 const NODE: &str = "cni-node";
 /// Agents start and pods run while other tests load the machine.
 const WAIT: Duration = Duration::from_secs(120);
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A server in the root namespace on one end of a veth pair, and one
 /// agent in a namespace of its own on the other end, in CNI mode.
