@@ -63,6 +63,48 @@ impl Lister {
             .collect())
     }
 
+    /// Like [`Lister::under`], but when the copy has nothing there, asks
+    /// the store itself: an object created a moment ago (a quota, then at
+    /// once the creates it should limit) may not have reached the copy.
+    /// Upstream's quota admission does the same live lookup when its
+    /// lister comes back empty. The common case, nothing there at all,
+    /// costs a count.
+    pub async fn under_or_live(self: &Arc<Self>, sub: &str) -> Result<Vec<Arc<Value>>, Error> {
+        let cached = self.under(sub).await?;
+        if !cached.is_empty() {
+            return Ok(cached);
+        }
+        let prefix = format!("{}{sub}", self.prefix);
+        let error = |source| Error::List {
+            prefix: prefix.clone(),
+            source,
+        };
+        if self.store.count(&prefix).await.map_err(error)? == 0 {
+            return Ok(cached);
+        }
+        let mut live = Vec::new();
+        let mut opts = ListOptions::default();
+        loop {
+            let page = self
+                .store
+                .list(&prefix, opts.clone())
+                .await
+                .map_err(error)?;
+            let last = page.items.last().map(|kv| kv.key.clone());
+            live.extend(
+                page.items
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice::<Value>(&kv.value).ok())
+                    .map(Arc::new),
+            );
+            if !page.more {
+                return Ok(live);
+            }
+            opts.start_after = last;
+            opts.revision = Some(page.revision);
+        }
+    }
+
     /// Load the objects the first time they are needed, then follow the
     /// store's changes in the background.
     async fn ensure(self: &Arc<Self>) -> Result<(), Error> {

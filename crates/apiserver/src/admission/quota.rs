@@ -62,7 +62,7 @@ impl Admission {
         let ns = meta::namespace(obj);
         let quotas = self
             .quotas
-            .under(&format!("{ns}/"))
+            .under_or_live(&format!("{ns}/"))
             .await
             .map_err(StatusError::internal_error)?;
         if quotas.is_empty() {
@@ -72,14 +72,15 @@ impl Admission {
         let gr = rkube_machinery::GroupResource::new(info.group, info.plural);
         let refuse = |reason: String| StatusError::forbidden(&gr, meta::name(obj), reason);
         // Check every quota against the cached view first, so a refusal
-        // charges none of them.
-        let mut counting = Vec::new();
+        // the cache already shows charges none of them.
         for q in &quotas {
-            if charge(q, is_pod, obj, used).map_err(refuse)?.is_some() {
-                counting.push(meta::name(q).to_string());
-            }
+            charge(q, is_pod, obj, used).map_err(refuse)?;
         }
-        for name in counting {
+        // Then charge each against the store's current quota, including
+        // those the cached view does not count the object in: the copy may
+        // predate the status.hard the quota controller just wrote. A quota
+        // that does not count it is left unwritten.
+        for name in quotas.iter().map(|q| meta::name(q).to_string()) {
             let result = self
                 .quota_store
                 .modify(Some(ns), &name, Target::Status, dry_run, |current| {
