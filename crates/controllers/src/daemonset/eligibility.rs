@@ -167,8 +167,18 @@ fn affinity_fits(spec: &PodSpec, name: &str, labels: &BTreeMap<String, String>) 
     else {
         return true;
     };
-    // Terms are ORed; a term's requirements ANDed; an empty term matches
-    // nothing, as upstream's nodeaffinity helper.
+    selector_admits(required, name, labels)
+}
+
+/// Whether a required NodeSelector admits the node `name` with `labels`:
+/// terms are ORed, a term's requirements ANDed, and an empty term matches
+/// nothing, as upstream's nodeaffinity helper. Shared with the volume
+/// binder (a PersistentVolume's nodeAffinity).
+pub(crate) fn selector_admits(
+    required: &NodeSelector,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     required.node_selector_terms.iter().any(|term| {
         let exprs = term.match_expressions.as_deref().unwrap_or_default();
         let fields = term.match_fields.as_deref().unwrap_or_default();

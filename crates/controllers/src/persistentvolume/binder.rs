@@ -14,9 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, PersistentVolume, PersistentVolumeClaim,
-};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 use crate::pods::selector_matches;
 use crate::resourcequota::quantity::Quantity;
@@ -64,31 +62,6 @@ pub struct Consumer {
     pub labels: BTreeMap<String, String>,
 }
 
-fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&String>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(bound)) = (
-                value.and_then(|v| number(v)),
-                values.first().and_then(|v| number(v)),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                have > bound
-            } else {
-                have < bound
-            }
-        }
-        _ => false,
-    }
-}
-
 /// Whether a volume's nodeAffinity admits the node (no affinity admits
 /// every node; terms are ORed, a term's requirements ANDed).
 pub fn admits(v: &PersistentVolume, node: &Consumer) -> bool {
@@ -100,18 +73,7 @@ pub fn admits(v: &PersistentVolume, node: &Consumer) -> bool {
     else {
         return true;
     };
-    required.node_selector_terms.iter().any(|t| {
-        let exprs = t.match_expressions.iter().flatten();
-        let fields = t.match_fields.iter().flatten();
-        let has_any = exprs.clone().next().is_some() || fields.clone().next().is_some();
-        has_any
-            && exprs
-                .clone()
-                .all(|r| requirement_holds(r, node.labels.get(&r.key)))
-            && fields
-                .clone()
-                .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(&node.node)))
-    })
+    crate::daemonset::eligibility::selector_admits(required, &node.node, &node.labels)
 }
 
 fn class_of_claim(c: &PersistentVolumeClaim) -> &str {
