@@ -118,10 +118,7 @@ async fn deleted_namespace_is_emptied_and_removed() {
         .delete("doomed", &DeleteParams::default())
         .await
         .unwrap();
-    // The controller's retry delay doubles up to 32 s while content
-    // remains (0.25 + 0.5 + ... + 16 s is already 32 s), so a loaded
-    // machine can need more than WAIT.
-    eventually(WAIT * 3, "namespace doomed to disappear", || async {
+    eventually(WAIT, "namespace doomed to disappear", || async {
         namespaces
             .get_opt("doomed")
             .await

@@ -56,6 +56,11 @@ impl Server {
             // The controllers under test run in the test process; the
             // server's own controller manager would race them.
             .arg("--disable-controller-manager")
+            // No node and no scheduler: pods stay unscheduled, so their
+            // deletion never waits on a kubelet. (An embedded agent would
+            // also fight other tests' servers for the kubelet port.)
+            .arg("--disable-scheduler")
+            .arg("--disable-agent")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
