@@ -19,6 +19,7 @@ pub mod gc;
 pub mod informers;
 pub mod job;
 pub mod leader_election;
+pub mod localpath;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -130,6 +131,12 @@ pub const CONTROLLERS: &[(&str, &str, Start)] = &[
         "persistentvolume-protection-controller",
         "pv-protection",
         |c, _, i| Box::pin(persistentvolume::pv_protection::run(c, i.clone())),
+    ),
+    // Not upstream's: k3s's local-path-provisioner, built in.
+    (
+        "local-path-provisioner-controller",
+        "local-path-provisioner",
+        |c, _, i| Box::pin(localpath::run(c, i.clone())),
     ),
 ];
 

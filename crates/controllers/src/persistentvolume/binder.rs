@@ -23,6 +23,10 @@ use crate::resourcequota::quantity::Quantity;
 pub const BIND_COMPLETED: &str = "pv.kubernetes.io/bind-completed";
 /// Set on whichever side the controller (not a user) bound.
 pub const BOUND_BY_CONTROLLER: &str = "pv.kubernetes.io/bound-by-controller";
+/// Set on a volume by the provisioner that made it.
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// The provisioner of classes whose volumes are made by hand.
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 /// What to do with a claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +254,12 @@ pub fn plan_claim(
             return ClaimPlan::Bind(v.metadata.name.clone().unwrap_or_default());
         }
         if let Some(n) = node {
+            // The scheduler chose the node and the class makes volumes:
+            // its provisioner takes over, as upstream's `provisionClaim`
+            // tells for provisioners outside the controller manager.
+            if let Some(i) = class.filter(|i| i.provisioner != NO_PROVISIONER) {
+                return ClaimPlan::Pending(Some((false, "ExternalProvisioning", external(i))));
+            }
             return ClaimPlan::Pending(Some((
                 true,
                 "FailedBinding",
@@ -279,14 +289,7 @@ pub fn plan_claim(
                     "WaitForFirstConsumer",
                     "waiting for first consumer to be created before binding".to_string(),
                 )),
-                Some(i) => Some((
-                    false,
-                    "ExternalProvisioning",
-                    format!(
-                        "Waiting for a volume to be created either by the external provisioner '{}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
-                        i.provisioner
-                    ),
-                )),
+                Some(i) => Some((false, "ExternalProvisioning", external(i))),
             }
         };
         return ClaimPlan::Pending(why);
@@ -328,6 +331,14 @@ pub fn plan_claim(
     }
 }
 
+/// upstream's ExternalProvisioning message.
+fn external(i: &ClassInfo) -> String {
+    format!(
+        "Waiting for a volume to be created either by the external provisioner '{}' or manually by the system administrator. If volume creation is delayed, please verify that the provisioner is running and correctly registered.",
+        i.provisioner
+    )
+}
+
 fn lost(c: &PersistentVolumeClaim, why: &str) -> ClaimPlan {
     if claim_phase(c) == "Lost" {
         ClaimPlan::Nothing
@@ -365,6 +376,11 @@ pub fn plan_volume(v: &PersistentVolume, claim: Option<&PersistentVolumeClaim>) 
             .unwrap_or("Retain");
         return match policy {
             "Retain" => VolumePlan::Phase("Released", None),
+            // A provisioner outside the controller manager made it, and
+            // deletes it (upstream: "waiting for external deleter").
+            "Delete" if annotated(&v.metadata, PROVISIONED_BY) => {
+                VolumePlan::Phase("Released", None)
+            }
             // hostPath and local volumes have no deleter or recycler, as
             // upstream finds for volumes it did not provision.
             other => {

@@ -209,6 +209,19 @@ fn volumes_are_released_or_fail_by_policy_and_claims_are_lost() {
         plan_volume(&delete, None),
         VolumePlan::Phase("Failed", Some(m)) if m.contains("no volume plugin matched")
     ));
+    // A provisioned one waits Released for its provisioner to delete it.
+    let mut provisioned = delete.clone();
+    provisioned.metadata.annotations = Some(
+        [(
+            PROVISIONED_BY.to_string(),
+            "rancher.io/local-path".to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(
+        plan_volume(&provisioned, None),
+        VolumePlan::Phase("Released", None)
+    );
     let mut released = v.clone();
     released.status.as_mut().unwrap().phase = Some("Released".into());
     assert_eq!(plan_volume(&released, None), VolumePlan::Nothing);
@@ -290,6 +303,15 @@ fn wait_for_first_consumer_binds_on_the_consumers_node() {
     assert!(matches!(
         plan_claim(&c, &volumes, &none, Some(&wffc), Some(&node("node-c"))),
         ClaimPlan::Pending(Some((true, "FailedBinding", m))) if m.contains("node-c")
+    ));
+    // A class that provisions hands the claim to its provisioner.
+    let local_path = ClassInfo {
+        provisioner: "rancher.io/local-path".into(),
+        wait_for_first_consumer: true,
+    };
+    assert!(matches!(
+        plan_claim(&c, &volumes, &none, Some(&local_path), Some(&node("node-c"))),
+        ClaimPlan::Pending(Some((false, "ExternalProvisioning", m))) if m.contains("'rancher.io/local-path'")
     ));
     // Immediate binding ignores node affinity, as upstream.
     assert_eq!(

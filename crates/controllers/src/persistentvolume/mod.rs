@@ -4,10 +4,13 @@
 //!
 //! Upstream counterpart: the binding half of
 //! `pkg/controller/volume/persistentvolume` (the
-//! `persistentvolume-binder-controller`); there is no provisioner or
-//! deleter behind it, so claims naming a StorageClass wait for a volume
-//! to appear, and volumes with the Delete or Recycle policy go Failed
-//! when released, as upstream does for plugins without a deleter.
+//! `persistentvolume-binder-controller`); it has no in-tree provisioner
+//! or deleter, so claims naming a StorageClass wait for a volume to
+//! appear (made by hand, or by a provisioner outside it such as
+//! [`crate::localpath`]), volumes such a provisioner made wait Released
+//! for it to delete them, and other volumes with the Delete or Recycle
+//! policy go Failed when released, as upstream does for plugins without
+//! a deleter.
 //!
 //! A binding is written in upstream's order — the volume's claimRef, the
 //! volume's phase, the claim's volumeName, the claim's phase — so a crash
