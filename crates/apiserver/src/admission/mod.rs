@@ -1,6 +1,6 @@
 //! The admission chain of writes: the plugins that read other objects
-//! (Priority, LimitRanger, ResourceQuota) and the one that needs the
-//! requesting user (CertificateSigningRequest's requester).
+//! (Priority, LimitRanger, ResourceQuota, DefaultStorageClass) and the one
+//! that needs the requesting user (CertificateSigningRequest's requester).
 //!
 //! Upstream counterpart: kube-apiserver's default admission plugins —
 //! `plugin/pkg/admission/priority`, `limitranger`, `resourcequota` — and
@@ -12,6 +12,7 @@
 //! admission runs inside the store's create. The decisions themselves are
 //! pure functions in [`rkube_registry::admission`].
 
+mod default_storage_class;
 mod lister;
 pub mod quota;
 mod serviceaccount;
@@ -46,6 +47,8 @@ pub struct Admission {
     quota_store: Arc<ResourceStore>,
     /// Read per pod create (one key), for the account's pull secrets.
     account_store: Arc<ResourceStore>,
+    /// For DefaultStorageClass.
+    storage_classes: Arc<Lister>,
 }
 
 fn resource_store(
@@ -71,9 +74,12 @@ impl Admission {
         let quota_store = resource_store(&store, &clock, "", "v1", "resourcequotas");
         let ranges = resource_store(&store, &clock, "", "v1", "limitranges");
         let account_store = resource_store(&store, &clock, "", "v1", "serviceaccounts");
+        let storage_classes =
+            resource_store(&store, &clock, "storage.k8s.io", "v1", "storageclasses");
         Admission {
             priority_classes: Lister::new(store.clone(), class_store.list_prefix(None)),
             limit_ranges: Lister::new(store.clone(), ranges.list_prefix(None)),
+            storage_classes: Lister::new(store.clone(), storage_classes.list_prefix(None)),
             quotas: Lister::new(store, quota_store.list_prefix(None)),
             class_store,
             quota_store,
@@ -93,6 +99,9 @@ impl Admission {
             ("", "pods") => self.admit_pod(rs, ns.unwrap_or_default(), obj).await,
             ("", "persistentvolumeclaims") => {
                 storage_protection::protect(obj, storage_protection::PVC_FINALIZER);
+                default_storage_class::admit(obj, &self.storage_classes)
+                    .await
+                    .map_err(StatusError::internal_error)?;
                 let ranges = self.ranges(ns.unwrap_or_default()).await?;
                 let errs = limits::validate_claim(obj, &ranges);
                 forbid_if_any(rs, obj, &errs)
