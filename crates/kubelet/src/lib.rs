@@ -16,6 +16,7 @@ pub mod env;
 pub mod events;
 pub mod eviction;
 pub mod images;
+pub mod localpath;
 pub mod lookup;
 mod manager;
 pub mod node;
