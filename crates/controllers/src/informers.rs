@@ -157,7 +157,8 @@ fn strip<K: Kind>(obj: &mut K) {
 /// A cached pod keeps what controllers read of its containers — names,
 /// images, ports (named Service targetPorts), resources (quota) and
 /// restartPolicy (sidecars) — and loses how the kubelet runs them:
-/// environment, command, probes, lifecycle hooks, mounts. No controller
+/// environment, command, probes, lifecycle hooks, mounts; of its volumes it
+/// keeps the claims. No controller
 /// writes a cached pod back (they patch), so nothing is lost on the
 /// server; with 10,000 pods these fields were most of the pod cache.
 fn slim_pod(pod: &mut Pod) {
@@ -182,6 +183,16 @@ fn slim_pod(pod: &mut Pod) {
     }
     // Ephemeral (debug) containers hold no resources and no ports.
     spec.ephemeral_containers = None;
+    // Controllers read a pod's volumes only for the claims it uses (PVC
+    // protection, the PV binder): a claim or a generic ephemeral volume,
+    // whose claim is named after the volume. The others (configMap,
+    // secret, projected service-account tokens: nearly every pod has one)
+    // are the kubelet's, and decoded each is over 3 KB however small,
+    // every volume source being an inline field.
+    if let Some(volumes) = spec.volumes.as_mut() {
+        volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+        volumes.shrink_to_fit();
+    }
 }
 
 /// Keep one kind's cache current and tell subscribers what changed.
@@ -276,7 +287,14 @@ mod tests {
                     "name": "sidecar", "restartPolicy": "Always",
                     "env": [{"name": "K", "value": "V"}],
                 }],
-                "volumes": [{"name": "v", "emptyDir": {}}],
+                "volumes": [
+                    {"name": "v", "emptyDir": {}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-0"}},
+                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {
+                        "spec": {"accessModes": ["ReadWriteOnce"]},
+                    }}},
+                    {"name": "token", "projected": {"sources": []}},
+                ],
             },
             "status": {"phase": "Running", "podIP": "10.0.0.1"},
         }))
@@ -296,7 +314,13 @@ mod tests {
         assert_eq!(init.restart_policy.as_deref(), Some("Always"));
         assert!(init.env.is_none());
         assert_eq!(spec.node_name.as_deref(), Some("n1"));
-        assert_eq!(spec.volumes.as_ref().unwrap().len(), 1);
+        let volumes: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(volumes, ["data", "scratch"]);
         assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some("10.0.0.1"));
         assert!(pod.metadata.annotations.is_some());
     }
