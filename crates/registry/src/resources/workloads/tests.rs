@@ -167,6 +167,13 @@ fn other_kinds_defaults() {
         sts["spec"]["persistentVolumeClaimRetentionPolicy"],
         json!({"whenDeleted": "Retain", "whenScaled": "Retain"})
     );
+    // Containers may mount the claim templates' volumes.
+    let mut mounted = sts.clone();
+    mounted["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "www", "mountPath": "/www"}]);
+    assert!(validate_workload(Kind::StatefulSet, &mounted).is_empty());
+    mounted["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]["name"] = json!("nope");
+    assert_eq!(validate_workload(Kind::StatefulSet, &mounted).len(), 1);
     let pvc = &sts["spec"]["volumeClaimTemplates"][0];
     assert_eq!(pvc["kind"], "PersistentVolumeClaim");
     assert_eq!(pvc["spec"]["volumeMode"], "Filesystem");

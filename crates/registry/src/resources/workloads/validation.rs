@@ -76,6 +76,13 @@ pub fn validate_workload(kind: Kind, obj: &Value) -> Vec<FieldError> {
     }
     check_selector(kind, s, &spec, &mut errs);
     let tpl = s.get("template").unwrap_or(&null);
+    let with_claims;
+    let tpl = if kind == Kind::StatefulSet {
+        with_claims = with_claim_volumes(tpl, s);
+        &with_claims
+    } else {
+        tpl
+    };
     let allowed: &[&str] = if kind == Kind::Job {
         &["OnFailure", "Never"]
     } else {
@@ -202,6 +209,32 @@ fn check_selector(kind: Kind, s: &Value, spec: &FieldPath, errs: &mut Vec<FieldE
             }
         }
     }
+}
+
+/// A StatefulSet's template as its pods get it: a volume per claim
+/// template, which the containers may mount (upstream leaves the
+/// template's volumes unchecked for this reason).
+fn with_claim_volumes(tpl: &Value, s: &Value) -> Value {
+    let mut tpl = tpl.clone();
+    let claims: Vec<Value> = s
+        .get("volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(|n| json!({"name": n, "persistentVolumeClaim": {"claimName": n}}))
+        .collect();
+    if claims.is_empty() {
+        return tpl;
+    }
+    if let Some(spec) = tpl.get_mut("spec").and_then(Value::as_object_mut) {
+        let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        match volumes.as_array_mut() {
+            Some(list) => list.extend(claims),
+            None => *volumes = Value::Array(claims),
+        }
+    }
+    tpl
 }
 
 /// The template's pod spec, and a restart policy the controller accepts.
