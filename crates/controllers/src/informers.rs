@@ -19,7 +19,12 @@
 //! Subscribers are handed the cache's own `Arc`, never a copy: with
 //! 10,000 pods and a dozen pod subscribers, per-subscriber deep copies were
 //! a burst of short-lived allocations on every change that glibc's arenas
-//! kept as resident memory.
+//! kept as resident memory. A change is queued as the object's key and
+//! read from the cache when the subscriber gets to it, so a subscriber sees
+//! the latest state (intermediate versions it was too slow for coalesce,
+//! as in a controller's work queue); queuing the object itself kept every
+//! superseded version alive until the slowest subscriber had read it — up
+//! to [`BUFFER`] whole pods while 10,000 pods were being updated.
 //!
 //! kube-rs's own shared reflector does not pass deletions on to
 //! subscribers, which controllers need (a deleted pod must make its
@@ -54,6 +59,15 @@ use tokio::sync::broadcast;
 /// the whole cache again instead.
 const BUFFER: usize = 8192;
 
+/// One change as queued for subscribers.
+#[derive(Clone)]
+enum Change<K: Kind> {
+    /// Added or modified: the cache has its current state.
+    Applied(ObjectRef<K>),
+    /// Deleted, in its last state (the cache no longer has it).
+    Deleted(Arc<K>),
+}
+
 /// A kind an informer can watch: any built-in API type.
 pub trait Kind:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
@@ -68,7 +82,7 @@ impl<K> Kind for K where
 /// The informer of one kind: its cache and its change fan-out.
 struct Shared<K: Kind> {
     store: Store<K>,
-    changes: broadcast::Sender<Arc<K>>,
+    changes: broadcast::Sender<Change<K>>,
 }
 
 /// The informers of one controller manager, created on first use.
@@ -97,32 +111,12 @@ impl Informers {
     }
 
     /// Every `K` in the cache, then every `K` that is added, modified or
-    /// deleted from now on (deleted ones in their last state). Every
+    /// deleted from now on: changed ones in the cache's state when the
+    /// subscriber reads them, deleted ones in their last state. Every
     /// subscriber gets the `Arc` the cache holds, not a copy. A subscriber
     /// that falls too far behind is sent the whole cache again.
     pub fn shared_stream<K: Kind>(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        let shared = self.shared::<K>();
-        // Subscribe before taking the snapshot so nothing falls between.
-        let rx = shared.changes.subscribe();
-        let pending: VecDeque<Arc<K>> = shared.store.state().into();
-        let store = shared.store.clone();
-        futures::stream::unfold(
-            (rx, pending, store),
-            |(mut rx, mut pending, store)| async move {
-                loop {
-                    if let Some(obj) = pending.pop_front() {
-                        return Some((obj, (rx, pending, store)));
-                    }
-                    match rx.recv().await {
-                        Ok(obj) => return Some((obj, (rx, pending, store))),
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            pending = store.state().into();
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
-                }
-            },
-        )
+        subscribe(&self.shared::<K>())
     }
 
     fn shared<K: Kind>(&self) -> Arc<Shared<K>> {
@@ -144,6 +138,37 @@ impl Informers {
         tokio::spawn(feed(api, writer, changes));
         shared
     }
+}
+
+/// A subscriber's stream: see [`Informers::shared_stream`].
+fn subscribe<K: Kind>(shared: &Shared<K>) -> impl Stream<Item = Arc<K>> + Send + 'static {
+    // Subscribe before taking the snapshot so nothing falls between.
+    let rx = shared.changes.subscribe();
+    let pending: VecDeque<Arc<K>> = shared.store.state().into();
+    let store = shared.store.clone();
+    futures::stream::unfold(
+        (rx, pending, store),
+        |(mut rx, mut pending, store)| async move {
+            loop {
+                if let Some(obj) = pending.pop_front() {
+                    return Some((obj, (rx, pending, store)));
+                }
+                match rx.recv().await {
+                    Ok(Change::Applied(key)) => {
+                        // Gone since: its deletion is queued behind.
+                        if let Some(obj) = store.get(&key) {
+                            return Some((obj, (rx, pending, store)));
+                        }
+                    }
+                    Ok(Change::Deleted(obj)) => return Some((obj, (rx, pending, store))),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        pending = store.state().into();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        },
+    )
 }
 
 /// Drop what no controller reads before an object is cached or sent on.
@@ -196,7 +221,7 @@ fn slim_pod(pod: &mut Pod) {
 }
 
 /// Keep one kind's cache current and tell subscribers what changed.
-async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::Sender<Arc<K>>) {
+async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::Sender<Change<K>>) {
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(strip);
@@ -215,14 +240,10 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
         writer.apply_watcher_event(&event);
         match event {
             Event::Apply(obj) => {
-                // Send the cache's own copy: a second copy per change would
-                // sit in the ring until every subscriber has read it.
-                let key = ObjectRef::from_obj(&obj);
-                let cached = cache.get(&key);
-                let _ = changes.send(cached.unwrap_or_else(|| Arc::new(obj)));
+                let _ = changes.send(Change::Applied(ObjectRef::from_obj(&obj)));
             }
             Event::Delete(obj) => {
-                let _ = changes.send(Arc::new(obj));
+                let _ = changes.send(Change::Deleted(Arc::new(obj)));
             }
             Event::Init => {
                 before = cache
@@ -235,11 +256,12 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
             Event::InitDone => {
                 let now = cache.state();
                 for obj in &now {
-                    before.remove(&ObjectRef::from_obj(&**obj));
-                    let _ = changes.send(obj.clone());
+                    let key = ObjectRef::from_obj(&**obj);
+                    before.remove(&key);
+                    let _ = changes.send(Change::Applied(key));
                 }
                 for (_, gone) in before.drain() {
-                    let _ = changes.send(gone);
+                    let _ = changes.send(Change::Deleted(gone));
                 }
             }
         }
@@ -248,10 +270,58 @@ async fn feed<K: Kind>(api: Api<K>, mut writer: Writer<K>, changes: broadcast::S
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 
     use super::*;
+
+    fn pod(name: &str, rv: &str) -> Pod {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some(name.into());
+        pod.metadata.namespace = Some("default".into());
+        pod.metadata.resource_version = Some(rv.into());
+        pod
+    }
+
+    /// Feed `event` to the cache and its subscribers, as [`feed`] does.
+    fn publish(writer: &mut Writer<Pod>, shared: &Shared<Pod>, event: Event<Pod>) {
+        writer.apply_watcher_event(&event);
+        let change = match event {
+            Event::Apply(p) => Change::Applied(ObjectRef::from_obj(&p)),
+            Event::Delete(p) => Change::Deleted(Arc::new(p)),
+            _ => unreachable!("only changes are published here"),
+        };
+        let _ = shared.changes.send(change);
+    }
+
+    #[tokio::test]
+    async fn subscribers_read_changes_in_the_caches_latest_state_and_deletions_in_their_last() {
+        let mut writer = Writer::<Pod>::default();
+        let shared = Shared {
+            store: writer.as_reader(),
+            changes: broadcast::channel(BUFFER).0,
+        };
+        publish(&mut writer, &shared, Event::Apply(pod("old", "1")));
+        let stream = subscribe(&shared);
+        futures::pin_mut!(stream);
+        publish(&mut writer, &shared, Event::Apply(pod("web", "2")));
+        publish(&mut writer, &shared, Event::Apply(pod("web", "3")));
+        publish(&mut writer, &shared, Event::Apply(pod("gone", "4")));
+        publish(&mut writer, &shared, Event::Delete(pod("gone", "5")));
+        let mut seen = Vec::new();
+        while let Some(Some(p)) = stream.next().now_or_never() {
+            seen.push(format!(
+                "{}@{}",
+                p.metadata.name.as_deref().unwrap_or_default(),
+                p.metadata.resource_version.as_deref().unwrap_or_default()
+            ));
+        }
+        // The cache's content first; both changes of web in its latest
+        // state (the first version is not kept alive for the subscriber);
+        // the pod deleted before it was read only as its deletion.
+        assert_eq!(seen, ["old@1", "web@3", "web@3", "gone@5"]);
+    }
 
     #[test]
     fn strip_drops_managed_fields_only() {
