@@ -25,6 +25,10 @@ do not compare well):
 
     BINS=before=/tmp/rkube-old,after=target/release/rkube python3 bench/memory.py
 
+Each row also shows the 1-minute load average when it was read: other
+builds on a shared machine slow the creates, and bursts that pile up
+in buffers leave more resident memory behind.
+
 An ad-hoc configuration is `CONFIG_<name>="<flags>"` plus its name in
 CONFIGS, e.g. to see what the garbage collector costs:
 
@@ -317,7 +321,7 @@ def measure(label, binary, name, flags):
             raise RuntimeError("get: %d" % status)
         row = {"bin": label, "config": name, "idle": idle, "after_creates": after, "settled": loaded,
                "creates_per_s": rate, "pod_bytes": len(data), "held_max": held,
-               "after_trim": trim}
+               "after_trim": trim, "load": os.getloadavg()[0]}
         print(json.dumps(row), file=sys.stderr, flush=True)
         return row
     finally:
@@ -334,17 +338,17 @@ def main():
             rows[(label, n)] = measure(label, binary, n, config_flags(n))
     base_label = BINS[0][0]
     print("| binary | server | RSS idle, MiB | RSS with %d pods, MiB | added by the component, MiB "
-          "| ratio to %s | pod creates/s |" % (PODS, base_label))
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+          "| ratio to %s | pod creates/s | load average |" % (PODS, base_label))
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label, _ in BINS:
         prev = None
         for n in names:
             r = rows[(label, n)]
             added = "-" if prev is None else "%.0f" % (r["settled"] - prev)
             ratio = r["settled"] / rows[(base_label, n)]["settled"]
-            print("| %s | %s | %.0f | %.0f | %s | %.2f | %.0f |" % (
+            print("| %s | %s | %.0f | %.0f | %s | %.2f | %.0f | %.1f |" % (
                 label, LABELS.get(n, n), r["idle"], r["settled"], added, ratio,
-                r["creates_per_s"]))
+                r["creates_per_s"], r["load"]))
             prev = r["settled"]
     if HOLD > 0 or TRIM:
         print()
