@@ -23,6 +23,8 @@ use tokio::net::TcpListener;
 pub mod join;
 /// The in-process transport of the controller manager and scheduler.
 mod local;
+/// The default StorageClass `local-path`.
+mod local_storage;
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -119,6 +121,17 @@ pub struct ServerArgs {
     /// Do not run an agent (kubelet) in this server.
     #[arg(long)]
     pub disable_agent: bool,
+
+    /// Do not create the default StorageClass `local-path` nor run its
+    /// provisioner (k3s's --disable local-storage), e.g. to install
+    /// another provisioner.
+    #[arg(long)]
+    pub disable_local_storage: bool,
+
+    /// Directory of the embedded agent's local-path volumes (default
+    /// `<data-dir>/storage`; other agents use their own data dir's).
+    #[arg(long, value_name = "DIR")]
+    pub default_local_storage_path: Option<PathBuf>,
 
     /// Port of the embedded agent's kubelet API.
     #[arg(long, default_value_t = 10250)]
@@ -283,8 +296,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = component_client("system:kube-controller-manager")?;
+        let mut controllers = args.controllers.clone();
+        if args.disable_local_storage {
+            controllers.push("-local-path-provisioner".into());
+        }
         let opts = rkube_controllers::Options {
-            controllers: args.controllers.clone(),
+            controllers,
             leader_elect: true,
             identity: format!(
                 "{}_{}",
@@ -305,6 +322,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             }
         }))
     };
+
+    if !args.disable_local_storage {
+        let client = component_client("system:rkube-local-storage")?;
+        tokio::spawn(local_storage::ensure_class(client));
+    }
 
     let scheduler = if args.disable_scheduler {
         None
@@ -359,6 +381,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         if let Some(ip) = args.node_ip {
             flags.extend(["--node-ip".to_string(), ip.to_string()]);
+        }
+        if let Some(dir) = &args.default_local_storage_path {
+            flags.push(format!("--default-local-storage-path={}", dir.display()));
         }
         Some(tokio::spawn(async move {
             if let Err(err) = crate::agent::kubelet::embedded(client, &flags).await {

@@ -177,6 +177,21 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
             None
         }
     };
+    // The node's half of local-path volumes (the provisioner's is in the
+    // controller manager): their directories under this node's own dir.
+    let storage = args
+        .default_local_storage_path
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("storage"));
+    tokio::spawn(rkube_kubelet::localpath::run(
+        client.clone(),
+        rkube_kubelet::localpath::Config {
+            nodes: [node_name.clone()].into(),
+            base: std::path::absolute(&storage).unwrap_or(storage),
+            disk: Arc::new(rkube_kubelet::localpath::HostDisk),
+            publish: Some(node_name.clone()),
+        },
+    ));
     tracing::info!(node = %node_name, ip = %node_ip, "starting kubelet");
     rkube_kubelet::run(
         client,

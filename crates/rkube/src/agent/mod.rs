@@ -121,6 +121,11 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
 
+    /// Directory of this node's local-path volumes (k3s's
+    /// --default-local-storage-path); default `<data-dir>/storage`.
+    #[arg(long, value_name = "DIR")]
+    pub default_local_storage_path: Option<PathBuf>,
+
     /// Set after joining: the kubelet API's serving certificate and the
     /// client CA, from the server.
     #[arg(skip)]

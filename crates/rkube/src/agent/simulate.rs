@@ -36,6 +36,19 @@ pub async fn run(args: AgentArgs, nodes: u32) -> anyhow::Result<()> {
             .with_context(|| format!("--simulate-termination-delay {d:?}: expected e.g. 1s"))?;
     }
     cfg.max_in_flight = args.simulate_max_in_flight;
+    // Local-path volumes of simulated nodes have no directory: Released
+    // ones are only deleted.
+    tokio::spawn(rkube_kubelet::localpath::run(
+        client.clone(),
+        rkube_kubelet::localpath::Config {
+            nodes: (0..nodes)
+                .map(|i| format!("{}-{i}", args.simulate_prefix))
+                .collect(),
+            base: rkube_controllers::localpath::plan::DEFAULT_BASE.into(),
+            disk: std::sync::Arc::new(rkube_kubelet::localpath::NoDisk),
+            publish: None,
+        },
+    ));
     tokio::select! {
         r = rkube_simulator::run(client, cfg) => Ok(r?),
         _ = tokio::signal::ctrl_c() => Ok(()),
