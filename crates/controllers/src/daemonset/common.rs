@@ -81,33 +81,10 @@ pub fn is_terminal(pod: &Pod) -> bool {
     matches!(phase(pod), "Succeeded" | "Failed")
 }
 
-/// The Ready condition is True.
-pub fn is_pod_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
-
-/// When the pod's Ready condition last turned True, if it is True.
-fn ready_since(pod: &Pod) -> Option<Option<jiff::Timestamp>> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready" && c.status == "True")
-        .map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-}
-
-/// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
-pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
-    match ready_since(pod) {
-        None => false,
-        Some(_) if min_ready_seconds <= 0 => true,
-        Some(None) => false,
-        Some(Some(since)) => {
-            since + jiff::SignedDuration::from_secs(i64::from(min_ready_seconds)) <= now
-        }
-    }
-}
+// Readiness and availability (upstream `IsPodAvailable`: ready for longer
+// than minReadySeconds) are the same rules the ReplicaSet and Deployment
+// controllers use.
+pub use crate::pods::{is_available as is_pod_available, is_ready as is_pod_ready};
 
 /// What to do with the namespace's pods for one controller: keep the ones
 /// it controls and still selects, adopt selected orphans, release the
