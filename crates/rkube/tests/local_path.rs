@@ -12,6 +12,7 @@
 //! Released volume naming a path outside the node's storage directory is
 //! refused with VolumeFailedDelete and its directory kept. With
 //! `--disable-local-storage` there is no class, and claims keep none.
+//! Simulated nodes get volumes too, and give them back without a disk.
 
 mod support;
 
@@ -234,5 +235,47 @@ fn disable_local_storage_leaves_no_default_class() {
     assert_eq!(
         server.jsonpath(&["get", "pvc", "plain"], "{.spec.storageClassName}"),
         ""
+    );
+}
+
+#[test]
+fn simulated_nodes_get_local_path_volumes_and_give_them_back() {
+    let (server, _agent) = support::agent::simulated_cluster("lps", 2, WAIT);
+    let sts = statefulset().replace("replicas: 1", "replicas: 2");
+    server.ok_stdin(&["apply", "-f", "-"], &sts);
+    let context = || server.ok(&["get", "pvc,pv,pods", "-o", "wide"]);
+    for i in 0..2 {
+        let claim = format!("data-web-{i}");
+        server.wait_jsonpath(
+            WAIT,
+            &["get", "pvc", &claim],
+            "{.status.phase}",
+            "Bound",
+            context,
+        );
+        let volume = server.jsonpath(&["get", "pvc", &claim], "{.spec.volumeName}");
+        let node = server.jsonpath(&["get", "pod", &format!("web-{i}")], "{.spec.nodeName}");
+        assert!(node.starts_with("lps-"), "web-{i} on {node:?}");
+        let pinned = server.jsonpath(
+            &["get", "pv", &volume],
+            "{.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0].values[0]}",
+        );
+        assert_eq!(pinned, node);
+        // Simulated nodes keep nothing on disk: the default data dir's
+        // path, never made.
+        let path = server.jsonpath(&["get", "pv", &volume], "{.spec.hostPath.path}");
+        assert_eq!(
+            path,
+            format!("/var/lib/rkube/storage/{volume}_default_{claim}")
+        );
+    }
+    server.ok(&["delete", "statefulset", "web", "--wait=false"]);
+    server.ok(&["delete", "pvc", "data-web-0", "data-web-1", "--wait=false"]);
+    server.wait_jsonpath(
+        WAIT,
+        &["get", "pv"],
+        "{.items[*].metadata.name}",
+        "",
+        context,
     );
 }
