@@ -21,10 +21,11 @@
 //!   `VolumeFailedDelete` event and left alone. Removal does not follow a
 //!   symbolic link put in the directory's place.
 //!
-//! On start the agent publishes its base directory in its Node's
-//! `rkube.io/local-storage-path` annotation, which is where the
-//! provisioner puts this node's volumes. Simulated nodes keep nothing on
-//! disk ([`NoDisk`]): their Released volumes are only deleted.
+//! The agent publishes its base directory in its Node's
+//! `rkube.io/local-storage-path` annotation (and puts it back should the
+//! Node be registered anew), which is where the provisioner puts this
+//! node's volumes. Simulated nodes keep nothing on disk ([`NoDisk`]):
+//! their Released volumes are only deleted.
 
 use std::collections::HashSet;
 use std::io;
@@ -285,20 +286,38 @@ async fn sync(pv: Arc<PersistentVolume>, ctx: Arc<Ctx>) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
+/// How often the published directory is checked once it is there: a
+/// Node deleted and registered again has lost it.
+const REPUBLISH: Duration = Duration::from_secs(60);
+
 /// Publish the base directory on the Node once it exists (the kubelet
-/// registers it in the meantime).
+/// registers it in the meantime), and again whenever it is missing.
 async fn publish(client: kube::Client, node: String, base: &Path) {
     let api: Api<Node> = Api::all(client);
-    let patch = json!({"metadata": {"annotations": {PATH_ANNOTATION: base.display().to_string()}}});
+    let value = base.display().to_string();
+    let patch = json!({"metadata": {"annotations": {PATH_ANNOTATION: &value}}});
     loop {
-        match api
-            .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => return,
-            Err(e) => tracing::debug!(%node, error = %e, "local storage path not published yet"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        let published = match api.get_opt(&node).await {
+            Ok(Some(n)) if n.annotations().get(PATH_ANNOTATION) == Some(&value) => true,
+            Ok(Some(_)) => match api
+                .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!(%node, error = %e, "local storage path not published");
+                    false
+                }
+            },
+            // Not registered yet, or the API is away.
+            Ok(None) | Err(_) => false,
+        };
+        let again = if published {
+            REPUBLISH
+        } else {
+            Duration::from_secs(1)
+        };
+        tokio::time::sleep(again).await;
     }
 }
 
