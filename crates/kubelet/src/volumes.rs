@@ -126,13 +126,14 @@ impl PodVolumes {
                     .map_err(io)?;
             }
             if e.medium.as_deref() == Some("Memory") && !is_mounted(&dir) {
-                let size = e
+                let limit = e
                     .size_limit
                     .as_ref()
-                    .and_then(|q| crate::quantity::bytes(&q.0))
-                    .unwrap_or(node.allocatable_memory)
-                    .max(4096);
-                mount_tmpfs(&dir, size)?;
+                    .and_then(|q| crate::quantity::bytes(&q.0));
+                mount_tmpfs(
+                    &dir,
+                    memory_medium_size(pod, limit, node.allocatable_memory),
+                )?;
             }
             if fresh {
                 if let Some(g) = fs_group {
@@ -545,7 +546,24 @@ fn is_mounted(dir: &Path) -> bool {
         .any(|l| l.split_whitespace().nth(1) == Some(&target))
 }
 
-/// tmpfs for `medium: Memory`, sized by sizeLimit.
+/// The size of a `medium: Memory` emptyDir's tmpfs (upstream's
+/// SizeMemoryBackedVolumes): the node's allocatable memory, lowered to the
+/// pod cgroup's memory limit when it has one, lowered again to the
+/// volume's sizeLimit when that is smaller. Without the cap a pod could
+/// fill the tmpfs past its own limit only to be OOM-killed for pages it
+/// cannot free.
+pub fn memory_medium_size(pod: &Pod, size_limit: Option<i64>, allocatable: i64) -> i64 {
+    let mut size = allocatable;
+    let pod_limit = crate::cm::pod_resources(pod, None).memory_limit;
+    for cap in [pod_limit, size_limit].into_iter().flatten() {
+        if cap > 0 && cap <= size {
+            size = cap;
+        }
+    }
+    size.max(4096)
+}
+
+/// tmpfs for `medium: Memory`.
 fn mount_tmpfs(dir: &Path, size: i64) -> Result<(), String> {
     let status = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "-o"])
@@ -738,5 +756,42 @@ mod tests {
             mode: None,
         }];
         assert!(project(&data, Some(&missing), 0o644, "configmap", "c").is_err());
+    }
+
+    fn pod_with_memory_limits(limits: &[Option<&str>]) -> Pod {
+        let containers: Vec<serde_json::Value> = limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut c = serde_json::json!({"name": format!("c{i}"), "image": "busybox"});
+                if let Some(l) = l {
+                    c["resources"] = serde_json::json!({"limits": {"memory": l}});
+                }
+                c
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": containers}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn memory_medium_size_is_capped_by_pod_limit_then_size_limit() {
+        const GI: i64 = 1 << 30;
+        const MI: i64 = 1 << 20;
+        let limited = pod_with_memory_limits(&[Some("64Mi"), Some("32Mi")]);
+        let partly = pod_with_memory_limits(&[Some("64Mi"), None]);
+        // No cap anywhere: the node's allocatable memory.
+        assert_eq!(memory_medium_size(&partly, None, 8 * GI), 8 * GI);
+        // Every container limited: the pod cgroup's limit, the sum.
+        assert_eq!(memory_medium_size(&limited, None, 8 * GI), 96 * MI);
+        // A smaller sizeLimit wins; a larger one does not raise the cap.
+        assert_eq!(memory_medium_size(&limited, Some(10 * MI), 8 * GI), 10 * MI);
+        assert_eq!(memory_medium_size(&limited, Some(GI), 8 * GI), 96 * MI);
+        assert_eq!(memory_medium_size(&partly, Some(GI), 8 * GI), GI);
+        // A sizeLimit over the node's memory is ignored, as upstream.
+        assert_eq!(memory_medium_size(&partly, Some(16 * GI), 8 * GI), 8 * GI);
     }
 }

@@ -309,16 +309,20 @@ fn probes_restarts_and_oom() {
             r#"  containers:
   - name: c
     image: {IMAGE}
-    command: ["sh", "-c", "echo hp=$(cat /hp/f); echo sub=$(cat /one); echo mem=$(df -k /mem | tail -1 | awk '{{print $2}}'); touch /cfg/x 2>/dev/null && echo ro=no || echo ro=yes; echo made > /hp/new; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token=yes; echo ns=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); sleep 3600"]
+    command: ["sh", "-c", "echo hp=$(cat /hp/f); echo sub=$(cat /one); echo mem=$(df -k /mem | tail -1 | awk '{{print $2}}'); echo mem2=$(df -k /mem2 | tail -1 | awk '{{print $2}}'); touch /cfg/x 2>/dev/null && echo ro=no || echo ro=yes; echo made > /hp/new; test -s /var/run/secrets/kubernetes.io/serviceaccount/token && echo token=yes; echo ns=$(cat /var/run/secrets/kubernetes.io/serviceaccount/namespace); sleep 3600"]
     volumeMounts:
     - {{name: hp, mountPath: /hp}}
     - {{name: cfg, mountPath: /one, subPath: color}}
     - {{name: cfg, mountPath: /cfg}}
     - {{name: mem, mountPath: /mem}}
+    - {{name: mem2, mountPath: /mem2}}
+    # Caps the sizeLimit-less Memory emptyDir below.
+    resources: {{limits: {{memory: 48Mi}}}}
   volumes:
   - {{name: hp, hostPath: {{path: {}, type: Directory}}}}
   - {{name: cfg, configMap: {{name: cfg2}}}}
   - {{name: mem, emptyDir: {{medium: Memory, sizeLimit: 8Mi}}}}
+  - {{name: mem2, emptyDir: {{medium: Memory}}}}
 "#,
             host_dir.display()
         ),
@@ -369,6 +373,8 @@ fn probes_restarts_and_oom() {
         "hp=from-host",
         "sub=green",
         "mem=8192",
+        // No sizeLimit: the pod's memory limit, not the node's memory.
+        "mem2=49152",
         "ro=yes",
         "token=yes",
         "ns=default",
