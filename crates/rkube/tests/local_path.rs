@@ -107,7 +107,17 @@ fn a_statefulset_gets_a_local_path_volume_that_goes_with_its_claim() {
         ),
         "lp-node"
     );
-    c.wait_events("data-web-0", &["ProvisioningSucceeded", &volume]);
+    assert_eq!(
+        c.get(
+            &claim,
+            "{.metadata.annotations.volume\\.kubernetes\\.io/storage-provisioner}"
+        ),
+        "rancher.io/local-path"
+    );
+    c.wait_events(
+        "data-web-0",
+        &["Provisioning", "ProvisioningSucceeded", &volume],
+    );
 
     // The pod runs and its write lands in the directory on the host.
     c.wait_running("web-0");

@@ -15,8 +15,9 @@
 //!    (DirectoryOrCreate) `<base>/pvc-<uid>_<namespace>_<name>` on that
 //!    node, pinned there by nodeAffinity on kubernetes.io/hostname, the
 //!    claim's size and access modes, the class's reclaim policy, a claimRef
-//!    to the claim and `pv.kubernetes.io/provisioned-by`; the claim is told
-//!    `Provisioning` and `ProvisioningSucceeded`. `<base>` is what the
+//!    to the claim and `pv.kubernetes.io/provisioned-by`; the claim gets
+//!    upstream's `volume.kubernetes.io/storage-provisioner` annotations
+//!    and is told `Provisioning` and `ProvisioningSucceeded`. `<base>` is what the
 //!    node's agent published in its Node's `rkube.io/local-storage-path`
 //!    annotation (`<agent data-dir>/storage` unless `rkube agent
 //!    --default-local-storage-path` says otherwise); the controller waits
@@ -45,11 +46,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::ResourceExt;
+use serde_json::json;
 
 use crate::daemonset::common::{event, recorder, Backoff};
 use crate::informers::Informers;
@@ -58,6 +60,12 @@ use plan::Decision;
 /// Errors of the provisioner.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("annotating claim {claim}: {source}")]
+    Annotate {
+        claim: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("creating volume {volume} for claim {claim}: {source}")]
     Create {
         volume: String,
@@ -138,6 +146,28 @@ async fn sync(claim: Arc<PersistentVolumeClaim>, ctx: &Ctx) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
     let key = claim_key(&claim);
+    if !plan::names_provisioner(&claim) {
+        // What upstream's PV controller writes before handing a claim to
+        // an external provisioner (`setClaimProvisioner`).
+        let api: Api<PersistentVolumeClaim> =
+            Api::namespaced(ctx.client.clone(), &claim.namespace().unwrap_or_default());
+        let patch = json!({"metadata": {"annotations": {
+            plan::STORAGE_PROVISIONER: plan::PROVISIONER,
+            plan::BETA_STORAGE_PROVISIONER: plan::PROVISIONER,
+        }}});
+        match api
+            .patch(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(source) => return Err(Error::Annotate { claim: key, source }),
+        }
+    }
     if ctx.tell(&claim.uid().unwrap_or_default(), "Provisioning") {
         let note = format!("External provisioner is provisioning volume for claim \"{key}\"");
         event(&ctx.recorder, &*claim, false, "Provisioning", note).await;

@@ -28,6 +28,10 @@ use crate::persistentvolume::binder::PROVISIONED_BY;
 pub const PROVISIONER: &str = "rancher.io/local-path";
 /// The scheduler's choice of node for a WaitForFirstConsumer claim.
 pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+/// The provisioner a claim is handed to, as upstream's PV controller
+/// marks it (and its older beta key).
+pub const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
+pub const BETA_STORAGE_PROVISIONER: &str = "volume.beta.kubernetes.io/storage-provisioner";
 /// Where a node's agent keeps local-path volumes: each agent publishes
 /// its own directory (agents have their own data dirs) on its Node.
 pub const PATH_ANNOTATION: &str = "rkube.io/local-storage-path";
@@ -119,6 +123,14 @@ fn request(
         .requests
         .as_ref()?
         .get("storage")
+}
+
+/// Whether the claim already names this provisioner as its own.
+pub fn names_provisioner(claim: &PersistentVolumeClaim) -> bool {
+    let a = claim.metadata.annotations.as_ref();
+    [STORAGE_PROVISIONER, BETA_STORAGE_PROVISIONER]
+        .iter()
+        .all(|k| a.and_then(|a| a.get(*k)).is_some_and(|v| v == PROVISIONER))
 }
 
 /// The directory a node keeps local-path volumes in: what its agent

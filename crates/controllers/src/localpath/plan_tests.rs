@@ -94,6 +94,19 @@ fn provisions_claims_of_our_class_once_the_scheduler_picked_a_node() {
     let mut deleting = c.clone();
     deleting.metadata.deletion_timestamp = Some(Time(Default::default()));
     assert_eq!(decide(&deleting, Some(&ours), false), Decision::Skip);
+    // Handed over: both annotations name us.
+    assert!(!names_provisioner(&c));
+    let mut named = c.clone();
+    let mut annotate = |k: &str| {
+        let a = named
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default);
+        a.insert(k.into(), PROVISIONER.into());
+        names_provisioner(&named)
+    };
+    assert!(!annotate(STORAGE_PROVISIONER));
+    assert!(annotate(BETA_STORAGE_PROVISIONER));
     // ReadWriteOncePod is a single-node mode too.
     assert!(matches!(
         decide(&claim(&["ReadWriteOncePod"], Some("n")), Some(&ours), false),
