@@ -5,7 +5,8 @@
 //! Terminated, never restarted), serves `kubectl logs -c` and `kubectl
 //! debug -i`'s attach and exec; a PUT through the subresource adds one;
 //! changing or removing one, or adding one through a plain pod update, is
-//! refused with upstream's messages; they stop with the pod.
+//! refused with upstream's messages; they stop with the pod. `kubectl
+//! debug --copy-to` runs a copy with a debugger sharing its processes.
 
 mod support;
 
@@ -227,6 +228,50 @@ fn kubectl_debug_runs_ephemeral_containers() {
     );
     let out = c.ok(&["exec", "web", "-c", "dbg3", "--", "echo", "marco"]);
     assert_eq!(out.trim(), "marco");
+
+    // --copy-to: a copy of the pod with a debug container added, sharing
+    // its process namespace (kubectl 1.32 sets shareProcessNamespace only
+    // when --share-processes is given), so the debugger sees the app; the
+    // original is left alone.
+    c.ok(&[
+        "debug",
+        "web",
+        "--copy-to",
+        "web-copy",
+        "--share-processes",
+        "--image",
+        BUSYBOX,
+        "-c",
+        "dbgc",
+        "--",
+        "sh",
+        "-c",
+        "while ! ps | grep -q '[s]leep 3600'; do sleep 1; done; echo found-app; sleep 3600",
+    ]);
+    c.wait_running("web-copy");
+    assert_eq!(
+        c.get(&["pod", "web-copy"], "{.spec.shareProcessNamespace}"),
+        "true"
+    );
+    let seen = support::eventually(Duration::from_secs(60), || {
+        c.server
+            .kubectl(&["logs", "web-copy", "-c", "dbgc"])
+            .status
+            .success()
+            && c.ok(&["logs", "web-copy", "-c", "dbgc"])
+                .contains("found-app")
+    });
+    assert!(
+        seen,
+        "the copy's debugger should see the app's process:\n{}",
+        c.ok(&["logs", "web-copy", "-c", "dbgc"])
+    );
+    assert_eq!(
+        c.get(&["pod", "web"], "{.spec.containers[*].name}"),
+        "app",
+        "the original pod is unchanged"
+    );
+    c.ok(&["delete", "pod", "web-copy", "--wait=true"]);
 
     // The debug containers go with the pod, stopped in its grace period.
     c.ok(&["delete", "pod", "web", "--wait=true"]);
