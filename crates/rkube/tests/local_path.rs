@@ -116,7 +116,11 @@ fn a_statefulset_gets_a_local_path_volume_that_goes_with_its_claim() {
     );
     c.wait_events(
         "data-web-0",
-        &["Provisioning", "ProvisioningSucceeded", &volume],
+        &[
+            "External provisioner is provisioning volume for claim \"default/data-web-0\"",
+            "ProvisioningSucceeded",
+            &volume,
+        ],
     );
 
     // The pod runs and its write lands in the directory on the host.
