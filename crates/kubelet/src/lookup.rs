@@ -32,7 +32,21 @@ pub trait Lookup: Send + Sync {
     async fn token(&self, req: &TokenAsk) -> Result<(String, i64), String>;
     /// The host directory behind a bound PersistentVolumeClaim (hostPath
     /// or local PVs).
-    async fn claim_path(&self, ns: &str, claim: &str) -> Result<std::path::PathBuf, String>;
+    async fn claim_path(&self, ns: &str, claim: &str) -> Result<ClaimPath, String>;
+}
+
+/// Where a bound claim's volume lives on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    pub path: std::path::PathBuf,
+    /// A hostPath volume's `type` (DirectoryOrCreate, ...), checked and
+    /// acted on as for a pod's own hostPath volume; None for local PVs,
+    /// whose path must exist.
+    pub host_path_type: Option<String>,
+    /// A local-path volume (provisioned by `rancher.io/local-path`): its
+    /// directory is made mode 0777 if missing, as the node's local-path
+    /// loop makes it, so that pods running as any user can write.
+    pub local_path: bool,
 }
 
 /// What a projected serviceAccountToken source asks for.
@@ -140,7 +154,7 @@ impl Lookup for ClusterLookup {
         Ok((status.token, ttl))
     }
 
-    async fn claim_path(&self, ns: &str, claim: &str) -> Result<std::path::PathBuf, String> {
+    async fn claim_path(&self, ns: &str, claim: &str) -> Result<ClaimPath, String> {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), ns);
         let pvc = pvcs
             .get(claim)
@@ -156,12 +170,26 @@ impl Lookup for ClusterLookup {
             .get(&volume)
             .await
             .map_err(|e| format!("persistentvolume \"{volume}\": {e}"))?;
+        let local_path = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("pv.kubernetes.io/provisioned-by"))
+            .is_some_and(|p| p == crate::localpath::PROVISIONER);
         let spec = pv.spec.unwrap_or_default();
         if let Some(h) = spec.host_path {
-            return Ok(h.path.into());
+            return Ok(ClaimPath {
+                path: h.path.into(),
+                host_path_type: Some(h.type_.unwrap_or_default()),
+                local_path,
+            });
         }
         if let Some(l) = spec.local {
-            return Ok(l.path.into());
+            return Ok(ClaimPath {
+                path: l.path.into(),
+                host_path_type: None,
+                local_path: false,
+            });
         }
         Err(format!(
             "persistentvolume \"{volume}\" is neither hostPath nor local"

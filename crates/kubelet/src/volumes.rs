@@ -154,9 +154,22 @@ impl PodVolumes {
             });
         }
         if let Some(c) = &v.persistent_volume_claim {
-            let path = lookup.claim_path(ns, &c.claim_name).await?;
+            let claim = lookup.claim_path(ns, &c.claim_name).await?;
+            if claim.local_path && !claim.path.exists() {
+                // Made here when the pod gets to it before the node's
+                // local-path loop does.
+                std::fs::create_dir_all(&claim.path).map_err(io)?;
+                std::fs::set_permissions(&claim.path, std::fs::Permissions::from_mode(0o777))
+                    .map_err(io)?;
+            }
+            if let Some(ty) = &claim.host_path_type {
+                // A hostPath PV's type applies as in a pod's hostPath
+                // volume: DirectoryOrCreate (local-path's volumes) makes
+                // the directory on first use.
+                check_host_path(&claim.path, ty)?;
+            }
             return Ok(Mounted {
-                path,
+                path: claim.path,
                 read_only: c.read_only == Some(true),
             });
         }
@@ -614,7 +627,11 @@ mod tests {
             asked.push(req.clone());
             Ok((format!("token-{}", asked.len()), req.expiration_seconds))
         }
-        async fn claim_path(&self, _: &str, claim: &str) -> Result<PathBuf, String> {
+        async fn claim_path(
+            &self,
+            _: &str,
+            claim: &str,
+        ) -> Result<crate::lookup::ClaimPath, String> {
             Err(format!("no claim {claim}"))
         }
     }
