@@ -135,6 +135,20 @@ fn a_statefulset_gets_a_local_path_volume_that_goes_with_its_claim() {
         dir.display(),
         c.agent_logs()
     );
+    // The scheduler bound the pod only once its claim was bound
+    // (VolumeBinding's PreBind), so the kubelet never failed a mount.
+    let events = c.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web-0",
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ]);
+    assert!(
+        events.contains("Scheduled") && !events.contains("FailedMount"),
+        "{events}"
+    );
 
     // Claims outlive their StatefulSet, as upstream; deleting the claim
     // then takes the volume and its data.

@@ -41,6 +41,8 @@ pub enum Error {
     Event(String, #[source] kube::Error),
     #[error("naming node {1} on claim {0}: {2}")]
     SelectNode(String, String, #[source] kube::Error),
+    #[error("{0}")]
+    VolumesNotBound(String),
 }
 
 impl Error {
@@ -51,6 +53,7 @@ impl Error {
             | Error::Delete(_, e)
             | Error::Event(_, e)
             | Error::SelectNode(_, _, e) => e,
+            Error::VolumesNotBound(_) => return None,
         };
         match e {
             kube::Error::Api(s) => Some(s.code),
@@ -67,6 +70,13 @@ impl Error {
 /// What the scheduler writes.
 #[async_trait]
 pub trait ClusterApi: Send + Sync + 'static {
+    /// VolumeBinding's PreBind: name `node` on the pod's WaitForFirstConsumer
+    /// claims and wait until all its claims are bound, so that the pod
+    /// reaches its kubelet with volumes it can mount.
+    async fn pre_bind(&self, _pod: &PodInfo, _node: &str) -> Result<(), Error> {
+        Ok(())
+    }
+
     async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), Error>;
 
     /// Set PodScheduled=False with `reason` and `message`, and
@@ -127,16 +137,21 @@ impl KubeApi {
     }
 }
 
+/// How long PreBind waits for a pod's claims to be bound (upstream's
+/// VolumeBinding bindTimeoutSeconds default).
+const BIND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// The seen-events map is bounded: past this many entries it starts over
 /// (a repeat then creates a new Event instead of bumping a count).
 const MAX_SEEN_EVENTS: usize = 20_000;
 
 #[async_trait]
 impl ClusterApi for KubeApi {
-    async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), Error> {
-        // VolumeBinding's PreBind: WaitForFirstConsumer claims learn the
-        // node first, so the PV binder picks a volume that node can reach.
-        for claim in crate::plugins::volume_binding::claims_to_annotate(pod, node) {
+    async fn pre_bind(&self, pod: &PodInfo, node: &str) -> Result<(), Error> {
+        use crate::plugins::volume_binding::{claims_state, claims_to_annotate, ClaimsState};
+        // WaitForFirstConsumer claims learn the node first, so the PV
+        // binder (or a provisioner) picks a volume that node can reach.
+        for claim in claims_to_annotate(pod, node) {
             let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
                 Api::namespaced(self.client.clone(), &pod.namespace);
             let patch = json!({"metadata": {"annotations": {
@@ -145,6 +160,33 @@ impl ClusterApi for KubeApi {
                 .await
                 .map_err(|e| Error::SelectNode(claim.clone(), node.into(), e))?;
         }
+        // Then wait for the claims to be bound, read from the scheduler's
+        // own watch of claims, up to upstream's bindTimeoutSeconds.
+        let deadline = std::time::Instant::now() + BIND_TIMEOUT;
+        let mut named = std::collections::HashSet::new();
+        loop {
+            let (claim, names_node) = match claims_state(pod, node) {
+                ClaimsState::Bound => return Ok(()),
+                ClaimsState::Waiting { claim, names_node } => (claim, names_node),
+            };
+            if names_node {
+                named.insert(claim.clone());
+            } else if named.contains(&claim) {
+                return Err(Error::VolumesNotBound(format!(
+                    "selectedNode annotation reset for PVC \"{claim}\""
+                )));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::VolumesNotBound(format!(
+                    "binding volumes: PVC \"{claim}\" not bound within {}s",
+                    BIND_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn bind(&self, pod: &PodInfo, node: &str) -> Result<(), Error> {
         let binding = Binding {
             metadata: ObjectMeta {
                 name: Some(pod.name.clone()),

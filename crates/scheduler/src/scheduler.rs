@@ -281,9 +281,13 @@ impl<A: ClusterApi> Scheduler<A> {
             self.pending_events.clone(),
         );
         tokio::spawn(async move {
-            let result = {
-                let _permit = binds.acquire_owned().await;
-                api.bind(&pod, &node).await
+            // PreBind may wait for volumes; it holds no binding permit.
+            let result = match api.pre_bind(&pod, &node).await {
+                Ok(()) => {
+                    let _permit = binds.acquire_owned().await;
+                    api.bind(&pod, &node).await
+                }
+                Err(e) => Err(e),
             };
             let ok = result.is_ok();
             let _ = tx.send(BindResult {

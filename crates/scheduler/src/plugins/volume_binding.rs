@@ -273,6 +273,57 @@ pub fn claims_to_annotate(pod: &PodInfo, node: &str) -> Vec<String> {
         .collect()
 }
 
+/// Where a pod's claims stand once the scheduler has chosen `node`.
+#[derive(Debug, PartialEq)]
+pub enum ClaimsState {
+    /// Every claim is bound to a volume.
+    Bound,
+    /// This claim is not bound yet; whether it names the node (always
+    /// true unless WaitForFirstConsumer). A claim that named the node and
+    /// stops naming it was given up by its provisioner: the pod must be
+    /// scheduled again. (Right after the scheduler's own annotation, its
+    /// watch may not show the node yet.)
+    Waiting { claim: String, names_node: bool },
+}
+
+/// The pod's claims as the scheduler's watch sees them.
+pub fn claims_state(pod: &PodInfo, node: &str) -> ClaimsState {
+    let Some(claims) = &pod.volumes else {
+        return ClaimsState::Bound;
+    };
+    let t = &claims.tables;
+    for name in &claims.names {
+        let state = t.claims.with(&pod.namespace, name, |c| {
+            let Some(c) = c else {
+                return Some(ClaimsState::Waiting {
+                    claim: name.clone(),
+                    names_node: true,
+                });
+            };
+            if !volume_name(c).is_empty() {
+                return None;
+            }
+            let late = t.classes.with("", class_name(c), |s| {
+                s.is_some_and(|s| s.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+            });
+            let selected = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SELECTED_NODE))
+                .map(String::as_str);
+            Some(ClaimsState::Waiting {
+                claim: name.clone(),
+                names_node: !late || selected == Some(node),
+            })
+        });
+        if let Some(s) = state {
+            return s;
+        }
+    }
+    ClaimsState::Bound
+}
+
 pub struct VolumeBinding;
 
 impl FilterPlugin for VolumeBinding {

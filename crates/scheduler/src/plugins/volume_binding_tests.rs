@@ -274,3 +274,29 @@ fn pods_without_claims_skip_the_plugin() {
     let p = pod("p", &[]);
     assert_eq!(run(&p, &[host("a")]).unwrap().0, vec!["a"]);
 }
+
+#[test]
+fn pre_bind_waits_for_every_claim_and_sees_a_provisioner_give_up() {
+    let w = World::new();
+    let waiting = |claim: &str, names_node: bool| ClaimsState::Waiting {
+        claim: claim.into(),
+        names_node,
+    };
+    w.claim(claim("late", "made", ""));
+    w.claim(claim("imm", "fast", "pv-imm"));
+    let p = w.pod(&["imm", "late"]);
+    // Not yet annotated (the scheduler's watch lags its own patch).
+    assert_eq!(claims_state(&p, "a"), waiting("late", false));
+    let mut named = claim("late", "made", "");
+    named.metadata.annotations = Some(BTreeMap::from([(SELECTED_NODE.into(), "a".into())]));
+    w.claim(named);
+    assert_eq!(claims_state(&p, "a"), waiting("late", true));
+    // Annotated with another node, or the annotation removed: not ours.
+    assert_eq!(claims_state(&p, "b"), waiting("late", false));
+    w.claim(claim("late", "made", "pv-late"));
+    assert_eq!(claims_state(&p, "a"), ClaimsState::Bound);
+    // An unbound Immediate claim counts as waiting on any node.
+    w.claim(claim("imm", "fast", ""));
+    assert_eq!(claims_state(&p, "a"), waiting("imm", true));
+    assert_eq!(claims_state(&pod("none", &[]), "a"), ClaimsState::Bound);
+}
