@@ -127,6 +127,8 @@ impl ApiServer {
                     _ => strategy_for(info),
                 };
                 let strategy = admission::quota::wrap(info, strategy, &admission);
+                let strategy =
+                    admission::webhook::strategy::wrap(info, strategy, &admission.webhooks);
                 let rs = ResourceStore::new(info, strategy, store.clone(), clock.clone());
                 ((info.group, info.version, info.plural), Arc::new(rs))
             })

@@ -209,6 +209,14 @@ pub async fn handle(
         return forward(&client, ip, port, target, req).await;
     }
     let ns = info.namespace.as_deref().unwrap_or("default");
+    if sub != "log" {
+        // CONNECT admission, before the pod is looked at (upstream's order).
+        let options = crate::admission::webhook::connect_options(sub, req.uri().query());
+        let webhooks = &server.admission.webhooks;
+        webhooks
+            .admit_connect(rs.info, ns, name, sub, &options)
+            .await?;
+    }
     let pod = rs.get(Some(ns), name, None).await?;
     let node_name = pod
         .pointer("/spec/nodeName")

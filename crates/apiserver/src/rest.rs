@@ -25,10 +25,20 @@ pub async fn handle(
     query: Query,
     req: Request<Body>,
 ) -> Response<Body> {
-    match handle_inner(server, &info, &query, req).await {
+    // What admission webhooks are told about the request (user,
+    // subresource), for the strategy hooks the write reaches.
+    let ctx = crate::admission::webhook::RequestContext {
+        user: req.extensions().get::<crate::User>().cloned(),
+        subresource: info.subresource.clone().unwrap_or_default(),
+        warnings: Default::default(),
+    };
+    let handled = handle_inner(server, &info, &query, req);
+    let mut resp = match crate::admission::webhook::scope(ctx.clone(), handled).await {
         Ok(resp) => resp,
         Err(err) => response::error(err),
-    }
+    };
+    crate::decode::add_warnings(&mut resp, &ctx.take_warnings());
+    resp
 }
 
 async fn handle_inner(
@@ -142,8 +152,8 @@ async fn handle_inner(
         "create" => write::create(server, rs, ns, query, req).await,
         "update" => write::update(server, rs, ns, name, target, query, req).await,
         "patch" => write::patch(server, rs, ns, name, target, query, req).await,
-        "delete" => write::delete(rs, ns, name, query, req).await,
-        "deletecollection" => write::delete_collection(rs, ns, query, req).await,
+        "delete" => write::delete(server, rs, ns, name, query, req).await,
+        "deletecollection" => write::delete_collection(server, rs, ns, query, req).await,
         _ => Err(StatusError::method_not_supported(
             &rs.group_resource(),
             info.verb,

@@ -366,6 +366,7 @@ pub(crate) fn delete_options_from(query: &Query, body: &Value) -> Result<DeleteO
 }
 
 pub async fn delete(
+    server: &ApiServer,
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
     name: &str,
@@ -373,6 +374,10 @@ pub async fn delete(
     req: Request<Body>,
 ) -> Result<Response<Body>> {
     let opts = delete_options(query, req).await?;
+    let webhooks = &server.admission.webhooks;
+    webhooks
+        .admit_delete_named(rs, ns, name, opts.dry_run)
+        .await?;
     let outcome = rs.delete(ns, name, &opts).await?;
     Ok(delete_response(rs, outcome))
 }
@@ -404,6 +409,7 @@ fn response_with_code(code: u16, obj: &Value) -> Response<Body> {
 }
 
 pub async fn delete_collection(
+    server: &ApiServer,
     rs: &Arc<ResourceStore>,
     ns: Option<&str>,
     query: &Query,
@@ -422,6 +428,8 @@ pub async fn delete_collection(
     let mut deleted = Vec::new();
     for obj in page.items {
         let obj_ns = (!meta::namespace(&obj).is_empty()).then(|| meta::namespace(&obj).to_string());
+        let webhooks = &server.admission.webhooks;
+        webhooks.admit_delete(rs.info, &obj, opts.dry_run).await?;
         match rs.delete(obj_ns.as_deref(), meta::name(&obj), &opts).await {
             Ok(DeleteOutcome::Deleted(o) | DeleteOutcome::Pending(o)) => deleted.push(o),
             // Gone in between: what the caller wanted.

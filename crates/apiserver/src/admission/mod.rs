@@ -19,6 +19,7 @@ mod serviceaccount;
 mod storage_protection;
 #[cfg(test)]
 mod tests;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -49,6 +50,8 @@ pub struct Admission {
     account_store: Arc<ResourceStore>,
     /// For DefaultStorageClass.
     storage_classes: Arc<Lister>,
+    /// The admission webhooks users configured.
+    pub webhooks: Arc<webhook::Webhooks>,
 }
 
 fn resource_store(
@@ -76,7 +79,30 @@ impl Admission {
         let account_store = resource_store(&store, &clock, "", "v1", "serviceaccounts");
         let storage_classes =
             resource_store(&store, &clock, "storage.k8s.io", "v1", "storageclasses");
+        let webhooks = webhook::Webhooks::new(
+            store.clone(),
+            webhook::Stores {
+                validating: resource_store(
+                    &store,
+                    &clock,
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "validatingwebhookconfigurations",
+                ),
+                mutating: resource_store(
+                    &store,
+                    &clock,
+                    "admissionregistration.k8s.io",
+                    "v1",
+                    "mutatingwebhookconfigurations",
+                ),
+                namespaces: resource_store(&store, &clock, "", "v1", "namespaces"),
+                services: resource_store(&store, &clock, "", "v1", "services"),
+                slices: resource_store(&store, &clock, "discovery.k8s.io", "v1", "endpointslices"),
+            },
+        );
         Admission {
+            webhooks: Arc::new(webhooks),
             priority_classes: Lister::new(store.clone(), class_store.list_prefix(None)),
             limit_ranges: Lister::new(store.clone(), ranges.list_prefix(None)),
             storage_classes: Lister::new(store.clone(), storage_classes.list_prefix(None)),

@@ -1,0 +1,197 @@
+//! The strategy wrapper that calls the webhooks on create and update,
+//! right before the inner strategy's own last step (quota) and the write.
+//!
+//! Upstream counterpart: the mutating and validating admission steps of
+//! `k8s.io/apiserver/pkg/endpoints/handlers/{create,update,patch}.go`
+//! (`admit` before the store, `rest.AdmissionToValidateObjectFunc` inside
+//! it). Here both run at one point, after validation, and an object a
+//! webhook changed is validated again, so what is written is valid.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use rkube_api::catalog::ResourceInfo;
+use rkube_machinery::{FieldError, GroupKind, StatusError};
+use rkube_registry::{meta, DeletePolicy, Strategy, Target};
+use serde_json::{json, Value};
+
+use super::{admissible, current, Call, Operation, Webhooks};
+
+/// `strategy` with webhook admission, for the resources webhooks may see.
+pub fn wrap(
+    info: &'static ResourceInfo,
+    strategy: Arc<dyn Strategy>,
+    webhooks: &Arc<Webhooks>,
+) -> Arc<dyn Strategy> {
+    if !admissible(info) {
+        return strategy;
+    }
+    Arc::new(WebhookStrategy {
+        info,
+        inner: strategy,
+        webhooks: webhooks.clone(),
+    })
+}
+
+pub struct WebhookStrategy {
+    info: &'static ResourceInfo,
+    inner: Arc<dyn Strategy>,
+    webhooks: Arc<Webhooks>,
+}
+
+impl WebhookStrategy {
+    /// Mutate then validate `obj`; `old` is set for updates.
+    async fn admit(
+        &self,
+        operation: Operation,
+        obj: &mut Value,
+        old: Option<&Value>,
+        dry_run: bool,
+    ) -> Result<(), StatusError> {
+        // The common case: no webhook configured, or a write outside any
+        // request.
+        if !self.webhooks.any().await? {
+            return Ok(());
+        }
+        let Some(ctx) = current() else {
+            return Ok(());
+        };
+        let (namespace, name) = (
+            meta::namespace(obj).to_string(),
+            meta::name(obj).to_string(),
+        );
+        let options = match operation {
+            Operation::Create => "CreateOptions",
+            _ => "UpdateOptions",
+        };
+        let call = Call {
+            info: self.info,
+            operation,
+            subresource: &ctx.subresource,
+            namespace: &namespace,
+            name: &name,
+            user: ctx.user.as_ref(),
+            dry_run,
+            options: json!({"kind": options, "apiVersion": "meta.k8s.io/v1"}),
+            kind: None,
+        };
+        if self.webhooks.mutate(&call, obj, old).await? {
+            self.revalidate(&ctx.subresource, obj, old)?;
+        }
+        self.webhooks.validate(&call, Some(obj), old).await
+    }
+
+    /// Validate an object a mutating webhook changed.
+    fn revalidate(&self, sub: &str, obj: &Value, old: Option<&Value>) -> Result<(), StatusError> {
+        let errs = match (old, sub) {
+            (None, _) => self.inner.validate(obj),
+            (Some(old), "") => self.inner.validate_update(obj, old),
+            // A subresource's own rules are checked by the store already,
+            // on the object as the client sent it.
+            (Some(_), _) => Vec::new(),
+        };
+        if errs.is_empty() {
+            return Ok(());
+        }
+        let gk = GroupKind::new(self.info.group, self.info.kind);
+        Err(StatusError::invalid(&gk, meta::name(obj), &errs))
+    }
+}
+
+impl Strategy for WebhookStrategy {
+    fn prepare_for_create(&self, obj: &mut Value) {
+        self.inner.prepare_for_create(obj)
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        self.inner.validate(obj)
+    }
+
+    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
+        self.inner.prepare_for_update(new, old)
+    }
+
+    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.inner.validate_update(new, old)
+    }
+
+    fn tracks_generation(&self) -> bool {
+        self.inner.tracks_generation()
+    }
+
+    fn allow_create_on_update(&self) -> bool {
+        self.inner.allow_create_on_update()
+    }
+
+    fn allow_unconditional_update(&self) -> bool {
+        self.inner.allow_unconditional_update()
+    }
+
+    fn delete_policy(&self) -> DeletePolicy {
+        self.inner.delete_policy()
+    }
+
+    fn default_grace_period(&self, obj: &Value) -> i64 {
+        self.inner.default_grace_period(obj)
+    }
+
+    fn return_deleted_object(&self) -> bool {
+        self.inner.return_deleted_object()
+    }
+
+    fn prepare_for_delete(&self, obj: &mut Value) -> bool {
+        self.inner.prepare_for_delete(obj)
+    }
+
+    fn blocks_deletion(&self, obj: &Value) -> bool {
+        self.inner.blocks_deletion(obj)
+    }
+
+    fn prepare_target_update(&self, target: Target, new: &mut Value) {
+        self.inner.prepare_target_update(target, new)
+    }
+
+    fn validate_target_update(&self, target: Target, new: &Value, old: &Value) -> Vec<FieldError> {
+        self.inner.validate_target_update(target, new, old)
+    }
+
+    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
+        self.inner.grace_period(obj, requested)
+    }
+
+    fn ttl(&self) -> Option<std::time::Duration> {
+        self.inner.ttl()
+    }
+
+    fn before_create<'a>(
+        &'a self,
+        obj: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async move {
+            self.admit(Operation::Create, obj, None, dry_run).await?;
+            self.inner.before_create(obj, dry_run).await
+        })
+    }
+
+    fn before_update<'a>(
+        &'a self,
+        new: &'a mut Value,
+        old: &'a Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        Box::pin(async move {
+            self.admit(Operation::Update, new, Some(old), dry_run)
+                .await?;
+            self.inner.before_update(new, old, dry_run).await
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        kept: &'a Value,
+        dropped: &'a Value,
+    ) -> BoxFuture<'a, Result<(), StatusError>> {
+        self.inner.release(kept, dropped)
+    }
+}
