@@ -28,6 +28,13 @@ pub trait Images: Send + Sync {
     async fn pull(&self, image: &str, auth: Option<&DockerConfig>) -> Result<ImageInfo, String>;
     /// Every image on the node (for node.status.images).
     fn list(&self) -> Vec<ImageInfo>;
+    /// Remove an image and the content no other image shares (image
+    /// garbage collection).
+    async fn remove(&self, image: &str) -> Result<(), String> {
+        Err(format!(
+            "cannot remove {image}: this image store keeps its images"
+        ))
+    }
 }
 
 fn info(img: &rkube_containers::image::Image) -> ImageInfo {
@@ -74,6 +81,21 @@ impl Images for LocalImages {
 
     fn list(&self) -> Vec<ImageInfo> {
         self.0.list().unwrap_or_default().iter().map(info).collect()
+    }
+
+    async fn remove(&self, image: &str) -> Result<(), String> {
+        // Driven on a blocking thread, as pulls are (the store's futures
+        // are not provably Send).
+        let (svc, image) = (self.0.clone(), image.to_string());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle
+                .block_on(svc.remove(&image))
+                .map(|_| ())
+                .map_err(|e| error_chain(&e))
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 }
 

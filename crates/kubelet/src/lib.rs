@@ -15,6 +15,7 @@ pub mod cm;
 pub mod env;
 pub mod events;
 pub mod eviction;
+pub mod image_gc;
 pub mod images;
 pub mod localpath;
 pub mod lookup;
@@ -96,6 +97,8 @@ pub struct Config {
     pub cgroups: Option<cm::Settings>,
     /// The pod network (issue 7); `None` leaves pods with loopback only.
     pub network: Option<Arc<dyn rkube_network::PodNetwork>>,
+    /// When unused images are removed.
+    pub image_gc: image_gc::Policy,
 }
 
 impl Config {
@@ -117,6 +120,7 @@ impl Config {
             eviction_hard: eviction::Thresholds::default(),
             cgroups: None,
             network: None,
+            image_gc: image_gc::Policy::default(),
         }
     }
 
@@ -217,6 +221,7 @@ pub async fn run(
         cgroups: shared.cgroups.clone(),
     };
     tokio::spawn(eviction::Manager::new(shared.clone(), Arc::new(observer)).run());
+    tokio::spawn(image_gc::run(shared.clone(), shared.config.image_gc));
     if let Some(tls) = serving {
         let port = shared.config.kubelet_port;
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

@@ -193,6 +193,7 @@ impl Node {
             .args(["--cgroup-parent", &format!("rkube-test/cni{}", self.tag)])
             .args(["--registries", "/nonexistent"])
             .args(["--eviction-hard", "nodefs.available<1%"])
+            .args(["--image-gc-high-threshold", "100"])
             .args(["--network-backend", "cni"])
             // The first directory does not exist: the list is searched.
             .args([

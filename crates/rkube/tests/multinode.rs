@@ -907,6 +907,7 @@ fn cluster_up_returns_with_nodes_ready_and_down_removes_everything() {
         &kc_arg,
         // These shared machines run with little free disk.
         "--agent-arg=--eviction-hard=nodefs.available<1%",
+        "--agent-arg=--image-gc-high-threshold=100",
     ]);
     let logs = || {
         let mut s = String::new();

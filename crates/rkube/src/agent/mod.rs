@@ -16,6 +16,50 @@ fn eviction_hard(s: &str) -> Result<String, String> {
     rkube_kubelet::eviction::Thresholds::parse(s).map(|_| s.to_string())
 }
 
+/// A Go-style duration as upstream's flags take it ("2m0s", "90s",
+/// "1h30m", "500ms", "0").
+fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 2m0s, 90s, 500ms)");
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += value * seconds;
+        rest = &rest[unit..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+/// A percentage flag, 0 to 100.
+fn percent(s: &str) -> Result<u8, String> {
+    match s.parse::<u8>() {
+        Ok(p) if p <= 100 => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct AgentArgs {
     /// URL of a server's API, e.g. https://10.0.0.1:6443.
@@ -121,6 +165,26 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
 
+    /// Percent of the image filesystem in use past which unused images are
+    /// removed (upstream's --image-gc-high-threshold); 100 turns image
+    /// garbage collection off.
+    #[arg(long, default_value = "85", value_parser = percent)]
+    pub image_gc_high_threshold: u8,
+
+    /// Percent of the image filesystem in use that image garbage
+    /// collection frees down to (upstream's --image-gc-low-threshold).
+    #[arg(long, default_value = "80", value_parser = percent)]
+    pub image_gc_low_threshold: u8,
+
+    /// How long an unused image is kept after the agent first saw it
+    /// (upstream's --minimum-image-ttl-duration).
+    #[arg(long, default_value = "2m0s", value_parser = go_duration)]
+    pub minimum_image_ttl_duration: std::time::Duration,
+
+    /// How often image usage is checked (upstream: a fixed 5 minutes).
+    #[arg(long, default_value = "5m0s", value_parser = go_duration, hide = true)]
+    pub image_gc_period: std::time::Duration,
+
     /// Directory of this node's local-path volumes (k3s's
     /// --default-local-storage-path); default `<data-dir>/storage`.
     #[arg(long, value_name = "DIR")]
@@ -173,10 +237,48 @@ pub struct AgentArgs {
     pub simulate_max_in_flight: usize,
 }
 
+impl AgentArgs {
+    /// The image garbage collection policy the flags set, checked as
+    /// upstream's kubelet checks it at start-up.
+    pub fn image_gc(&self) -> anyhow::Result<rkube_kubelet::image_gc::Policy> {
+        let policy = rkube_kubelet::image_gc::Policy {
+            high_percent: self.image_gc_high_threshold,
+            low_percent: self.image_gc_low_threshold,
+            min_age: self.minimum_image_ttl_duration,
+            period: self.image_gc_period.max(std::time::Duration::from_secs(1)),
+        };
+        policy
+            .validate()
+            .map_err(|e| anyhow::anyhow!("image garbage collection: {e}"))?;
+        Ok(policy)
+    }
+}
+
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     rkube_pki::install_crypto_provider();
+    args.image_gc()?;
     match args.simulate {
         Some(n) => simulate::run(args.clone(), n).await,
         None => kubelet::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_upstream_flags() {
+        assert_eq!(go_duration("2m0s"), Ok(Duration::from_secs(120)));
+        assert_eq!(go_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(go_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(go_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(go_duration("").is_err());
+        assert!(go_duration("5").is_err());
+        assert!(go_duration("3 days").is_err());
+        assert_eq!(percent("85"), Ok(85));
+        assert!(percent("101").is_err());
     }
 }

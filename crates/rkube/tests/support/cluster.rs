@@ -135,6 +135,8 @@ impl Cluster {
             // These shared machines run with little free disk; DiskPressure
             // would taint the node and keep the scheduler away.
             .args(["--eviction-hard", "nodefs.available<1%"])
+            // Nor may image garbage collection take the test images.
+            .args(["--image-gc-high-threshold", "100"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

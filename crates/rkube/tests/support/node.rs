@@ -32,6 +32,9 @@ pub struct LocalNode {
     pub registries: PathBuf,
     /// The agent's `--eviction-hard`, read at each [`LocalNode::start_agent`].
     pub eviction_hard: String,
+    /// The agent's `--image-gc-high-threshold` (100, off, by default: on a
+    /// full disk, image garbage collection would take the test images).
+    pub image_gc_high_threshold: String,
     /// More agent flags, passed at each [`LocalNode::start_agent`].
     pub agent_args: Vec<String>,
     agent: Option<Child>,
@@ -77,6 +80,7 @@ impl LocalNode {
             // These shared machines run with little free disk; DiskPressure
             // would taint the node and keep the scheduler away.
             eviction_hard: "nodefs.available<1%".to_string(),
+            image_gc_high_threshold: "100".to_string(),
             agent_args: Vec::new(),
             agent: None,
             starts: 0,
@@ -100,6 +104,7 @@ impl LocalNode {
             .arg("--registries")
             .arg(&self.registries)
             .args(["--eviction-hard", &self.eviction_hard])
+            .args(["--image-gc-high-threshold", &self.image_gc_high_threshold])
             .args(&self.agent_args)
             // In the machine's own namespace: no pod network of ours.
             .args(["--network-backend", "none"])
