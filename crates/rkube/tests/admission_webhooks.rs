@@ -1,7 +1,9 @@
 //! Dynamic admission as users meet it: webhooks served by this test over
 //! HTTPS on loopback (a certificate from a CA made here, given to the API
-//! server as the caBundle), registered with `clientConfig.url`, and the
-//! real kubectl creating, changing, deleting and exec'ing into objects.
+//! server as the caBundle), registered with `clientConfig.url` or
+//! `clientConfig.service` (a selector-less Service whose EndpointSlice
+//! points at the test's server), and the real kubectl creating, changing,
+//! deleting and exec'ing into objects.
 
 mod support;
 
@@ -32,7 +34,7 @@ impl Hooks {
     fn start() -> Hooks {
         let now = time::OffsetDateTime::now_utc();
         let ca = rkube_pki::Ca::generate("webhook-ca", now).unwrap();
-        let sans = rkube_pki::SubjectAltNames::parse(&["127.0.0.1"]).unwrap();
+        let sans = rkube_pki::SubjectAltNames::parse(&["127.0.0.1", "hook.default.svc"]).unwrap();
         let serving =
             rkube_pki::certs::issue_serving_cert(&ca, &sans, time::Duration::days(1), now).unwrap();
         let mut tls = rkube_pki::tls::server_config(&serving, &[]).unwrap();
@@ -204,6 +206,22 @@ fn webhook(name: &str, url: &str, ca: &str, rules: Vec<Value>, extra: Value) -> 
 fn config(kind: &str, name: &str, hooks: Vec<Value>) -> String {
     json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind,
            "metadata": {"name": name}, "webhooks": hooks})
+    .to_string()
+}
+
+/// A selector-less Service `hook` in default whose one EndpointSlice
+/// points at the test's webhook server on loopback.
+fn service_for(port: u16) -> String {
+    json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hook", "namespace": "default"},
+         "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+         "metadata": {"name": "hook-1", "namespace": "default",
+                      "labels": {"kubernetes.io/service-name": "hook"}},
+         "addressType": "IPv4",
+         "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": true}}]},
+    ]})
     .to_string()
 }
 
@@ -484,12 +502,25 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
         vec![rule(&["CREATE"], &["configmaps"])],
         slow_extra,
     );
+    // A webhook behind a Service: the server connects to a ready
+    // endpoint and checks the certificate for hook.default.svc.
+    let mut svc_extra = only("svc");
+    svc_extra["clientConfig"] = json!({"caBundle": ca,
+        "service": {"namespace": "default", "name": "hook", "path": "/validate", "port": 443}});
+    let by_service = webhook(
+        "svc.rkube.test",
+        "unused",
+        &ca,
+        vec![rule(&["CREATE"], &["configmaps"])],
+        svc_extra,
+    );
+    server.ok_stdin(&["create", "-f", "-"], &service_for(hooks.addr.port()));
     server.ok_stdin(
         &["create", "-f", "-"],
         &config(
             "ValidatingWebhookConfiguration",
             "policies",
-            vec![fail, ignore, slow],
+            vec![fail, ignore, slow, by_service],
         ),
     );
     let create = |name: &str, target: &str| {
@@ -517,6 +548,24 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
     let out = create("let-through", "ignore");
     assert!(out.status.success(), "{}", stderr(&out));
     let out = create("untouched", "none");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = server.kubectl_stdin(
+        &["create", "-f", "-"],
+        &configmap(
+            "svc-denied",
+            "default",
+            json!({"target": "svc"}),
+            json!({"forbidden": "b"}),
+        ),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("admission webhook \"svc.rkube.test\" denied the request: configmaps may not carry the key forbidden"),
+        "{err}"
+    );
+    let out = create("svc-allowed", "svc");
     assert!(out.status.success(), "{}", stderr(&out));
 
     // The slow webhook answers after 20 s; its 1 s timeout fails the
