@@ -32,12 +32,14 @@ pub async fn handle(
         subresource: info.subresource.clone().unwrap_or_default(),
         warnings: Default::default(),
     };
+    let warnings = ctx.warnings.clone();
     let handled = handle_inner(server, &info, &query, req);
-    let mut resp = match crate::admission::webhook::scope(ctx.clone(), handled).await {
+    let mut resp = match crate::admission::webhook::scope(ctx, handled).await {
         Ok(resp) => resp,
         Err(err) => response::error(err),
     };
-    crate::decode::add_warnings(&mut resp, &ctx.take_warnings());
+    let warnings = crate::admission::webhook::take_warnings(&warnings);
+    crate::decode::add_warnings(&mut resp, &warnings);
     resp
 }
 

@@ -177,6 +177,12 @@ fn decide(path: &str, req: &Value) -> Value {
             }
         }
         "/mutate-one" => label_patch("webhook-one", "seen"),
+        "/add-init" => {
+            let op = json!([{"op": "add", "path": "/spec/initContainers",
+                             "value": [{"name": "added", "image": "busybox"}]}]);
+            let patch = base64::engine::general_purpose::STANDARD.encode(op.to_string());
+            json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
+        }
         "/mutate-two" => {
             let before = labels["webhook-one"].as_str().unwrap_or("none");
             label_patch("webhook-two", &format!("after-{before}"))
@@ -421,6 +427,17 @@ fn mutating_webhooks_change_objects_in_order() {
         vec![rule(&["CREATE"], &["pods", "configmaps"])],
         selector,
     );
+    let init = webhook(
+        "init.rkube.test",
+        &hooks.url("/add-init"),
+        &ca,
+        vec![rule(&["CREATE"], &["pods"])],
+        json!({}),
+    );
+    server.ok_stdin(
+        &["create", "-f", "-"],
+        &config("MutatingWebhookConfiguration", "c-init", vec![init]),
+    );
     // Configurations run by name: b-second's webhook sees a-first's label.
     server.ok_stdin(
         &["create", "-f", "-"],
@@ -451,6 +468,12 @@ fn mutating_webhooks_change_objects_in_order() {
     let got = labels(&["get", "pod", "web"]);
     assert!(got.contains(want), "{got}");
     assert!(got.contains(r#""run":"web""#), "{got}");
+    // The container a webhook added got the server's defaults.
+    let added = server.jsonpath(
+        &["get", "pod", "web"],
+        "{.spec.initContainers[0].name}/{.spec.initContainers[0].terminationMessagePolicy}",
+    );
+    assert_eq!(added, "added/File");
     // Shown by kubectl get, as users see it.
     let shown = server.ok(&["get", "pod", "web", "-L", "webhook-two"]);
     assert!(shown.contains("after-seen"), "{shown}");

@@ -70,11 +70,10 @@ pub struct RequestContext {
     pub warnings: Arc<Mutex<Vec<String>>>,
 }
 
-impl RequestContext {
-    /// The warnings gathered so far.
-    pub fn take_warnings(&self) -> Vec<String> {
-        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
-    }
+/// The warnings the webhooks of a request gave, taken out of its
+/// [`RequestContext::warnings`].
+pub fn take_warnings(warnings: &Mutex<Vec<String>>) -> Vec<String> {
+    std::mem::take(&mut *warnings.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Run `f` (a request's handling) with `ctx` visible to the admission

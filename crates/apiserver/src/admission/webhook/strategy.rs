@@ -5,7 +5,9 @@
 //! `k8s.io/apiserver/pkg/endpoints/handlers/{create,update,patch}.go`
 //! (`admit` before the store, `rest.AdmissionToValidateObjectFunc` inside
 //! it). Here both run at one point, after validation, and an object a
-//! webhook changed is validated again, so what is written is valid.
+//! webhook changed is defaulted and validated again, so what is written
+//! is valid. (Known difference: an update's generation is judged on the
+//! client's change, before the webhooks'.)
 
 use std::sync::Arc;
 
@@ -76,16 +78,24 @@ impl WebhookStrategy {
             kind: None,
         };
         if self.webhooks.mutate(&call, obj, old).await? {
-            self.revalidate(&ctx.subresource, obj, old)?;
+            self.settle(&ctx.subresource, obj, old)?;
         }
         self.webhooks.validate(&call, Some(obj), old).await
     }
 
-    /// Validate an object a mutating webhook changed.
-    fn revalidate(&self, sub: &str, obj: &Value, old: Option<&Value>) -> Result<(), StatusError> {
+    /// Default and validate an object a mutating webhook changed, as
+    /// upstream decodes (defaults) a patched object and validates it
+    /// after admission: a container a webhook added gets its defaults.
+    fn settle(&self, sub: &str, obj: &mut Value, old: Option<&Value>) -> Result<(), StatusError> {
         let errs = match (old, sub) {
-            (None, _) => self.inner.validate(obj),
-            (Some(old), "") => self.inner.validate_update(obj, old),
+            (None, _) => {
+                self.inner.prepare_for_create(obj);
+                self.inner.validate(obj)
+            }
+            (Some(old), "") => {
+                self.inner.prepare_for_update(obj, old);
+                self.inner.validate_update(obj, old)
+            }
             // A subresource's own rules are checked by the store already,
             // on the object as the client sent it.
             (Some(_), _) => Vec::new(),
