@@ -10,10 +10,12 @@
 //! "last used" is when a pass last saw it in use, and an image younger
 //! than the minimum age since the kubelet first saw it is spared — a pod
 //! about to start may have just pulled it. A high threshold of 100 turns
-//! collection off.
+//! the periodic collection off. Under disk pressure the eviction manager
+//! first removes every unused image old enough ([`Collector::delete_unused`],
+//! upstream's `DeleteUnusedImages`) before it evicts a pod.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::images::ImageInfo;
@@ -81,7 +83,7 @@ impl Usage {
             return 0;
         }
         let used = self.capacity.saturating_sub(self.available);
-        used * 100 / self.capacity
+        (u128::from(used) * 100 / u128::from(self.capacity)) as u64
     }
 }
 
@@ -105,8 +107,28 @@ pub fn plan(
     if policy.high_percent >= 100 || usage.percent_used() < u64::from(policy.high_percent) {
         return Vec::new();
     }
-    let target_available = usage.capacity * (100 - u64::from(policy.low_percent)) / 100;
+    let target_available = usage.capacity / 100 * (100 - u64::from(policy.low_percent));
     let mut to_free = target_available.saturating_sub(usage.available);
+    let mut out = Vec::new();
+    for image in unused(policy, images, in_use, records, now) {
+        if to_free == 0 {
+            break;
+        }
+        to_free = to_free.saturating_sub(image.size);
+        out.push(image);
+    }
+    out
+}
+
+/// Every image no container uses and known for the minimum age, least
+/// recently used first: the order images are removed in.
+pub fn unused(
+    policy: &Policy,
+    images: &[ImageInfo],
+    in_use: &HashSet<String>,
+    records: &HashMap<String, Record>,
+    now: Instant,
+) -> Vec<ImageInfo> {
     let mut candidates: Vec<(&ImageInfo, Record)> = images
         .iter()
         .filter(|i| !in_use.contains(&i.id))
@@ -114,15 +136,7 @@ pub fn plan(
         .filter(|(_, r)| now.duration_since(r.first_seen) >= policy.min_age)
         .collect();
     candidates.sort_by_key(|(i, r)| (r.last_used, r.first_seen, i.name.clone()));
-    let mut out = Vec::new();
-    for (image, _) in candidates {
-        if to_free == 0 {
-            break;
-        }
-        to_free = to_free.saturating_sub(image.size);
-        out.push(image.clone());
-    }
-    out
+    candidates.into_iter().map(|(i, _)| i.clone()).collect()
 }
 
 /// Remembers when each image was first seen and last used; forgets
@@ -164,30 +178,64 @@ fn usage_of(path: &std::path::Path) -> Option<Usage> {
     })
 }
 
-/// Runs a collection pass every `policy.period` for the kubelet's life.
-pub async fn run(shared: Arc<Shared>, policy: Policy) {
-    if policy.high_percent >= 100 {
-        return;
+/// The collector: its policy and what it remembers of each image, shared
+/// by its own loop and the eviction manager.
+pub struct Collector {
+    policy: Policy,
+    records: Mutex<HashMap<String, Record>>,
+    /// One pass at a time.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl Collector {
+    pub fn new(policy: Policy) -> Collector {
+        Collector {
+            policy,
+            records: Mutex::default(),
+            pass: tokio::sync::Mutex::new(()),
+        }
     }
-    let imagefs = shared.config.root.join("images");
-    let mut records = HashMap::new();
-    let mut tick = tokio::time::interval(policy.period);
-    loop {
-        tick.tick().await;
+
+    /// Runs a pass every `policy.period` for the kubelet's life.
+    pub async fn run(self: Arc<Self>, shared: Arc<Shared>) {
+        if self.policy.high_percent >= 100 {
+            return;
+        }
+        let imagefs = shared.config.root.join("images");
+        let mut tick = tokio::time::interval(self.policy.period);
+        loop {
+            tick.tick().await;
+            let Some(usage) = usage_of(&imagefs) else {
+                continue;
+            };
+            self.collect(&shared, Some(usage)).await;
+        }
+    }
+
+    /// Removes every unused image past the minimum age, whatever the
+    /// usage; returns the bytes freed.
+    pub async fn delete_unused(&self, shared: &Arc<Shared>) -> u64 {
+        self.collect(shared, None).await
+    }
+
+    /// One pass: brings `usage` under the low threshold, or with `None`
+    /// removes all it may. Returns the bytes freed.
+    async fn collect(&self, shared: &Arc<Shared>, usage: Option<Usage>) -> u64 {
+        let _one = self.pass.lock().await;
         let s = shared.clone();
         let images = s.images.list();
         let in_use = tokio::task::spawn_blocking(move || images_in_use(&s))
             .await
             .unwrap_or_default();
         let now = Instant::now();
-        observe(&mut records, &images, &in_use, now);
-        let Some(usage) = usage_of(&imagefs) else {
-            continue;
+        let doomed = {
+            let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            observe(&mut records, &images, &in_use, now);
+            match usage {
+                Some(u) => plan(&self.policy, u, &images, &in_use, &records, now),
+                None => unused(&self.policy, &images, &in_use, &records, now),
+            }
         };
-        let doomed = plan(&policy, usage, &images, &in_use, &records, now);
-        if doomed.is_empty() {
-            continue;
-        }
         let mut freed = 0u64;
         let mut failed = Vec::new();
         for image in &doomed {
@@ -216,6 +264,7 @@ pub async fn run(shared: Arc<Shared>, policy: Policy) {
                 .recorder
                 .emit(node, crate::events::Kind::Warning, "ImageGCFailed", message);
         }
+        freed
     }
 }
 

@@ -150,6 +150,9 @@ pub struct Shared {
     /// Evictions asked of pod workers, and the node's pressure.
     pub evictions: Arc<eviction::Evictions>,
     pub cgroups: Option<cm::PodCgroups>,
+    /// Image garbage collection (its loop, and the eviction manager's
+    /// reclaim under disk pressure).
+    pub image_gc: Arc<image_gc::Collector>,
 }
 
 /// The kubelet API's TLS identity: its serving certificate and the CA
@@ -193,6 +196,7 @@ pub async fn run(
         .with_pressure(evictions.subscribe());
     let facts = reporter.register().await?;
     let lookup: Arc<dyn lookup::Lookup> = Arc::new(lookup::ClusterLookup::start(client.clone()));
+    let config_image_gc = config.image_gc;
     let shared = Arc::new(Shared {
         recorder: events::Recorder::new(client.clone(), &config.node_name),
         client: client.clone(),
@@ -204,6 +208,7 @@ pub async fn run(
         table: Arc::default(),
         evictions,
         cgroups,
+        image_gc: Arc::new(image_gc::Collector::new(config_image_gc)),
     });
     let observer = eviction::observe::HostObserver {
         proc_root: "/proc".into(),
@@ -221,7 +226,7 @@ pub async fn run(
         cgroups: shared.cgroups.clone(),
     };
     tokio::spawn(eviction::Manager::new(shared.clone(), Arc::new(observer)).run());
-    tokio::spawn(image_gc::run(shared.clone(), shared.config.image_gc));
+    tokio::spawn(shared.image_gc.clone().run(shared.clone()));
     if let Some(tls) = serving {
         let port = shared.config.kubelet_port;
         let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))

@@ -1,7 +1,9 @@
 //! Image garbage collection on a real agent, as root: with the high
 //! threshold below the disk's real usage, an image no container uses is
 //! removed from the node's store (and from node.status.images), while the
-//! image a running pod uses stays; flags are checked as upstream's.
+//! image a running pod uses stays; under disk pressure the eviction
+//! manager removes unused images before it evicts pods; flags are checked
+//! as upstream's.
 
 mod support;
 
@@ -81,6 +83,42 @@ fn unused_images_are_collected_and_used_ones_kept() {
             "{.status.containerStatuses[0].restartCount}"
         ),
         "0"
+    );
+}
+
+#[test]
+fn disk_pressure_reclaims_unused_images_before_evicting() {
+    let mut c = LocalNode::new("gc-pressure", |data| {
+        busybox_image()
+            .layer(
+                rkube_containers::image::build::LayerBuilder::new().file("/spare", "spare", 0o644),
+            )
+            .build()
+            .unwrap()
+            .write_oci_archive(SPARE, &data.join("agent/images/spare.tar"))
+            .unwrap();
+    });
+    // Always met; the periodic collection stays off (threshold 100).
+    c.eviction_hard = "imagefs.inodesFree<100%".into();
+    c.agent_args = ["--minimum-image-ttl-duration", "0s"]
+        .map(String::from)
+        .to_vec();
+    c.start_agent();
+    c.wait_node_ready();
+    let gone = support::eventually(Duration::from_secs(60), || {
+        let list = images(&c);
+        !list.contains("example.com/test/spare") && !list.contains("example.com/test/busybox")
+    });
+    assert!(
+        gone,
+        "unused images kept under disk pressure:\n{}",
+        images(&c)
+    );
+    assert!(
+        c.agent_logs()
+            .contains("reclaimed unused images instead of evicting"),
+        "{}",
+        c.agent_logs()
     );
 }
 

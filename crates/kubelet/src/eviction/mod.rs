@@ -383,6 +383,20 @@ impl Manager {
         // Memory before disk before pids, as upstream orders them.
         let t = met.iter().min_by_key(|t| t.signal)?;
         let obs = node.get(&t.signal).copied()?;
+        if t.signal.resource() != Resource::Memory && t.signal != Signal::PidAvailable {
+            // Disk: node-level resources first (upstream's
+            // reclaimNodeLevelResources: unused images); the next pass
+            // observes again and evicts only if that was not enough.
+            let freed = self.shared.image_gc.delete_unused(&self.shared).await;
+            if freed > 0 {
+                tracing::info!(
+                    freed,
+                    signal = t.signal.name(),
+                    "reclaimed unused images instead of evicting"
+                );
+                return None;
+            }
+        }
         let mut candidates: Vec<Candidate> = pods
             .iter()
             .filter(|(p, _)| !rank::critical(p) && !is_static(p))
