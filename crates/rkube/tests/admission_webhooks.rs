@@ -413,12 +413,15 @@ fn mutating_webhooks_change_objects_in_order() {
     let ca = hooks.ca_bundle.clone();
     let selector = json!({"objectSelector": {"matchExpressions": [
         {"key": "no-mutate", "operator": "DoesNotExist"}]}});
+    let mut one_extra = selector.clone();
+    one_extra["matchConditions"] =
+        json!([{"name": "not-skip-me", "expression": "object.metadata.name != 'skip-me'"}]);
     let one = webhook(
         "one.rkube.test",
         &hooks.url("/mutate-one"),
         &ca,
         vec![rule(&["CREATE"], &["pods", "configmaps"])],
-        selector.clone(),
+        one_extra,
     );
     let two = webhook(
         "two.rkube.test",
@@ -477,6 +480,14 @@ fn mutating_webhooks_change_objects_in_order() {
     // Shown by kubectl get, as users see it.
     let shown = server.ok(&["get", "pod", "web", "-L", "webhook-two"]);
     assert!(shown.contains("after-seen"), "{shown}");
+
+    // The first webhook's matchCondition skips this name; the second
+    // still runs and sees no label from the first.
+    server.ok(&["create", "configmap", "skip-me"]);
+    assert_eq!(
+        labels(&["get", "configmap", "skip-me"]),
+        r#"{"webhook-two":"after-none"}"#
+    );
 
     // The objectSelector leaves labelled objects alone.
     server.ok_stdin(
@@ -537,13 +548,24 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
         vec![rule(&["CREATE"], &["configmaps"])],
         svc_extra,
     );
+    // A matchCondition outside what the server evaluates fails closed.
+    let mut cel_extra = only("cel");
+    cel_extra["matchConditions"] =
+        json!([{"name": "uses-authorizer", "expression": "authorizer.group('').check()"}]);
+    let cel = webhook(
+        "cel.rkube.test",
+        &hooks.url("/record"),
+        &ca,
+        vec![rule(&["CREATE"], &["configmaps"])],
+        cel_extra,
+    );
     server.ok_stdin(&["create", "-f", "-"], &service_for(hooks.addr.port()));
     server.ok_stdin(
         &["create", "-f", "-"],
         &config(
             "ValidatingWebhookConfiguration",
             "policies",
-            vec![fail, ignore, slow, by_service],
+            vec![fail, ignore, slow, by_service, cel],
         ),
     );
     let create = |name: &str, target: &str| {
@@ -586,6 +608,15 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
     let err = stderr(&out);
     assert!(
         err.contains("admission webhook \"svc.rkube.test\" denied the request: configmaps may not carry the key forbidden"),
+        "{err}"
+    );
+    let out = create("cel-refused", "cel");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "failed calling webhook \"cel.rkube.test\": failed to evaluate match conditions"
+        ),
         "{err}"
     );
     let out = create("svc-allowed", "svc");

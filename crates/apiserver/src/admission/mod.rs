@@ -10,7 +10,8 @@
 //! ResourceQuota runs after validation, just before the write, through a
 //! strategy wrapper ([`quota::QuotaStrategy`]), as upstream's validating
 //! admission runs inside the store's create. The decisions themselves are
-//! pure functions in [`rkube_registry::admission`].
+//! pure functions in [`rkube_registry::admission`]. The users' admission
+//! webhooks are [`webhook`]'s.
 
 mod default_storage_class;
 mod lister;

@@ -11,7 +11,8 @@
 //!   whose `before_create`/`before_update` hooks run after the built-in
 //!   admission plugins and the strategy's validation, right before quota
 //!   and the write. Mutating webhooks run first, in order, each seeing
-//!   the previous one's result; a mutated object is validated again.
+//!   the previous one's result; a mutated object is defaulted and
+//!   validated again.
 //!   Then the validating webhooks, all at once, as upstream.
 //! - delete: [`Webhooks::admit_delete`] from the DELETE handlers, with
 //!   the stored object as `oldObject`.
@@ -23,18 +24,23 @@
 //! `Strategy` interface knows nothing of requests. Writes made outside a
 //! request (the server's own bootstrap) call no webhooks.
 //!
-//! Not supported (documented differences): `matchConditions` (CEL) are
-//! accepted and stored but not evaluated — a webhook that has them is
-//! called as if they all matched, leaving the decision to it;
-//! `reinvocationPolicy: IfNeeded` is treated as `Never`; `matchPolicy:
-//! Equivalent` only sees the version requested (each resource is served
-//! in one version); mutating webhooks see the object after the server's defaulting (and,
-//! on create, with uid and creationTimestamp already set).
+//! `matchConditions` are evaluated by a small CEL subset ([`cel`]); an
+//! expression outside it is an evaluation error, which failurePolicy
+//! decides (Fail: the request fails; Ignore: the webhook is skipped).
+//!
+//! Not supported (documented differences): `reinvocationPolicy:
+//! IfNeeded` is treated as `Never`; `matchPolicy: Equivalent` only sees
+//! the version requested (each resource is served in one version);
+//! mutating webhooks see the object after the server's defaulting (and,
+//! on create, with uid and creationTimestamp already set); writes through
+//! `scale` send the scaled object, not a Scale; `pods/eviction` and
+//! `pods/binding` are not sent as CREATEs of their own kinds.
 //!
 //! Configuration objects (everything of admissionregistration.k8s.io) are
 //! never sent to webhooks, so a broken webhook cannot lock itself in.
 
 mod call;
+mod cel;
 mod matching;
 mod review;
 mod service;
@@ -189,9 +195,82 @@ impl Webhooks {
                     continue;
                 }
             }
+            if !self.conditions_hold(&hook, call, object, old)? {
+                continue;
+            }
             hooks.push(hook);
         }
         Ok(hooks)
+    }
+
+    /// The webhook's matchConditions: any false skips it; an error (none
+    /// false) fails the request under failurePolicy Fail, skips the
+    /// webhook under Ignore.
+    fn conditions_hold(
+        &self,
+        hook: &Hook,
+        call: &Call<'_>,
+        object: Option<&Value>,
+        old: Option<&Value>,
+    ) -> Result<bool, StatusError> {
+        let conditions = hook.spec.get("matchConditions").and_then(Value::as_array);
+        let Some(conditions) = conditions.filter(|c| !c.is_empty()) else {
+            return Ok(true);
+        };
+        let review = review::review(&self.review_request(call, String::new(), object, old));
+        let mut vars = Map::new();
+        vars.insert("object".into(), object.cloned().unwrap_or(Value::Null));
+        vars.insert("oldObject".into(), old.cloned().unwrap_or(Value::Null));
+        vars.insert("request".into(), review["request"].clone());
+        let mut failed = None;
+        for c in conditions {
+            let expr = c.get("expression").and_then(Value::as_str).unwrap_or("");
+            match cel::eval_bool(expr, &vars) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) if failed.is_none() => {
+                    let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+                    failed = Some(format!("match condition {name:?}: {e}"));
+                }
+                Err(_) => {}
+            }
+        }
+        match failed {
+            None => Ok(true),
+            Some(e) if fails_closed(&hook.spec) => Err(review::call_failed(
+                hook.name(),
+                format!("failed to evaluate match conditions: {e}"),
+            )),
+            Some(e) => {
+                tracing::warn!(webhook = hook.name(), error = %e, "skipping webhook: match condition error");
+                Ok(false)
+            }
+        }
+    }
+
+    /// The review request of `call` with `uid`.
+    fn review_request<'a>(
+        &self,
+        call: &'a Call<'a>,
+        uid: String,
+        object: Option<&'a Value>,
+        old: Option<&'a Value>,
+    ) -> review::Request<'a> {
+        let info = call.info;
+        review::Request {
+            uid,
+            operation: call.operation,
+            kind: call.kind.unwrap_or((info.group, info.version, info.kind)),
+            resource: (info.group, info.version, info.plural),
+            subresource: call.subresource,
+            name: call.name,
+            namespace: call.namespace,
+            user: call.user,
+            object,
+            old_object: old,
+            dry_run: call.dry_run,
+            options: Some(call.options.clone()),
+        }
     }
 
     /// The labels the namespaceSelector is matched against: a Namespace's
@@ -301,21 +380,7 @@ impl Webhooks {
             )));
         }
         let uid = uuid::Uuid::new_v4().to_string();
-        let info = call.info;
-        let req = review::Request {
-            uid: uid.clone(),
-            operation: call.operation,
-            kind: call.kind.unwrap_or((info.group, info.version, info.kind)),
-            resource: (info.group, info.version, info.plural),
-            subresource: call.subresource,
-            name: call.name,
-            namespace: call.namespace,
-            user: call.user,
-            object,
-            old_object: old,
-            dry_run: call.dry_run,
-            options: Some(call.options.clone()),
-        };
+        let req = self.review_request(call, uid.clone(), object, old);
         let body =
             serde_json::to_vec(&review::review(&req)).map_err(StatusError::internal_error)?;
         let outcome = async {
