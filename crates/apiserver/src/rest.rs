@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use http::{header, Request, Response, StatusCode};
 use rkube_machinery::{fields, labels, rv, StatusError};
+use rkube_registry::project::Reads;
 use rkube_registry::{selectable, Filter, ListOptions, ResourceStore, Target};
 use serde_json::{json, Value};
 
@@ -189,6 +190,24 @@ pub fn filter(rs: &Arc<ResourceStore>, query: &Query) -> Result<Option<Filter>> 
                     .unwrap_or(false)
             })
     })))
+}
+
+/// Where [`filter`]'s selectors read (labels, the selected fields), so a
+/// watch judges events on objects decoded only there.
+pub fn filter_reads(rs: &ResourceStore, query: &Query) -> Result<Option<Reads>> {
+    let field = field_selector(rs, query)?;
+    let labels = query.get("labelSelector").is_some();
+    if !labels && field.is_none() {
+        return Ok(None);
+    }
+    let mut pointers = Vec::new();
+    if labels {
+        pointers.push("/metadata/labels");
+    }
+    for term in field.iter().flat_map(|f| f.terms()) {
+        pointers.extend(selectable::reads(rs.info, &term.field));
+    }
+    Ok(Some(Reads::new(pointers)))
 }
 
 /// The request's field selector, its labels checked against what the

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::request::Query;
-use crate::rest::{filter, needles};
+use crate::rest::{filter, filter_reads, needles};
 use crate::table::{self, Form};
 use crate::websocket;
 
@@ -56,6 +56,7 @@ pub async fn watch(
         after,
         initial,
         filter: filter(rs, query)?,
+        filter_reads: filter_reads(rs, query)?,
         needles: needles(rs, query)?,
         raw: form == Form::Object,
         progress: bookmarks,

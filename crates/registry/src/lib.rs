@@ -13,6 +13,7 @@ mod convert;
 mod create;
 mod delete;
 pub mod meta;
+pub mod project;
 mod read;
 pub mod resources;
 pub mod selectable;

@@ -237,6 +237,17 @@ pub fn value(info: &ResourceInfo, obj: &Value, label: &str) -> Option<String> {
     })
 }
 
+/// The JSON pointer [`value`] reads for `label` (the whole `podIPs` list
+/// for `status.podIP`); `None` when it reads nothing or the label is not
+/// supported. A filtered watch decodes only there (see `crate::project`).
+pub fn reads(info: &ResourceInfo, label: &str) -> Option<&'static str> {
+    match source(info, label)? {
+        Source::Str(p) | Source::Bool(p) | Source::Int(p) => Some(p),
+        Source::FirstPodIp => Some("/status/podIPs"),
+        Source::Empty => None,
+    }
+}
+
 /// For `label=value`, bytes every matching object's stored JSON contains:
 /// a non-empty string field's value appears as a JSON string. Lets a list
 /// skip objects without decoding them (the kubelet lists and watches its
@@ -298,6 +309,23 @@ mod tests {
         let e = json!({"regarding": {"name": "web"}, "reportingController": "kubelet"});
         assert_eq!(value(ev, &e, "involvedObject.name").unwrap(), "web");
         assert_eq!(value(ev, &e, "reportingComponent").unwrap(), "kubelet");
+    }
+
+    #[test]
+    fn reads_where_values_come_from() {
+        let pods = lookup("", "v1", "pods").unwrap();
+        let pod = json!({"spec": {"nodeName": "n1"}, "status": {"podIPs": [{"ip": "10.0.0.1"}]}});
+        for label in ["spec.host", "status.podIP", "metadata.name"] {
+            let reads = crate::project::Reads::new(reads(pods, label));
+            let part = reads.decode(&serde_json::to_vec(&pod).unwrap()).unwrap();
+            assert_eq!(
+                value(pods, &part, label),
+                value(pods, &pod, label),
+                "{label}"
+            );
+        }
+        assert_eq!(reads(pods, "status.podIPs"), None);
+        assert_eq!(reads(pods, "spec.nope"), None);
     }
 
     #[test]

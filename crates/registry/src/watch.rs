@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use rkube_storage::{EventKind, Revision, WatchItem};
 use serde_json::Value;
 
+use crate::project::Reads;
 use crate::{storage_error, Filter, ListOptions, ResourceStore, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +83,10 @@ pub struct WatchOptions {
     pub after: Option<Revision>,
     pub initial: InitialEvents,
     pub filter: Option<Filter>,
+    /// Where `filter` reads, when the caller knows: events are judged on
+    /// objects decoded only there ([`Reads`]), and a raw watch decodes
+    /// nothing else. `None` judges on whole objects.
+    pub filter_reads: Option<Reads>,
     /// As [`ListOptions::needles`]: events whose object (before and after)
     /// lacks them are dropped without decoding.
     pub needles: Vec<Vec<u8>>,
@@ -108,6 +113,7 @@ impl ResourceStore {
             after,
             initial,
             filter,
+            filter_reads,
             needles,
             raw,
             progress,
@@ -174,7 +180,14 @@ impl ResourceStore {
             .collect();
         let live = events.filter_map(move |event| {
             let out = match event {
-                Ok(WatchItem::Event(event)) => rs.translate(event, filter.as_ref(), &finders, raw),
+                Ok(WatchItem::Event(event)) => {
+                    let judge = Judge {
+                        filter: filter.as_ref(),
+                        reads: filter_reads.as_ref(),
+                        finders: &finders,
+                    };
+                    rs.translate(event, &judge, raw)
+                }
                 Ok(WatchItem::Progress(rev)) => Some(Ok(WatchEvent {
                     kind: WatchEventType::Progress,
                     object: rs.bookmark(rev),
@@ -199,10 +212,16 @@ impl ResourceStore {
     fn translate(
         &self,
         event: rkube_storage::WatchEvent,
-        filter: Option<&Filter>,
-        finders: &[memchr::memmem::Finder<'static>],
+        judge: &Judge<'_>,
         want_raw: bool,
     ) -> Option<Result<WatchEvent>> {
+        let Judge {
+            filter,
+            reads,
+            finders,
+        } = *judge;
+        // Converted objects are judged as served, so only in whole.
+        let reads = reads.filter(|_| self.conversion.is_none());
         let possible = |bytes: &[u8]| finders.iter().all(|f| f.find(bytes).is_some());
         let now_possible = possible(&event.kv.value);
         let was_possible = match &event.prev {
@@ -232,12 +251,36 @@ impl ResourceStore {
                 raw,
             }));
         }
-        let object = match self.decode(&event.kv) {
-            Ok(obj) => obj,
-            Err(e) => return Some(Err(e)),
-        };
         let matches = |obj: &Value| filter.is_none_or(|f| f(obj));
-        let now = now_possible && matches(&object);
+        // What the filter reads of a state, decoded only there if it can.
+        let judged = |kv: &rkube_storage::KeyValue| -> Result<bool> {
+            match reads {
+                Some(r) => r.decode(&kv.value).map(|o| matches(&o)).map_err(|e| {
+                    rkube_machinery::StatusError::internal_error(format!(
+                        "stored object {} is not valid JSON: {e}",
+                        kv.key
+                    ))
+                }),
+                None => self.decode(kv).map(|o| matches(&o)),
+            }
+        };
+        // A raw event's object goes out as its bytes: decode none of it
+        // beyond what the filter reads.
+        let (object, now) = if raw.is_some() && reads.is_some() {
+            let now = match now_possible.then(|| judged(&event.kv)) {
+                None => false,
+                Some(Ok(now)) => now,
+                Some(Err(e)) => return Some(Err(e)),
+            };
+            (Value::Null, now)
+        } else {
+            let object = match self.decode(&event.kv) {
+                Ok(obj) => obj,
+                Err(e) => return Some(Err(e)),
+            };
+            let now = now_possible && matches(&object);
+            (object, now)
+        };
         let kind = match event.kind {
             EventKind::Create => now.then_some(WatchEventType::Added)?,
             EventKind::Delete => {
@@ -247,8 +290,8 @@ impl ResourceStore {
             EventKind::Update => {
                 let was = match event.prev.as_ref() {
                     Some(_) if !was_possible => false,
-                    Some(p) => match self.decode(p) {
-                        Ok(prev) => matches(&prev),
+                    Some(p) => match judged(p) {
+                        Ok(was) => was,
                         Err(e) => return Some(Err(e)),
                     },
                     None => true,
@@ -263,6 +306,15 @@ impl ResourceStore {
         };
         Some(Ok(WatchEvent { kind, object, raw }))
     }
+}
+
+/// How a watch judges events: its filter, where the filter reads, and the
+/// bytes every object it takes must contain.
+#[derive(Clone, Copy)]
+struct Judge<'a> {
+    filter: Option<&'a Filter>,
+    reads: Option<&'a Reads>,
+    finders: &'a [memchr::memmem::Finder<'static>],
 }
 
 #[cfg(test)]
@@ -297,6 +349,8 @@ mod tests {
         let opts = WatchOptions {
             initial: InitialEvents::None,
             filter,
+            // The filter reads data.k only.
+            filter_reads: filtered.then(|| Reads::new(["/data/k"])),
             raw,
             ..Default::default()
         };
