@@ -375,7 +375,7 @@ fn track_update(
 fn finish(mut managed: Managed, obj: &mut Value) {
     let strip = typed::stripped_set();
     for entry in managed.values_mut() {
-        entry.set = entry.set.difference(&strip);
+        entry.set = entry.set.difference(strip);
     }
     managed.retain(|_, e| !e.set.is_empty());
     cap_update_managers(&mut managed, MAX_UPDATE_MANAGERS);

@@ -32,9 +32,14 @@ const STRIPPED: &[&[&str]] = &[
     &["metadata", "resourceVersion"],
 ];
 
-pub(crate) fn stripped_set() -> FieldSet {
-    let paths: Vec<Path> = STRIPPED.iter().map(|p| Path::fields(p)).collect();
-    FieldSet::from_paths(&paths)
+/// Built once: every write's managedFields bookkeeping subtracts it two
+/// or three times, and building it each time showed in profiles.
+pub(crate) fn stripped_set() -> &'static FieldSet {
+    static SET: std::sync::LazyLock<FieldSet> = std::sync::LazyLock::new(|| {
+        let paths: Vec<Path> = STRIPPED.iter().map(|p| Path::fields(p)).collect();
+        FieldSet::from_paths(&paths)
+    });
+    &SET
 }
 
 /// The fields `obj` sets, as an apply configuration claims them: leaves,
@@ -59,7 +64,7 @@ pub(crate) fn field_set_with_errors(
     if let Value::Object(m) = obj {
         w.set_fields(m, &mut out, &mut errors);
     }
-    (out.difference(&stripped_set()), errors)
+    (out.difference(stripped_set()), errors)
 }
 
 /// What changed from one object to another; paths as [`field_set`] names
@@ -75,7 +80,7 @@ impl Comparison {
     /// Drops unowned metadata, and everything under `reset`.
     pub(crate) fn filter(self, reset: &FieldSet) -> Comparison {
         let strip = stripped_set();
-        let f = |s: FieldSet| s.difference(&strip).recursive_difference(reset);
+        let f = |s: FieldSet| s.difference(strip).recursive_difference(reset);
         Comparison {
             added: f(self.added),
             modified: f(self.modified),
