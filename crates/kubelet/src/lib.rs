@@ -93,6 +93,8 @@ pub struct Config {
     /// Every hard eviction threshold (`--eviction-hard`) the eviction
     /// manager enforces; `eviction` is derived from it at start.
     pub eviction_hard: eviction::Thresholds,
+    /// Soft thresholds with their grace periods (`--eviction-soft`).
+    pub eviction_soft: eviction::soft::Soft,
     /// Where pod cgroups go; `None`: containers only get the runtime's.
     pub cgroups: Option<cm::Settings>,
     /// The pod network (issue 7); `None` leaves pods with loopback only.
@@ -118,6 +120,7 @@ impl Config {
             node_status_interval: Duration::from_secs(60),
             eviction: node::Thresholds::default(),
             eviction_hard: eviction::Thresholds::default(),
+            eviction_soft: eviction::soft::Soft::default(),
             cgroups: None,
             network: None,
             image_gc: image_gc::Policy::default(),

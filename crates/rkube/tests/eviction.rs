@@ -392,3 +392,82 @@ fn disk_and_pid_pressure_evict_and_refuse_pods() {
         "The node had condition: [DiskPressure PIDPressure]. "
     );
 }
+
+/// Soft thresholds: the condition at once, the eviction only after the
+/// grace period, and a graceful stop (the container's TERM trap runs to
+/// its end, where a hard eviction's one second would cut it short).
+#[test]
+fn soft_thresholds_wait_their_grace_period_and_stop_pods_gracefully() {
+    let mut c = start("evict-soft");
+    let node = c.node.clone();
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: graceful\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 60\n  containers:\n  - name: c\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap 'sleep 3; echo graceful-exit; exit 0' TERM; echo started; while true; do sleep 1; done\"]\n"
+    ));
+    c.wait_running("graceful");
+    // Under pressure new pods are refused: the pod runs first, then the
+    // agent comes back with a soft threshold that is always met, but
+    // only evicts after holding 20 s; victims get up to 10 s.
+    c.kill_agent();
+    c.agent_args.extend(
+        [
+            "--eviction-soft",
+            "nodefs.inodesFree<100%",
+            "--eviction-soft-grace-period",
+            "nodefs.inodesFree=20s",
+            "--eviction-max-pod-grace-period",
+            "10",
+        ]
+        .map(String::from),
+    );
+    c.start_agent();
+    let long = Duration::from_secs(120);
+    c.wait_within(
+        &["node", &node],
+        "{.status.conditions[?(@.type==\"DiskPressure\")].status}",
+        long,
+        |s| s == "True",
+    );
+    // The condition came first; the pod is still running a while after.
+    let started = std::time::Instant::now();
+    assert_eq!(c.get(&["pod", "graceful"], "{.status.phase}"), "Running");
+    c.wait_within(&["pod", "graceful"], "{.status.phase}", long, |p| {
+        p == "Failed"
+    });
+    assert_eq!(c.get(&["pod", "graceful"], "{.status.reason}"), "Evicted");
+    let message = c.get(&["pod", "graceful"], "{.status.message}");
+    assert!(
+        message.starts_with("The node was low on resource: inodes."),
+        "{message}"
+    );
+    let log = c.logs("graceful");
+    assert!(
+        log.contains("graceful-exit"),
+        "the TERM trap should have run to its end:\n{log}\nafter {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.get(
+            &["pod", "graceful"],
+            "{.status.containerStatuses[0].state.terminated.exitCode}"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn soft_thresholds_need_grace_periods() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["agent", "--kubeconfig", "/nonexistent"])
+        .args(["--eviction-soft", "memory.available<1Gi"])
+        .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(
+            "grace period must be specified for the soft eviction threshold memory.available"
+        ),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@
 pub mod local;
 pub mod observe;
 pub mod rank;
+pub mod soft;
 pub mod threshold;
 
 use std::collections::HashMap;
@@ -35,6 +36,9 @@ pub const MONITORING_INTERVAL: Duration = Duration::from_secs(10);
 /// How long a condition stays True after its threshold was last met
 /// (upstream's `--eviction-pressure-transition-period` default).
 pub const PRESSURE_TRANSITION: Duration = Duration::from_secs(300);
+/// How long a hard eviction's victim gets to stop (upstream's
+/// immediateEvictionGracePeriodSeconds).
+const HARD_GRACE: Duration = Duration::from_secs(1);
 /// How long an eviction may take before the next one (upstream's
 /// podCleanupTimeout).
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,8 +67,8 @@ impl Pressure {
 /// What the eviction manager tells pod workers, and the pressure the
 /// node status and admission read.
 pub struct Evictions {
-    /// uid -> (message, stopped).
-    pending: Mutex<HashMap<String, (String, bool)>>,
+    /// uid -> (message, grace period of the stop, stopped).
+    pending: Mutex<HashMap<String, (String, Duration, bool)>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     pressure: watch::Sender<Pressure>,
 }
@@ -90,26 +94,29 @@ impl Evictions {
         self.pending.lock().unwrap().remove(uid);
     }
 
-    fn request(&self, uid: &str, message: String) {
+    fn request(&self, uid: &str, message: String, grace: Duration) {
         self.pending
             .lock()
             .unwrap()
-            .insert(uid.to_string(), (message, false));
+            .insert(uid.to_string(), (message, grace, false));
         if let Some(w) = self.wakers.lock().unwrap().get(uid) {
             w.notify_one();
         }
     }
 
-    /// The eviction asked of this pod, if any.
-    pub fn pending(&self, uid: &str) -> Option<String> {
+    /// The eviction asked of this pod, if any: the message and how long
+    /// its containers get to stop.
+    pub fn pending(&self, uid: &str) -> Option<(String, Duration)> {
         let p = self.pending.lock().unwrap();
-        p.get(uid).filter(|(_, done)| !done).map(|(m, _)| m.clone())
+        p.get(uid)
+            .filter(|(_, _, done)| !done)
+            .map(|(m, g, _)| (m.clone(), *g))
     }
 
     /// The worker stopped the evicted pod's containers.
     pub fn stopped(&self, uid: &str) {
         if let Some(e) = self.pending.lock().unwrap().get_mut(uid) {
-            e.1 = true;
+            e.2 = true;
         }
     }
 
@@ -118,7 +125,7 @@ impl Evictions {
     }
 
     fn done(&self, uid: &str) -> bool {
-        self.pending.lock().unwrap().get(uid).is_none_or(|e| e.1)
+        self.pending.lock().unwrap().get(uid).is_none_or(|e| e.2)
     }
 
     pub fn pressure(&self) -> Pressure {
@@ -286,6 +293,8 @@ pub struct Manager {
     shared: Arc<Shared>,
     observer: Arc<dyn Observer>,
     thresholds: Thresholds,
+    soft: soft::Soft,
+    soft_tracker: soft::Tracker,
     interval: Duration,
     transition: Duration,
     /// Condition -> when one of its thresholds was last met.
@@ -296,6 +305,8 @@ impl Manager {
     pub fn new(shared: Arc<Shared>, observer: Arc<dyn Observer>) -> Manager {
         Manager {
             thresholds: shared.config.eviction_hard.clone(),
+            soft: shared.config.eviction_soft.clone(),
+            soft_tracker: soft::Tracker::default(),
             shared,
             observer,
             interval: MONITORING_INTERVAL,
@@ -346,10 +357,14 @@ impl Manager {
             }
         }
         let met = threshold::met(&self.thresholds, |s| node.get(&s).copied());
+        let soft_met = threshold::met(&self.soft.thresholds, |s| node.get(&s).copied());
         let now = Instant::now();
-        for t in &met {
+        // Conditions follow soft thresholds at once; evictions wait for
+        // their grace periods.
+        for t in met.iter().chain(&soft_met) {
             self.last_met.insert(t.signal.condition(), now);
         }
+        let soft_due = self.soft_tracker.due(&self.soft, &soft_met, now);
         let on = |c: &str| {
             self.last_met
                 .get(c)
@@ -373,15 +388,20 @@ impl Manager {
         let mut any = false;
         for (pod, usage) in &pods {
             if let Some(message) = local::violation(pod, &usage.storage) {
-                self.evict(pod, message);
+                self.evict(pod, message, HARD_GRACE);
                 any = true;
             }
         }
         if any {
             return None;
         }
-        // Memory before disk before pids, as upstream orders them.
-        let t = met.iter().min_by_key(|t| t.signal)?;
+        // Memory before disk before pids, as upstream orders them; a hard
+        // threshold before a soft one of the same signal.
+        let (t, hard) = met
+            .iter()
+            .map(|t| (*t, true))
+            .chain(soft_due.iter().map(|t| (*t, false)))
+            .min_by_key(|(t, hard)| (t.signal, !hard))?;
         let obs = node.get(&t.signal).copied()?;
         if t.signal.resource() != Resource::Memory && t.signal != Signal::PidAvailable {
             // Disk: node-level resources first (upstream's
@@ -411,19 +431,28 @@ impl Manager {
         let victim = candidates.first()?.pod;
         let usage = &pods.iter().find(|(p, _)| uid(p) == uid(victim))?.1;
         let message = pressure_message(t, obs, victim, usage);
-        tracing::info!(pod = ?victim.metadata.name, signal = t.signal.name(), "evicting pod");
-        self.evict(victim, message);
+        let grace = if hard {
+            HARD_GRACE
+        } else {
+            let own = victim
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds);
+            self.soft.pod_grace(own)
+        };
+        tracing::info!(pod = ?victim.metadata.name, signal = t.signal.name(), hard, "evicting pod");
+        self.evict(victim, message, grace);
         Some(uid(victim).to_string())
     }
 
-    fn evict(&self, pod: &Pod, message: String) {
+    fn evict(&self, pod: &Pod, message: String, grace: Duration) {
         self.shared.recorder.emit(
             pod_ref(pod, None),
             Kind::Warning,
             "Evicted",
             message.clone(),
         );
-        self.shared.evictions.request(uid(pod), message);
+        self.shared.evictions.request(uid(pod), message, grace);
     }
 }
 

@@ -44,8 +44,11 @@ fn requests_reach_the_worker_until_it_stopped() {
     let ev = Evictions::default();
     let wake = Arc::new(Notify::new());
     ev.register("u", wake.clone());
-    ev.request("u", "gone".into());
-    assert_eq!(ev.pending("u").as_deref(), Some("gone"));
+    ev.request("u", "gone".into(), Duration::from_secs(3));
+    assert_eq!(
+        ev.pending("u"),
+        Some(("gone".into(), Duration::from_secs(3)))
+    );
     assert!(ev.evicting("u") && !ev.done("u"));
     ev.stopped("u");
     assert_eq!(ev.pending("u"), None);

@@ -9,7 +9,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -39,9 +38,6 @@ impl Drop for Registration {
     }
 }
 
-/// Hard evictions kill at once, with upstream's one-second grace.
-const EVICTION_GRACE: Duration = Duration::from_secs(1);
-
 impl Worker {
     pub(super) fn register_evictions(&self) -> Registration {
         self.shared.evictions.register(&self.uid, self.wake.clone());
@@ -70,8 +66,8 @@ impl Worker {
             });
             return true;
         }
-        if let Some(message) = self.shared.evictions.pending(&self.uid) {
-            self.stop_all(pod, EVICTION_GRACE, true).await;
+        if let Some((message, grace)) = self.shared.evictions.pending(&self.uid) {
+            self.stop_all(pod, grace, true).await;
             self.evicted = Some(Evicted {
                 message,
                 at: Some(Time(k8s_openapi::jiff::Timestamp::now())),

@@ -117,6 +117,7 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
     config.eviction_hard = rkube_kubelet::eviction::Thresholds::parse(&args.eviction_hard)
         .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     config.image_gc = args.image_gc()?;
+    config.eviction_soft = args.eviction_soft()?;
     config.cgroups = Some(rkube_kubelet::cm::Settings {
         mount: "/sys/fs/cgroup".into(),
         root: args.cgroup_parent.clone(),

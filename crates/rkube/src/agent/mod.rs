@@ -160,6 +160,23 @@ pub struct AgentArgs {
     )]
     pub eviction_hard: String,
 
+    /// Soft eviction thresholds, in --eviction-hard's syntax: a pod is
+    /// evicted only once one has held for its grace period, and gets a
+    /// graceful stop (upstream's --eviction-soft). None by default.
+    #[arg(long, default_value = "")]
+    pub eviction_soft: String,
+
+    /// Grace period of each soft threshold, e.g.
+    /// `memory.available=1m30s` (upstream's --eviction-soft-grace-period).
+    #[arg(long, default_value = "")]
+    pub eviction_soft_grace_period: String,
+
+    /// The longest stop, in seconds, a pod evicted for a soft threshold
+    /// gets; 0: its own terminationGracePeriodSeconds (upstream's
+    /// --eviction-max-pod-grace-period).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub eviction_max_pod_grace_period: i64,
+
     /// pids.max of every pod's cgroup (upstream's --pod-max-pids); -1:
     /// no limit of the pod's own.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
@@ -238,6 +255,17 @@ pub struct AgentArgs {
 }
 
 impl AgentArgs {
+    /// The soft eviction thresholds the flags set.
+    pub fn eviction_soft(&self) -> anyhow::Result<rkube_kubelet::eviction::soft::Soft> {
+        rkube_kubelet::eviction::soft::Soft::parse(
+            &self.eviction_soft,
+            &self.eviction_soft_grace_period,
+            self.eviction_max_pod_grace_period,
+            go_duration,
+        )
+        .map_err(|e| anyhow::anyhow!("--eviction-soft: {e}"))
+    }
+
     /// The image garbage collection policy the flags set, checked as
     /// upstream's kubelet checks it at start-up.
     pub fn image_gc(&self) -> anyhow::Result<rkube_kubelet::image_gc::Policy> {
@@ -257,6 +285,7 @@ impl AgentArgs {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     rkube_pki::install_crypto_provider();
     args.image_gc()?;
+    args.eviction_soft()?;
     match args.simulate {
         Some(n) => simulate::run(args.clone(), n).await,
         None => kubelet::run(args).await,
