@@ -68,9 +68,16 @@ impl Drop for Agent {
     }
 }
 
+/// The `rkube` binary measured: `BENCH_RKUBE_BIN` (another build, as the
+/// server module reads it) or this build's. The simulated nodes run the
+/// same binary as the server: a run measures one build throughout.
+fn rkube_bin() -> std::ffi::OsString {
+    std::env::var_os("BENCH_RKUBE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_rkube").into())
+}
+
 fn start_agent(server: &Server, nodes: usize) -> anyhow::Result<Agent> {
     let log = std::fs::File::create(server.dir.path().join("agent.log"))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_rkube"))
+    let child = Command::new(rkube_bin())
         .arg("agent")
         .arg("--kubeconfig")
         .arg(server.kubeconfig())
@@ -88,7 +95,7 @@ fn start_agent(server: &Server, nodes: usize) -> anyhow::Result<Agent> {
 /// Whether `rkube server --help` lists `flag` (the embedded agent's switch
 /// must be off: a real kubelet on this host would take pods).
 fn server_has_flag(flag: &str) -> bool {
-    Command::new(env!("CARGO_BIN_EXE_rkube"))
+    Command::new(rkube_bin())
         .args(["server", "--help"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains(flag))
@@ -353,6 +360,8 @@ async fn run() -> anyhow::Result<()> {
     let api = server.wait_ready().await?;
     let conn = api.connect().await?;
     let agent = start_agent(&server, sizes.nodes)?;
+    // For a profiler to attach to (`perf record -p`).
+    println!("server pid {}, agent pid {}", server.pid(), agent.0.id());
     let registering = Instant::now();
     loop {
         let n = count(&conn, "/api/v1/nodes").await?;
@@ -385,6 +394,8 @@ async fn run() -> anyhow::Result<()> {
     let per = sizes.pods / DEPLOYMENTS;
     let load_before = load_average();
     let cpu_before = (cpu_seconds(server.pid())?, cpu_seconds(agent.0.id())?);
+    // A profiler started on this line sees the scheduling phase only.
+    println!("creating {DEPLOYMENTS} Deployments");
     for i in 0..DEPLOYMENTS {
         conn.create(
             &format!("/apis/apps/v1/namespaces/{NS}/deployments"),
@@ -395,6 +406,7 @@ async fn run() -> anyhow::Result<()> {
     let seen = watcher.await??;
     let cpu_server = cpu_seconds(server.pid())? - cpu_before.0;
     let cpu_agent = cpu_seconds(agent.0.id())? - cpu_before.1;
+    println!("scheduling phase over");
     let load_after = load_average();
     let want = per * DEPLOYMENTS;
     let busy_rss = server.rss()? as f64 / MIB;
