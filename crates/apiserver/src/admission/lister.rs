@@ -63,6 +63,17 @@ impl Lister {
             .collect())
     }
 
+    /// Whether the copy holds no object at all: the check a plugin that
+    /// is usually idle (admission webhooks) makes on every write.
+    pub async fn is_empty(self: &Arc<Self>) -> Result<bool, Error> {
+        self.ensure().await?;
+        Ok(self
+            .objects
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty())
+    }
+
     /// Like [`Lister::under`], but when the copy has nothing there, asks
     /// the store itself: an object created a moment ago (a quota, then at
     /// once the creates it should limit) may not have reached the copy.

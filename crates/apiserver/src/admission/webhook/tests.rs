@@ -354,3 +354,81 @@ fn dry_run_needs_side_effect_free_webhooks_and_ignore_fails_open() {
     assert!(super::fails_closed(&json!({})));
     assert!(!super::fails_closed(&json!({"failurePolicy": "Ignore"})));
 }
+
+/// What the plugin adds to a write while no webhook is configured: the
+/// wrapped strategy's `before_create` against the bare one's, and both
+/// against a whole create into SQLite, in the same run. Run with
+/// `cargo test --release -p rkube-apiserver --lib -- --ignored
+/// idle_webhooks_cost --nocapture`.
+#[tokio::test(flavor = "current_thread")]
+#[ignore]
+async fn idle_webhooks_cost() {
+    use std::time::Instant;
+
+    use rkube_registry::{resources::strategy_for, ResourceStore, SystemClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn rkube_storage::Store> =
+        Arc::new(rkube_storage::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap());
+    let clock: Arc<dyn rkube_registry::Clock> = Arc::new(SystemClock);
+    let admission = crate::admission::Admission::new(store.clone(), clock.clone());
+    let info = rkube_api::catalog::lookup("", "v1", "configmaps").unwrap();
+    let bare = strategy_for(info);
+    let wrapped = super::strategy::wrap(info, bare.clone(), &admission.webhooks);
+    let ctx = super::RequestContext::default();
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "x", "namespace": "default"}, "data": {"a": "b"}});
+    super::scope(ctx, async {
+        const CHECKS: u32 = 200_000;
+        let mut o = obj.clone();
+        wrapped.before_create(&mut o, false).await.unwrap();
+        let timed = |s: Arc<dyn rkube_registry::Strategy>| {
+            let mut o = obj.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..CHECKS {
+                    s.before_create(&mut o, false).await.unwrap();
+                }
+                start.elapsed() / CHECKS
+            }
+        };
+        let bare_check = timed(bare.clone()).await;
+        let wrapped_check = timed(wrapped.clone()).await;
+
+        // Interleaved rounds, so the table's growth and the machine's
+        // load fall on both alike.
+        const ROUNDS: u32 = 20;
+        const PER_ROUND: u32 = 100;
+        let bare_rs = ResourceStore::new(info, bare.clone(), store.clone(), clock.clone());
+        let wrapped_rs = ResourceStore::new(info, wrapped.clone(), store.clone(), clock.clone());
+        let mut took = [std::time::Duration::ZERO; 2];
+        for round in 0..ROUNDS {
+            for (which, rs) in [&bare_rs, &wrapped_rs].into_iter().enumerate() {
+                let start = Instant::now();
+                for i in 0..PER_ROUND {
+                    let mut o = obj.clone();
+                    o["metadata"]["name"] = format!("c{which}-{round}-{i}").into();
+                    rs.create(Some("default"), o, false).await.unwrap();
+                }
+                took[which] += start.elapsed();
+            }
+        }
+        let (bare_create, wrapped_create) = (
+            took[0] / (ROUNDS * PER_ROUND),
+            took[1] / (ROUNDS * PER_ROUND),
+        );
+        println!(
+            "before_create: bare {bare_check:?}, with idle webhooks {wrapped_check:?} \
+             (+{:?} per write)",
+            wrapped_check.saturating_sub(bare_check)
+        );
+        println!(
+            "create into SQLite: bare {bare_create:?}, with idle webhooks {wrapped_create:?} \
+             (ratio {:.3}); the check is {:.4}% of a bare create",
+            wrapped_create.as_secs_f64() / bare_create.as_secs_f64(),
+            100.0 * wrapped_check.saturating_sub(bare_check).as_secs_f64()
+                / bare_create.as_secs_f64()
+        );
+    })
+    .await;
+}
