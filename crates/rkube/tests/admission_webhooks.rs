@@ -416,6 +416,7 @@ fn mutating_webhooks_change_objects_in_order() {
     let mut one_extra = selector.clone();
     one_extra["matchConditions"] =
         json!([{"name": "not-skip-me", "expression": "object.metadata.name != 'skip-me'"}]);
+    one_extra["reinvocationPolicy"] = "IfNeeded".into();
     let one = webhook(
         "one.rkube.test",
         &hooks.url("/mutate-one"),
@@ -480,6 +481,12 @@ fn mutating_webhooks_change_objects_in_order() {
     // Shown by kubectl get, as users see it.
     let shown = server.ok(&["get", "pod", "web", "-L", "webhook-two"]);
     assert!(shown.contains("after-seen"), "{shown}");
+
+    // The first webhook (IfNeeded) was called again after the second
+    // changed the object; the second (Never) once.
+    let calls = |path: &str, name: &str| hooks.seen(path).iter().filter(|s| s.3 == name).count();
+    assert_eq!(calls("/mutate-one", "m1"), 2);
+    assert_eq!(calls("/mutate-two", "m1"), 1);
 
     // The first webhook's matchCondition skips this name; the second
     // still runs and sees no label from the first.

@@ -28,8 +28,11 @@
 //! expression outside it is an evaluation error, which failurePolicy
 //! decides (Fail: the request fails; Ignore: the webhook is skipped).
 //!
-//! Not supported (documented differences): `reinvocationPolicy:
-//! IfNeeded` is treated as `Never`; `matchPolicy: Equivalent` only sees
+//! A mutating webhook with `reinvocationPolicy: IfNeeded` is called once
+//! more when a later mutating webhook changed the object after it (only
+//! webhooks count here, not built-in plugins, which all run before).
+//!
+//! Not supported (documented differences): `matchPolicy: Equivalent` only sees
 //! the version requested (each resource is served in one version);
 //! mutating webhooks see the object after the server's defaulting (and,
 //! on create, with uid and creationTimestamp already set); writes through
@@ -318,30 +321,57 @@ impl Webhooks {
     ) -> Result<bool, StatusError> {
         let hooks = self.hooks(true, call, Some(obj), old).await?;
         let mut changed = false;
+        // The object as each reinvocable (IfNeeded) webhook left it.
+        let mut left = Vec::new();
         for hook in &hooks {
-            let Some(verdict) = self.invoke(hook, call, Some(obj), old).await? else {
-                continue;
-            };
-            match verdict {
-                Verdict::Denied(e) => return Err(e),
-                Verdict::Allowed {
-                    patch: Some(patch), ..
-                } => match review::apply_patch(obj, &patch) {
-                    Ok(next) => {
-                        changed |= next != *obj;
-                        *obj = next;
-                    }
-                    Err(e) => {
-                        if fails_closed(&hook.spec) {
-                            return Err(review::call_failed(hook.name(), e));
-                        }
-                        tracing::warn!(webhook = hook.name(), error = %e, "ignoring a webhook's patch");
-                    }
-                },
-                Verdict::Allowed { patch: None, .. } => {}
+            let called = self.mutate_once(hook, call, obj, old).await?;
+            changed |= called == Some(true);
+            if called.is_some() && reinvocable(&hook.spec) {
+                left.push((hook, obj.clone()));
+            }
+        }
+        // reinvocationPolicy IfNeeded: once more, in order, for those
+        // whose result a later webhook changed (upstream reinvokes once).
+        if changed {
+            for (hook, seen) in left {
+                if *obj != seen {
+                    changed |= self.mutate_once(hook, call, obj, old).await? == Some(true);
+                }
             }
         }
         Ok(changed)
+    }
+
+    /// Call one mutating webhook and apply its patch: whether it changed
+    /// the object, `None` when it was not called (failed, Ignore).
+    async fn mutate_once(
+        &self,
+        hook: &Hook,
+        call: &Call<'_>,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> Result<Option<bool>, StatusError> {
+        let Some(verdict) = self.invoke(hook, call, Some(obj), old).await? else {
+            return Ok(None);
+        };
+        match verdict {
+            Verdict::Denied(e) => Err(e),
+            Verdict::Allowed {
+                patch: Some(patch), ..
+            } => match review::apply_patch(obj, &patch) {
+                Ok(next) => {
+                    let changed = next != *obj;
+                    *obj = next;
+                    Ok(Some(changed))
+                }
+                Err(e) if fails_closed(&hook.spec) => Err(review::call_failed(hook.name(), e)),
+                Err(e) => {
+                    tracing::warn!(webhook = hook.name(), error = %e, "ignoring a webhook's patch");
+                    Ok(Some(false))
+                }
+            },
+            Verdict::Allowed { patch: None, .. } => Ok(Some(false)),
+        }
     }
 
     /// Run the validating webhooks, all at once; the first denial or
@@ -552,6 +582,11 @@ impl Webhooks {
 /// failurePolicy Fail (the default) rather than Ignore.
 fn fails_closed(spec: &Value) -> bool {
     spec.get("failurePolicy").and_then(Value::as_str) != Some("Ignore")
+}
+
+/// reinvocationPolicy IfNeeded (the default is Never).
+fn reinvocable(spec: &Value) -> bool {
+    spec.get("reinvocationPolicy").and_then(Value::as_str) == Some("IfNeeded")
 }
 
 /// Whether the webhook may be called on a dry run.
