@@ -168,16 +168,11 @@ fn daemonset_puts_one_pod_on_each_matching_node_and_rolls_out() {
     );
 }
 
-// The claims' class binds on first use and provisions (as k3s's default
-// local-path class): the scheduler places pods whose claims no volume
-// serves yet, as upstream's VolumeBinding does for such a class.
+// The claims use the server's default class, local-path (as k3s's): it
+// binds on first use, so the scheduler picks the node, the provisioner
+// makes a volume there (simulated nodes keep nothing on disk), and only
+// then is the pod bound, as upstream's VolumeBinding PreBind waits.
 const STATEFULSET: &str = "
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata: {name: standard}
-provisioner: example.com/standard
-volumeBindingMode: WaitForFirstConsumer
----
 apiVersion: apps/v1
 kind: StatefulSet
 metadata:
@@ -200,7 +195,6 @@ spec:
       name: www
     spec:
       accessModes: [ReadWriteOnce]
-      storageClassName: standard
       resources:
         requests: {storage: 1Gi}
 ";
