@@ -566,13 +566,23 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
         vec![rule(&["CREATE"], &["configmaps"])],
         cel_extra,
     );
+    let mut missing_extra = only("missing");
+    missing_extra["clientConfig"] = json!({"caBundle": ca,
+        "service": {"namespace": "default", "name": "nobody", "path": "/validate"}});
+    let missing = webhook(
+        "missing.rkube.test",
+        "unused",
+        &ca,
+        vec![rule(&["CREATE"], &["configmaps"])],
+        missing_extra,
+    );
     server.ok_stdin(&["create", "-f", "-"], &service_for(hooks.addr.port()));
     server.ok_stdin(
         &["create", "-f", "-"],
         &config(
             "ValidatingWebhookConfiguration",
             "policies",
-            vec![fail, ignore, slow, by_service, cel],
+            vec![fail, ignore, slow, by_service, cel, missing],
         ),
     );
     let create = |name: &str, target: &str| {
@@ -623,6 +633,16 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
     assert!(
         err.contains(
             "failed calling webhook \"cel.rkube.test\": failed to evaluate match conditions"
+        ),
+        "{err}"
+    );
+    let out = create("no-service", "missing");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "failed calling webhook \"missing.rkube.test\": failed to call webhook: \
+             Post \"https://nobody.default.svc:443/validate?timeout=10s\": services \"nobody\" not found"
         ),
         "{err}"
     );

@@ -464,16 +464,25 @@ impl Webhooks {
             .and_then(Value::as_u64)
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(443);
+        // Resolution errors read as the POST that could not be made, as
+        // upstream's (`Post "https://<svc>.<ns>.svc:443/...": service
+        // "<svc>" not found`).
+        let unresolved_addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let url = call::service_target(svc, unresolved_addr, limit)?.url;
+        let unresolved = |reason: String| call::Error::Post {
+            url: url.clone(),
+            reason,
+        };
         let service = self
             .services
             .get(Some(ns), name, None)
             .await
-            .map_err(|e| call::Error::Resolve(e.status().message.clone()))?;
+            .map_err(|e| unresolved(e.status().message.clone()))?;
         let slices = self
             .slices
             .list(Some(ns), &Default::default())
             .await
-            .map_err(|e| call::Error::Resolve(e.status().message.clone()))?
+            .map_err(|e| unresolved(e.status().message.clone()))?
             .items
             .into_iter()
             .filter(|s| {
@@ -482,7 +491,7 @@ impl Webhooks {
                     == Some(name)
             })
             .collect::<Vec<_>>();
-        let addr = service::resolve(&service, &slices, port).map_err(call::Error::Resolve)?;
+        let addr = service::resolve(&service, &slices, port).map_err(unresolved)?;
         call::service_target(svc, addr, limit)
     }
 
