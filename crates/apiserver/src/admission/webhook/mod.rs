@@ -17,7 +17,7 @@
 //! - delete: [`Webhooks::admit_delete`] from the DELETE handlers, with
 //!   the stored object as `oldObject`.
 //! - connect (pods/exec, attach, portforward): [`Webhooks::admit_connect`]
-//!   from the kubelet proxy, with the options object.
+//!   from the kubelet proxy, with the options object ([`connect`]).
 //!
 //! The request's user and subresource reach the strategy hooks through a
 //! task-local [`RequestContext`] the REST handler sets: the registry's
@@ -44,6 +44,7 @@
 
 mod call;
 mod cel;
+mod connect;
 mod matching;
 mod review;
 mod service;
@@ -61,6 +62,7 @@ use serde_json::{json, Map, Value};
 
 use super::lister::Lister;
 use crate::User;
+pub use connect::connect_options;
 pub use matching::Operation;
 use matching::{Attributes, Hook};
 use review::Verdict;
@@ -442,59 +444,6 @@ impl Webhooks {
         }
     }
 
-    /// Where the webhook is: its URL, or a ready endpoint of its Service.
-    async fn target(
-        &self,
-        spec: &Value,
-        limit: std::time::Duration,
-    ) -> Result<call::Target, call::Error> {
-        let config = spec.get("clientConfig").cloned().unwrap_or(Value::Null);
-        if let Some(url) = config.get("url").and_then(Value::as_str) {
-            return call::url_target(url, limit).await;
-        }
-        let Some(svc) = config.get("service") else {
-            return Err(call::Error::Config(
-                "clientConfig has neither url nor service".into(),
-            ));
-        };
-        let field = |f: &str| svc.get(f).and_then(Value::as_str).unwrap_or("");
-        let (ns, name) = (field("namespace"), field("name"));
-        let port = svc
-            .get("port")
-            .and_then(Value::as_u64)
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(443);
-        // Resolution errors read as the POST that could not be made, as
-        // upstream's (`Post "https://<svc>.<ns>.svc:443/...": service
-        // "<svc>" not found`).
-        let unresolved_addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let url = call::service_target(svc, unresolved_addr, limit)?.url;
-        let unresolved = |reason: String| call::Error::Post {
-            url: url.clone(),
-            reason,
-        };
-        let service = self
-            .services
-            .get(Some(ns), name, None)
-            .await
-            .map_err(|e| unresolved(e.status().message.clone()))?;
-        let slices = self
-            .slices
-            .list(Some(ns), &Default::default())
-            .await
-            .map_err(|e| unresolved(e.status().message.clone()))?
-            .items
-            .into_iter()
-            .filter(|s| {
-                s.pointer("/metadata/labels/kubernetes.io~1service-name")
-                    .and_then(Value::as_str)
-                    == Some(name)
-            })
-            .collect::<Vec<_>>();
-        let addr = service::resolve(&service, &slices, port).map_err(unresolved)?;
-        call::service_target(svc, addr, limit)
-    }
-
     /// Whether any webhook is configured at all: two looks at in-memory
     /// maps, the whole cost of this plugin while nobody uses it.
     pub async fn any(&self) -> Result<bool, StatusError> {
@@ -552,40 +501,6 @@ impl Webhooks {
             Err(e) => Err(e),
         }
     }
-
-    /// CONNECT to a pod's exec, attach or portforward: the validating
-    /// webhooks see the options object (PodExecOptions, ...).
-    pub async fn admit_connect(
-        &self,
-        info: &ResourceInfo,
-        namespace: &str,
-        name: &str,
-        subresource: &str,
-        options: &Value,
-    ) -> Result<(), StatusError> {
-        if !self.any_validating().await? {
-            return Ok(());
-        }
-        let kind = match subresource {
-            "exec" => "PodExecOptions",
-            "attach" => "PodAttachOptions",
-            "portforward" => "PodPortForwardOptions",
-            _ => "PodProxyOptions",
-        };
-        let ctx = current().unwrap_or_default();
-        let call = Call {
-            info,
-            operation: Operation::Connect,
-            subresource,
-            namespace,
-            name,
-            user: ctx.user.as_ref(),
-            dry_run: false,
-            options: Value::Null,
-            kind: Some(("", "v1", kind)),
-        };
-        self.validate(&call, Some(options), None).await
-    }
 }
 
 /// failurePolicy Fail (the default) rather than Ignore.
@@ -604,52 +519,4 @@ fn dry_run_safe(spec: &Value) -> bool {
         spec.get("sideEffects").and_then(Value::as_str),
         Some("None" | "NoneOnDryRun")
     )
-}
-
-/// The options object a CONNECT sends, from the request's query
-/// (`?command=sh&command=-c&stdin=true&container=app`).
-pub fn connect_options(subresource: &str, raw_query: Option<&str>) -> Value {
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw_query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
-    let all = |key: &str| -> Vec<&str> {
-        pairs
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    };
-    let flag = |key: &str| all(key).first().is_some_and(|v| matches!(*v, "true" | "1"));
-    let mut out = Map::new();
-    let kind = match subresource {
-        "exec" => "PodExecOptions",
-        "attach" => "PodAttachOptions",
-        "portforward" => "PodPortForwardOptions",
-        _ => "PodProxyOptions",
-    };
-    out.insert("kind".into(), kind.into());
-    out.insert("apiVersion".into(), "v1".into());
-    match subresource {
-        "exec" | "attach" => {
-            for key in ["stdin", "stdout", "stderr", "tty"] {
-                if flag(key) {
-                    out.insert(key.into(), true.into());
-                }
-            }
-            if let Some(c) = all("container").first() {
-                out.insert("container".into(), (*c).into());
-            }
-            if subresource == "exec" {
-                out.insert("command".into(), json!(all("command")));
-            }
-        }
-        "portforward" => {
-            let ports: Vec<u64> = all("ports").iter().filter_map(|p| p.parse().ok()).collect();
-            if !ports.is_empty() {
-                out.insert("ports".into(), json!(ports));
-            }
-        }
-        _ => {}
-    }
-    Value::Object(out)
 }

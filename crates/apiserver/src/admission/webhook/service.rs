@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::Value;
 
+use super::{call, Webhooks};
+
 /// The address for the Service port `port`, from the Service and its
 /// EndpointSlices.
 pub fn resolve(service: &Value, slices: &[Value], port: u16) -> Result<SocketAddr, String> {
@@ -68,6 +70,61 @@ pub fn resolve(service: &Value, slices: &[Value], port: u16) -> Result<SocketAdd
     Err(format!(
         "service \"{name}\" in namespace \"{namespace}\" has no ready endpoints"
     ))
+}
+
+impl Webhooks {
+    /// Where the webhook is: its URL, or a ready endpoint of its Service.
+    pub(super) async fn target(
+        &self,
+        spec: &Value,
+        limit: std::time::Duration,
+    ) -> Result<call::Target, call::Error> {
+        let config = spec.get("clientConfig").cloned().unwrap_or(Value::Null);
+        if let Some(url) = config.get("url").and_then(Value::as_str) {
+            return call::url_target(url, limit).await;
+        }
+        let Some(svc) = config.get("service") else {
+            return Err(call::Error::Config(
+                "clientConfig has neither url nor service".into(),
+            ));
+        };
+        let field = |f: &str| svc.get(f).and_then(Value::as_str).unwrap_or("");
+        let (ns, name) = (field("namespace"), field("name"));
+        let port = svc
+            .get("port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or(443);
+        // Resolution errors read as the POST that could not be made, as
+        // upstream's (`Post "https://<svc>.<ns>.svc:443/...": service
+        // "<svc>" not found`).
+        let unresolved_addr = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let url = call::service_target(svc, unresolved_addr, limit)?.url;
+        let unresolved = |reason: String| call::Error::Post {
+            url: url.clone(),
+            reason,
+        };
+        let service = self
+            .services
+            .get(Some(ns), name, None)
+            .await
+            .map_err(|e| unresolved(e.status().message.clone()))?;
+        let slices = self
+            .slices
+            .list(Some(ns), &Default::default())
+            .await
+            .map_err(|e| unresolved(e.status().message.clone()))?
+            .items
+            .into_iter()
+            .filter(|s| {
+                s.pointer("/metadata/labels/kubernetes.io~1service-name")
+                    .and_then(Value::as_str)
+                    == Some(name)
+            })
+            .collect::<Vec<_>>();
+        let addr = resolve(&service, &slices, port).map_err(unresolved)?;
+        call::service_target(svc, addr, limit)
+    }
 }
 
 #[cfg(test)]
