@@ -576,13 +576,23 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
         vec![rule(&["CREATE"], &["configmaps"])],
         missing_extra,
     );
+    // A caBundle that did not sign the webhook's certificate.
+    let other_ca = rkube_pki::Ca::generate("other-ca", time::OffsetDateTime::now_utc()).unwrap();
+    let other_bundle = base64::engine::general_purpose::STANDARD.encode(other_ca.cert_pem());
+    let untrusted = webhook(
+        "untrusted.rkube.test",
+        &hooks.url("/validate"),
+        &other_bundle,
+        vec![rule(&["CREATE"], &["configmaps"])],
+        only("untrusted"),
+    );
     server.ok_stdin(&["create", "-f", "-"], &service_for(hooks.addr.port()));
     server.ok_stdin(
         &["create", "-f", "-"],
         &config(
             "ValidatingWebhookConfiguration",
             "policies",
-            vec![fail, ignore, slow, by_service, cel, missing],
+            vec![fail, ignore, slow, by_service, cel, missing, untrusted],
         ),
     );
     let create = |name: &str, target: &str| {
@@ -644,6 +654,14 @@ fn failure_policy_and_timeout_decide_when_a_webhook_cannot_answer() {
             "failed calling webhook \"missing.rkube.test\": failed to call webhook: \
              Post \"https://nobody.default.svc:443/validate?timeout=10s\": services \"nobody\" not found"
         ),
+        "{err}"
+    );
+    let out = create("untrusted", "untrusted");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("failed calling webhook \"untrusted.rkube.test\"")
+            && err.contains("invalid peer certificate"),
         "{err}"
     );
     let out = create("svc-allowed", "svc");
