@@ -13,6 +13,91 @@
 //! pure functions in [`rkube_registry::admission`]. The users' admission
 //! webhooks are [`webhook`]'s.
 
+/// Inside `impl Strategy for` an admission wrapper (quota, webhooks):
+/// every method but the write hooks the wrapper adds to (`before_create`,
+/// `before_update`, `release`) goes to the strategy it wraps, `self.inner`.
+macro_rules! delegate_to_inner {
+    () => {
+        fn prepare_for_create(&self, obj: &mut serde_json::Value) {
+            self.inner.prepare_for_create(obj)
+        }
+
+        fn validate(&self, obj: &serde_json::Value) -> Vec<rkube_machinery::FieldError> {
+            self.inner.validate(obj)
+        }
+
+        fn prepare_for_update(&self, new: &mut serde_json::Value, old: &serde_json::Value) {
+            self.inner.prepare_for_update(new, old)
+        }
+
+        fn validate_update(
+            &self,
+            new: &serde_json::Value,
+            old: &serde_json::Value,
+        ) -> Vec<rkube_machinery::FieldError> {
+            self.inner.validate_update(new, old)
+        }
+
+        fn tracks_generation(&self) -> bool {
+            self.inner.tracks_generation()
+        }
+
+        fn allow_create_on_update(&self) -> bool {
+            self.inner.allow_create_on_update()
+        }
+
+        fn allow_unconditional_update(&self) -> bool {
+            self.inner.allow_unconditional_update()
+        }
+
+        fn delete_policy(&self) -> rkube_registry::DeletePolicy {
+            self.inner.delete_policy()
+        }
+
+        fn default_grace_period(&self, obj: &serde_json::Value) -> i64 {
+            self.inner.default_grace_period(obj)
+        }
+
+        fn return_deleted_object(&self) -> bool {
+            self.inner.return_deleted_object()
+        }
+
+        fn prepare_for_delete(&self, obj: &mut serde_json::Value) -> bool {
+            self.inner.prepare_for_delete(obj)
+        }
+
+        fn blocks_deletion(&self, obj: &serde_json::Value) -> bool {
+            self.inner.blocks_deletion(obj)
+        }
+
+        fn prepare_target_update(
+            &self,
+            target: rkube_registry::Target,
+            new: &mut serde_json::Value,
+        ) {
+            self.inner.prepare_target_update(target, new)
+        }
+
+        fn validate_target_update(
+            &self,
+            target: rkube_registry::Target,
+            new: &serde_json::Value,
+            old: &serde_json::Value,
+        ) -> Vec<rkube_machinery::FieldError> {
+            self.inner.validate_target_update(target, new, old)
+        }
+
+        fn grace_period(&self, obj: &serde_json::Value, requested: Option<i64>) -> i64 {
+            self.inner.grace_period(obj, requested)
+        }
+
+        fn ttl(&self) -> Option<std::time::Duration> {
+            self.inner.ttl()
+        }
+    };
+}
+pub(crate) use delegate_to_inner;
+
 mod default_storage_class;
 mod lister;
 pub mod quota;

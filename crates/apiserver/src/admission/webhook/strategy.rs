@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rkube_api::catalog::ResourceInfo;
-use rkube_machinery::{FieldError, GroupKind, StatusError};
-use rkube_registry::{meta, DeletePolicy, Strategy, Target};
+use rkube_machinery::{GroupKind, StatusError};
+use rkube_registry::{meta, Strategy};
 use serde_json::{json, Value};
 
 use super::{admissible, current, Call, Operation, Webhooks};
@@ -109,69 +109,7 @@ impl WebhookStrategy {
 }
 
 impl Strategy for WebhookStrategy {
-    fn prepare_for_create(&self, obj: &mut Value) {
-        self.inner.prepare_for_create(obj)
-    }
-
-    fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        self.inner.validate(obj)
-    }
-
-    fn prepare_for_update(&self, new: &mut Value, old: &Value) {
-        self.inner.prepare_for_update(new, old)
-    }
-
-    fn validate_update(&self, new: &Value, old: &Value) -> Vec<FieldError> {
-        self.inner.validate_update(new, old)
-    }
-
-    fn tracks_generation(&self) -> bool {
-        self.inner.tracks_generation()
-    }
-
-    fn allow_create_on_update(&self) -> bool {
-        self.inner.allow_create_on_update()
-    }
-
-    fn allow_unconditional_update(&self) -> bool {
-        self.inner.allow_unconditional_update()
-    }
-
-    fn delete_policy(&self) -> DeletePolicy {
-        self.inner.delete_policy()
-    }
-
-    fn default_grace_period(&self, obj: &Value) -> i64 {
-        self.inner.default_grace_period(obj)
-    }
-
-    fn return_deleted_object(&self) -> bool {
-        self.inner.return_deleted_object()
-    }
-
-    fn prepare_for_delete(&self, obj: &mut Value) -> bool {
-        self.inner.prepare_for_delete(obj)
-    }
-
-    fn blocks_deletion(&self, obj: &Value) -> bool {
-        self.inner.blocks_deletion(obj)
-    }
-
-    fn prepare_target_update(&self, target: Target, new: &mut Value) {
-        self.inner.prepare_target_update(target, new)
-    }
-
-    fn validate_target_update(&self, target: Target, new: &Value, old: &Value) -> Vec<FieldError> {
-        self.inner.validate_target_update(target, new, old)
-    }
-
-    fn grace_period(&self, obj: &Value, requested: Option<i64>) -> i64 {
-        self.inner.grace_period(obj, requested)
-    }
-
-    fn ttl(&self) -> Option<std::time::Duration> {
-        self.inner.ttl()
-    }
+    crate::admission::delegate_to_inner!();
 
     fn before_create<'a>(
         &'a self,
