@@ -15,6 +15,17 @@ use support::node::LocalNode;
 
 const SPARE: &str = "example.com/test/spare:1";
 
+/// A second image, with a layer of its own, put where the agent imports
+/// archives at start: no pod uses it.
+fn write_spare(data: &std::path::Path) {
+    busybox_image()
+        .layer(rkube_containers::image::build::LayerBuilder::new().file("/spare", "spare", 0o644))
+        .build()
+        .unwrap()
+        .write_oci_archive(SPARE, &data.join("agent/images/spare.tar"))
+        .unwrap();
+}
+
 fn images(c: &LocalNode) -> String {
     let out = c.ctr(&["images", "ls"]).expect("rkube ctr images ls");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -22,17 +33,7 @@ fn images(c: &LocalNode) -> String {
 
 #[test]
 fn unused_images_are_collected_and_used_ones_kept() {
-    let mut c = LocalNode::new("gc-node", |data| {
-        // A second image, with a layer of its own, that no pod uses.
-        busybox_image()
-            .layer(
-                rkube_containers::image::build::LayerBuilder::new().file("/spare", "spare", 0o644),
-            )
-            .build()
-            .unwrap()
-            .write_oci_archive(SPARE, &data.join("agent/images/spare.tar"))
-            .unwrap();
-    });
+    let mut c = LocalNode::new("gc-node", write_spare);
     // Any real disk is more than 1% full: collect down to 0%, i.e. every
     // image no container uses once the agent has known it for 15 s (the
     // minimum age spares the busybox image until the pod's container
@@ -88,16 +89,7 @@ fn unused_images_are_collected_and_used_ones_kept() {
 
 #[test]
 fn disk_pressure_reclaims_unused_images_before_evicting() {
-    let mut c = LocalNode::new("gc-pressure", |data| {
-        busybox_image()
-            .layer(
-                rkube_containers::image::build::LayerBuilder::new().file("/spare", "spare", 0o644),
-            )
-            .build()
-            .unwrap()
-            .write_oci_archive(SPARE, &data.join("agent/images/spare.tar"))
-            .unwrap();
-    });
+    let mut c = LocalNode::new("gc-pressure", write_spare);
     // Always met; the periodic collection stays off (threshold 100).
     c.eviction_hard = "imagefs.inodesFree<100%".into();
     c.agent_args = ["--minimum-image-ttl-duration", "0s"]
