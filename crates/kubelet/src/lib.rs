@@ -95,6 +95,8 @@ pub struct Config {
     pub eviction_hard: eviction::Thresholds,
     /// Soft thresholds with their grace periods (`--eviction-soft`).
     pub eviction_soft: eviction::soft::Soft,
+    /// `--eviction-minimum-reclaim`.
+    pub eviction_minimum_reclaim: eviction::threshold::MinReclaim,
     /// Where pod cgroups go; `None`: containers only get the runtime's.
     pub cgroups: Option<cm::Settings>,
     /// The pod network (issue 7); `None` leaves pods with loopback only.
@@ -121,6 +123,7 @@ impl Config {
             eviction: node::Thresholds::default(),
             eviction_hard: eviction::Thresholds::default(),
             eviction_soft: eviction::soft::Soft::default(),
+            eviction_minimum_reclaim: Default::default(),
             cgroups: None,
             network: None,
             image_gc: image_gc::Policy::default(),

@@ -455,6 +455,22 @@ fn soft_thresholds_wait_their_grace_period_and_stop_pods_gracefully() {
 }
 
 #[test]
+fn bad_minimum_reclaim_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["agent", "--kubeconfig", "/nonexistent"])
+        .args(["--eviction-minimum-reclaim", "memory.available=lots"])
+        .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("invalid eviction quantity \"lots\" for memory.available"),
+        "{err}"
+    );
+}
+
+#[test]
 fn soft_thresholds_need_grace_periods() {
     let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
         .args(["agent", "--kubeconfig", "/nonexistent"])

@@ -16,7 +16,7 @@ pub mod rank;
 pub mod soft;
 pub mod threshold;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -295,6 +295,10 @@ pub struct Manager {
     thresholds: Thresholds,
     soft: soft::Soft,
     soft_tracker: soft::Tracker,
+    min_reclaim: threshold::MinReclaim,
+    /// The signals whose hard / soft thresholds were met in the last pass.
+    hard_met_last: HashSet<Signal>,
+    soft_met_last: HashSet<Signal>,
     interval: Duration,
     transition: Duration,
     /// Condition -> when one of its thresholds was last met.
@@ -307,6 +311,9 @@ impl Manager {
             thresholds: shared.config.eviction_hard.clone(),
             soft: shared.config.eviction_soft.clone(),
             soft_tracker: soft::Tracker::default(),
+            min_reclaim: shared.config.eviction_minimum_reclaim.clone(),
+            hard_met_last: HashSet::new(),
+            soft_met_last: HashSet::new(),
             shared,
             observer,
             interval: MONITORING_INTERVAL,
@@ -356,8 +363,22 @@ impl Manager {
                 tracing::debug!(error = %e, "burstable cgroup");
             }
         }
-        let met = threshold::met(&self.thresholds, |s| node.get(&s).copied());
-        let soft_met = threshold::met(&self.soft.thresholds, |s| node.get(&s).copied());
+        let observe = |s| node.get(&s).copied();
+        // A threshold met last time stays met until its signal has
+        // recovered its minimum reclaim past it.
+        let with_reclaim = |thresholds, last: &HashSet<Signal>| {
+            let mut met = threshold::met(thresholds, observe);
+            for t in threshold::not_yet_resolved(thresholds, last, &self.min_reclaim, observe) {
+                if !met.contains(&t) {
+                    met.push(t);
+                }
+            }
+            met
+        };
+        let met = with_reclaim(&self.thresholds, &self.hard_met_last);
+        let soft_met = with_reclaim(&self.soft.thresholds, &self.soft_met_last);
+        self.hard_met_last = met.iter().map(|t| t.signal).collect();
+        self.soft_met_last = soft_met.iter().map(|t| t.signal).collect();
         let now = Instant::now();
         // Conditions follow soft thresholds at once; evictions wait for
         // their grace periods.

@@ -156,27 +156,7 @@ impl Thresholds {
                     "found duplicate eviction threshold for signal {name:?}"
                 ));
             }
-            let value = if let Some(p) = value.strip_suffix('%') {
-                let p: f64 = p
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("invalid eviction percentage {value:?} for {name}"))?;
-                if !(0.0..=100.0).contains(&p) {
-                    return Err(format!(
-                        "eviction percentage threshold {name} must be >= 0% and <= 100%: {value}"
-                    ));
-                }
-                Value::Percentage(p / 100.0)
-            } else {
-                let q = crate::quantity::bytes(value)
-                    .ok_or_else(|| format!("invalid eviction quantity {value:?} for {name}"))?;
-                if q < 0 {
-                    return Err(format!(
-                        "eviction threshold {name} must be positive: {value}"
-                    ));
-                }
-                Value::Quantity(q)
-            };
+            let value = parse_value(name, value)?;
             let off = match value {
                 Value::Quantity(q) => q == 0,
                 Value::Percentage(p) => p == 0.0,
@@ -186,6 +166,23 @@ impl Thresholds {
             }
         }
         Ok(Thresholds(out))
+    }
+
+    /// Parses `--eviction-minimum-reclaim` (`SIGNAL=VALUE,...`): how far
+    /// past its threshold a signal must recover before a pressure it
+    /// caused counts as resolved.
+    pub fn parse_min_reclaim(s: &str) -> Result<MinReclaim, String> {
+        let mut out = MinReclaim::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, value) = item.split_once('=').ok_or_else(|| {
+                format!("eviction minimum reclaim {item:?}: expected SIGNAL=VALUE")
+            })?;
+            let (name, value) = (name.trim(), value.trim());
+            let signal = Signal::from_name(name)
+                .ok_or_else(|| format!("unsupported eviction signal {name:?}"))?;
+            out.insert(signal, parse_value(name, value)?);
+        }
+        Ok(out)
     }
 
     pub fn get(&self, signal: Signal) -> Option<&Threshold> {
@@ -225,6 +222,62 @@ impl Thresholds {
 pub struct Observation {
     pub available: i64,
     pub capacity: i64,
+}
+
+/// `--eviction-minimum-reclaim`: per signal, the amount to reclaim past
+/// the threshold.
+pub type MinReclaim = std::collections::HashMap<Signal, Value>;
+
+fn parse_value(name: &str, value: &str) -> Result<Value, String> {
+    if let Some(p) = value.strip_suffix('%') {
+        let p: f64 = p
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid eviction percentage {value:?} for {name}"))?;
+        if !(0.0..=100.0).contains(&p) {
+            return Err(format!(
+                "eviction percentage threshold {name} must be >= 0% and <= 100%: {value}"
+            ));
+        }
+        return Ok(Value::Percentage(p / 100.0));
+    }
+    let q = crate::quantity::bytes(value)
+        .ok_or_else(|| format!("invalid eviction quantity {value:?} for {name}"))?;
+    if q < 0 {
+        return Err(format!(
+            "eviction threshold {name} must be positive: {value}"
+        ));
+    }
+    Ok(Value::Quantity(q))
+}
+
+/// Thresholds met in the last pass that have not yet recovered their
+/// minimum reclaim past the threshold (upstream's `thresholdsMet` with
+/// `enforceMinReclaim`): they stay met, so eviction goes on until the
+/// signal is clear by that margin, not just back over the line.
+pub fn not_yet_resolved<'a>(
+    thresholds: &'a Thresholds,
+    last_met: &std::collections::HashSet<Signal>,
+    reclaim: &MinReclaim,
+    observe: impl Fn(Signal) -> Option<Observation>,
+) -> Vec<&'a Threshold> {
+    thresholds
+        .0
+        .iter()
+        .filter(|t| last_met.contains(&t.signal))
+        .filter(|t| {
+            observe(t.signal).is_some_and(|o| {
+                let extra = reclaim.get(&t.signal).map_or(0, |v| {
+                    Threshold {
+                        signal: t.signal,
+                        value: *v,
+                    }
+                    .amount(o.capacity)
+                });
+                o.capacity > 0 && o.available < t.amount(o.capacity) + extra
+            })
+        })
+        .collect()
 }
 
 /// The thresholds an observation set meets (available below the
@@ -340,6 +393,43 @@ mod tests {
         assert_eq!((legacy.memory, legacy.disk_percent), (100 << 20, 10));
         let q = Thresholds::parse("nodefs.available<150").unwrap();
         assert_eq!(q.legacy(1 << 30, 1000).disk_percent, 15);
+    }
+
+    #[test]
+    fn a_met_threshold_stays_met_until_its_minimum_reclaim_is_back() {
+        let hard = Thresholds::parse("memory.available<100Mi,nodefs.available<10%").unwrap();
+        let reclaim =
+            Thresholds::parse_min_reclaim("memory.available=50Mi, nodefs.available=5%").unwrap();
+        const MI: i64 = 1 << 20;
+        let obs = |mem: i64, disk: i64| {
+            move |s: Signal| match s {
+                Signal::MemoryAvailable => Some(Observation {
+                    available: mem * MI,
+                    capacity: 1000 * MI,
+                }),
+                Signal::NodeFsAvailable => Some(Observation {
+                    available: disk * MI,
+                    capacity: 1000 * MI,
+                }),
+                _ => None,
+            }
+        };
+        let last: std::collections::HashSet<Signal> =
+            [Signal::MemoryAvailable, Signal::NodeFsAvailable].into();
+        let signals = |v: Vec<&Threshold>| v.into_iter().map(|t| t.signal).collect::<Vec<_>>();
+        // Back over the line but not by the margin: still met.
+        assert!(met(&hard, obs(120, 120)).is_empty());
+        assert_eq!(
+            signals(not_yet_resolved(&hard, &last, &reclaim, obs(120, 120))),
+            [Signal::MemoryAvailable, Signal::NodeFsAvailable]
+        );
+        // Past threshold + reclaim (150Mi; 10% + 5% of 1000Mi = 150Mi): resolved.
+        assert!(not_yet_resolved(&hard, &last, &reclaim, obs(150, 151)).is_empty());
+        // Only thresholds met last time are held.
+        let none = std::collections::HashSet::new();
+        assert!(not_yet_resolved(&hard, &none, &reclaim, obs(120, 120)).is_empty());
+        assert!(Thresholds::parse_min_reclaim("memory.available").is_err());
+        assert!(Thresholds::parse_min_reclaim("bogus=1Mi").is_err());
     }
 
     #[test]

@@ -118,6 +118,9 @@ async fn run_with(client: kube::Client, args: AgentArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--eviction-hard: {e}"))?;
     config.image_gc = args.image_gc()?;
     config.eviction_soft = args.eviction_soft()?;
+    config.eviction_minimum_reclaim =
+        rkube_kubelet::eviction::Thresholds::parse_min_reclaim(&args.eviction_minimum_reclaim)
+            .map_err(|e| anyhow::anyhow!("--eviction-minimum-reclaim: {e}"))?;
     config.cgroups = Some(rkube_kubelet::cm::Settings {
         mount: "/sys/fs/cgroup".into(),
         root: args.cgroup_parent.clone(),

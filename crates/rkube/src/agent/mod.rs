@@ -11,6 +11,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// Refuses a bad `--eviction-minimum-reclaim` when the flags are read.
+fn eviction_minimum_reclaim(s: &str) -> Result<String, String> {
+    rkube_kubelet::eviction::Thresholds::parse_min_reclaim(s).map(|_| s.to_string())
+}
+
 /// Refuses a bad `--eviction-hard` when the flags are read.
 fn eviction_hard(s: &str) -> Result<String, String> {
     rkube_kubelet::eviction::Thresholds::parse(s).map(|_| s.to_string())
@@ -176,6 +181,12 @@ pub struct AgentArgs {
     /// --eviction-max-pod-grace-period).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub eviction_max_pod_grace_period: i64,
+
+    /// How far past its threshold a signal must recover before its
+    /// pressure counts as resolved, e.g. `memory.available=100Mi,
+    /// nodefs.available=5%` (upstream's --eviction-minimum-reclaim).
+    #[arg(long, default_value = "", value_parser = eviction_minimum_reclaim)]
+    pub eviction_minimum_reclaim: String,
 
     /// pids.max of every pod's cgroup (upstream's --pod-max-pids); -1:
     /// no limit of the pod's own.
