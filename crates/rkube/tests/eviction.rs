@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use support::eventually;
@@ -315,19 +314,7 @@ fn bad_eviction_thresholds_stop_the_agent_with_a_clear_error() {
         ),
         ("nodefs.available<120%", "must be >= 0% and <= 100%"),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args([
-                "agent",
-                "--kubeconfig",
-                "/nonexistent",
-                "--eviction-hard",
-                flag,
-            ])
-            .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success());
+        let err = support::agent_refuses(&["--eviction-hard", flag]);
         assert!(err.contains(want), "{flag}: {err}");
     }
 }
@@ -456,14 +443,7 @@ fn soft_thresholds_wait_their_grace_period_and_stop_pods_gracefully() {
 
 #[test]
 fn bad_minimum_reclaim_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["agent", "--kubeconfig", "/nonexistent"])
-        .args(["--eviction-minimum-reclaim", "memory.available=lots"])
-        .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = support::agent_refuses(&["--eviction-minimum-reclaim", "memory.available=lots"]);
     assert!(
         err.contains("invalid eviction quantity \"lots\" for memory.available"),
         "{err}"
@@ -472,14 +452,7 @@ fn bad_minimum_reclaim_is_refused() {
 
 #[test]
 fn soft_thresholds_need_grace_periods() {
-    let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-        .args(["agent", "--kubeconfig", "/nonexistent"])
-        .args(["--eviction-soft", "memory.available<1Gi"])
-        .args(["--data-dir", "/nonexistent/rkube-eviction-test"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = support::agent_refuses(&["--eviction-soft", "memory.available<1Gi"]);
     assert!(
         err.contains(
             "grace period must be specified for the soft eviction threshold memory.available"

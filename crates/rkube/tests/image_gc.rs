@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::images::{busybox_image, BUSYBOX};
@@ -135,14 +134,7 @@ fn bad_thresholds_are_refused() {
             "invalid duration",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rkube"))
-            .args(["agent", "--kubeconfig", "/nonexistent"])
-            .args(args)
-            .args(["--data-dir", "/nonexistent/rkube-image-gc-test"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} accepted");
+        let err = support::agent_refuses(args);
         assert!(err.contains(words), "{args:?}: {err}");
     }
 }

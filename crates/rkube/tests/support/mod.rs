@@ -20,6 +20,19 @@ pub struct Server {
     pub kubeconfig: PathBuf,
 }
 
+/// `rkube agent` with `args` must refuse to start (bad flags are caught
+/// before it reaches any server); returns what it printed on stderr.
+pub fn agent_refuses(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rkube"))
+        .args(["agent", "--kubeconfig", "/nonexistent"])
+        .args(["--data-dir", "/nonexistent/rkube-flag-test"])
+        .args(args)
+        .output()
+        .expect("run rkube agent");
+    assert!(!out.status.success(), "rkube agent {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
