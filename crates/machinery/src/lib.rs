@@ -14,6 +14,7 @@
 //! server stores and patches JSON; typed views belong to the `api` crate.
 
 pub mod apply;
+pub mod duration;
 pub mod field;
 pub mod fields;
 pub mod labels;

@@ -24,37 +24,8 @@ fn eviction_hard(s: &str) -> Result<String, String> {
 /// A Go-style duration as upstream's flags take it ("2m0s", "90s",
 /// "1h30m", "500ms", "0").
 fn go_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?} (use e.g. 2m0s, 90s, 500ms)");
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
-        rest = &rest[n..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return Err(bad()),
-        };
-        total += value * seconds;
-        rest = &rest[unit..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
+    rkube_machinery::duration::parse_go(s)
+        .ok_or_else(|| format!("invalid duration {s:?} (use e.g. 2m0s, 90s, 500ms)"))
 }
 
 /// A percentage flag, 0 to 100.

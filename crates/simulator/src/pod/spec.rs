@@ -168,22 +168,7 @@ fn annotation_exit(annotations: &BTreeMap<String, String>) -> Option<Exit> {
 }
 
 /// `30`, `30s`, `500ms`, `2m`, `1h`, `1.5s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let secs = match unit {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
-}
+pub use rkube_machinery::duration::parse as parse_duration;
 
 /// What a command line would do, for the few programs whose behaviour is
 /// obvious without running them; anything else is a server that runs on.
