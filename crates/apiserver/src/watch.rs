@@ -58,8 +58,11 @@ pub async fn watch(
         filter: filter(rs, query)?,
         filter_reads: filter_reads(rs, query)?,
         needles: needles(rs, query)?,
-        raw: form == Form::Object,
+        // Metadata watches (the garbage collector's, on every resource)
+        // send the stored metadata bytes too, never decoding the object.
+        raw: form == Form::Object || form == Form::Metadata,
         progress: bookmarks,
+        metadata_only: form == Form::Metadata,
     };
     let mut events = rs.watch(ns, opts).await?;
     let (tx, rx) = mpsc::channel::<bytes::Bytes>(64);
@@ -116,6 +119,10 @@ pub async fn watch(
                     Some(Ok(WatchEvent { kind, raw: Some(raw), .. })) if form == Form::Object => {
                         last_rv = raw.revision.to_string();
                         encode_raw(kind.as_str(), &raw.json)
+                    }
+                    Some(Ok(WatchEvent { kind, raw: Some(raw), .. })) if form == Form::Metadata => {
+                        last_rv = raw.revision.to_string();
+                        encode_raw_metadata(kind.as_str(), &raw.json)
                     }
                     Some(Ok(WatchEvent { kind, object, .. })) => {
                         if let Some(v) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
@@ -239,6 +246,20 @@ fn encode_raw(kind: &str, object: &[u8]) -> bytes::Bytes {
     line.extend_from_slice(b"\",\"object\":");
     line.extend_from_slice(object);
     line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
+/// The line [`encode`] makes of [`table::partial`]'s object, around a
+/// `metadata` object's JSON bytes.
+fn encode_raw_metadata(kind: &str, metadata: &[u8]) -> bytes::Bytes {
+    const OBJECT: &[u8] =
+        b"\",\"object\":{\"apiVersion\":\"meta.k8s.io/v1\",\"kind\":\"PartialObjectMetadata\",\"metadata\":";
+    let mut line = Vec::with_capacity(metadata.len() + kind.len() + OBJECT.len() + 16);
+    line.extend_from_slice(b"{\"type\":\"");
+    line.extend_from_slice(kind.as_bytes());
+    line.extend_from_slice(OBJECT);
+    line.extend_from_slice(metadata);
+    line.extend_from_slice(b"}}\n");
     bytes::Bytes::from(line)
 }
 

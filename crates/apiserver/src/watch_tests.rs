@@ -349,3 +349,71 @@ async fn websocket_watch_sends_each_event_as_a_text_message() {
     s.write_all(&close).await.unwrap();
     assert_eq!(read(&mut s).await.0, 0x8);
 }
+
+/// A metadata watch (`as=PartialObjectMetadata`, as the garbage collector's
+/// informers ask) sends each change's metadata as stored, resourceVersion
+/// included, the same object a decoded one would make: created, updated
+/// (labels), deleted; with and without a label selector that the update
+/// makes the object leave.
+#[tokio::test]
+async fn a_metadata_watch_sends_the_stored_metadata() {
+    for selector in ["", "&labelSelector=keep%3Dyes"] {
+        let f = fixture().await;
+        let uri = format!(
+            "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=false\
+             &resourceVersionMatch=NotOlderThan{selector}"
+        );
+        let mut req = f.request(&uri);
+        req.headers_mut().insert(
+            http::header::ACCEPT,
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+                .parse()
+                .unwrap(),
+        );
+        let resp = router(f.server.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let cms = f.server.resource("", "v1", "configmaps").unwrap();
+        let created = cms
+            .create(
+                Some("default"),
+                json!({"metadata": {"name": "m", "labels": {"keep": "yes"}},
+                       "data": {"big": "x".repeat(100)}}),
+                false,
+            )
+            .await
+            .unwrap();
+        let mut changed = created.clone();
+        changed["metadata"]["labels"]["keep"] = "no".into();
+        let updated = cms
+            .update(
+                Some("default"),
+                "m",
+                changed,
+                rkube_registry::Target::Main,
+                false,
+            )
+            .await
+            .unwrap();
+        cms.delete(Some("default"), "m", &Default::default())
+            .await
+            .unwrap();
+        let got = lines(resp.into_body(), if selector.is_empty() { 3 } else { 2 }).await;
+        let partial = |obj: &Value| {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                   "metadata": obj["metadata"].clone()})
+        };
+        assert_eq!(got[0]["type"], "ADDED", "{selector}");
+        assert_eq!(got[0]["object"], partial(&created), "{selector}");
+        if selector.is_empty() {
+            assert_eq!(got[1]["type"], "MODIFIED");
+            assert_eq!(got[1]["object"], partial(&updated));
+            assert_eq!(got[2]["type"], "DELETED");
+            assert_eq!(got[2]["object"]["metadata"]["name"], "m");
+            assert!(got[2]["object"].get("data").is_none(), "{}", got[2]);
+        } else {
+            // The update took the label away: the object left the watch.
+            assert_eq!(got[1]["type"], "DELETED");
+            assert_eq!(got[1]["object"], partial(&updated));
+        }
+    }
+}

@@ -99,6 +99,11 @@ pub struct WatchOptions {
     /// Give [`WatchEventType::Progress`] items between events, for a
     /// client that takes bookmarks.
     pub progress: bool,
+    /// With `raw`: the caller sends only metadata (`PartialObjectMetadata`,
+    /// as the garbage collector's informers ask), so [`RawObject::json`] is
+    /// the stored object's `metadata` object alone, resourceVersion
+    /// spliced in. Nothing else of the object is decoded or copied.
+    pub metadata_only: bool,
 }
 
 impl ResourceStore {
@@ -117,6 +122,7 @@ impl ResourceStore {
             needles,
             raw,
             progress,
+            metadata_only,
         } = opts;
         let (initial, after) = match (initial, after) {
             (InitialEvents::Legacy, Some(rev)) | (InitialEvents::None, Some(rev)) => {
@@ -186,6 +192,11 @@ impl ResourceStore {
                         reads: filter_reads.as_ref(),
                         finders: &finders,
                     };
+                    let raw = match (raw, metadata_only) {
+                        (false, _) => RawForm::None,
+                        (true, false) => RawForm::Object,
+                        (true, true) => RawForm::Metadata,
+                    };
                     rs.translate(event, &judge, raw)
                 }
                 Ok(WatchItem::Progress(rev)) => Some(Ok(WatchEvent {
@@ -213,7 +224,7 @@ impl ResourceStore {
         &self,
         event: rkube_storage::WatchEvent,
         judge: &Judge<'_>,
-        want_raw: bool,
+        want_raw: RawForm,
     ) -> Option<Result<WatchEvent>> {
         let Judge {
             filter,
@@ -232,13 +243,16 @@ impl ResourceStore {
             return None;
         }
         // Converted objects are shown in another version than stored.
-        let raw = (want_raw && self.conversion.is_none())
-            .then(|| Self::raw_with_rv(&event.kv))
-            .flatten()
-            .map(|json| RawObject {
-                json,
-                revision: event.kv.mod_revision,
-            });
+        let raw = match want_raw {
+            _ if self.conversion.is_some() => None,
+            RawForm::None => None,
+            RawForm::Object => Self::raw_with_rv(&event.kv),
+            RawForm::Metadata => metadata_with_rv(&event.kv),
+        }
+        .map(|json| RawObject {
+            json,
+            revision: event.kv.mod_revision,
+        });
         if raw.is_some() && filter.is_none() && finders.is_empty() {
             let kind = match event.kind {
                 EventKind::Create => WatchEventType::Added,
@@ -306,6 +320,35 @@ impl ResourceStore {
         };
         Some(Ok(WatchEvent { kind, object, raw }))
     }
+}
+
+/// What a watch sends of an event's object as stored bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RawForm {
+    /// Nothing: the object is decoded.
+    None,
+    /// The whole object.
+    Object,
+    /// Its `metadata` object only.
+    Metadata,
+}
+
+/// The stored object's top-level `metadata` object with its resourceVersion
+/// spliced in, found by scanning as [`ResourceStore::raw_with_rv`] does;
+/// `None` when the bytes are not an object with a `metadata` object.
+fn metadata_with_rv(kv: &rkube_storage::KeyValue) -> Option<Vec<u8>> {
+    let json = &kv.value[..];
+    let at = crate::top_level_object(json, b"metadata")?;
+    let end = crate::value_end(json, at - 1)?;
+    let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
+    let mut out = Vec::with_capacity(end - at + rv.len() + 2);
+    out.push(b'{');
+    out.extend_from_slice(rv.as_bytes());
+    if json[at..end].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(&json[at..end]);
+    Some(out)
 }
 
 /// How a watch judges events: its filter, where the filter reads, and the
