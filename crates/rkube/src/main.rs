@@ -28,32 +28,17 @@ enum Command {
     Cluster(cluster::ClusterArgs),
 }
 
-/// Caps glibc's malloc arenas at the number of cores unless the user set
-/// `MALLOC_ARENA_MAX`. glibc's default (8 per core) lets each of the many
-/// threads that once allocated keep an arena of freed but unreturned
-/// memory; with 10,000 pods the server settled about 50 MiB lower with 2
-/// arenas on 2 cores (docs/PERF.md, "Memory"), and the threads of a
-/// tokio runtime sized to the cores gain little from more.
-#[cfg(target_env = "gnu")]
-fn limit_malloc_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
-    // SAFETY: mallopt only adjusts allocator tuning; it is called before
-    // any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, arenas);
-    }
-}
-
-/// Other C libraries have no arenas to cap.
-#[cfg(not(target_env = "gnu"))]
-fn limit_malloc_arenas() {}
+/// jemalloc instead of the C library's malloc, for Rust and C code alike.
+/// The API server builds and drops many short-lived JSON trees per
+/// request from many threads; with glibc's allocator a third of the
+/// server's CPU was malloc and free, and jemalloc cut the server's CPU per
+/// scheduled pod by about a third at the same memory (docs/PERF.md,
+/// "Scheduler", session 6).
+#[cfg(all(target_os = "linux", not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
