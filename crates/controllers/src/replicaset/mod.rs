@@ -13,11 +13,13 @@
 //! delete excess ones worst-first, and write the status. Expectations
 //! keep a sync from acting again before the cache shows its last writes.
 
+pub mod correlator;
 pub mod events;
 pub mod index;
 pub mod plan;
 pub mod workload;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -156,7 +158,14 @@ async fn sync<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Action, Er
     let obj = ctx.owners.get(&ObjectRef::from_obj(&*obj)).unwrap_or(obj);
     let owned = ctx.index.owned(&uid);
     let orphans = ctx.index.orphans(&ns);
-    let related_owned = related_pods(&ctx, &*obj);
+    // The siblings' pods only rank pods for deletion, and there can be
+    // none unless the owner has more candidates than it wants: skip
+    // gathering them (a second pass over every pod) on the common sync.
+    let related_owned = if owned.len() + orphans.len() > obj.desired().max(0) as usize {
+        related_pods(&ctx, &*obj)
+    } else {
+        Vec::new()
+    };
     let now = Timestamp::now();
     let selects = |l: Option<&std::collections::BTreeMap<String, String>>| obj.selects(l);
     let snap = Snapshot {
@@ -209,16 +218,17 @@ async fn sync<K: Replicated>(obj: Arc<K>, ctx: Arc<Ctx<K>>) -> Result<Action, Er
     }
     // Status over the claimed pods, read back from the cache so adoptions
     // and releases count.
+    let claimed_names: HashSet<&str> = decided.claimed.iter().map(String::as_str).collect();
     let claimed: Vec<&Pod> = snap
         .owned
         .iter()
         .chain(snap.orphans.iter())
         .copied()
         .filter(|p| {
-            decided
-                .claimed
-                .iter()
-                .any(|n| Some(n) == p.metadata.name.as_ref())
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| claimed_names.contains(n))
         })
         .collect();
     let previous = obj.status();
