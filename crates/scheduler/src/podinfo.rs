@@ -176,10 +176,19 @@ impl PodInfo {
     ) -> PodInfo {
         let ns_labels = &listers.namespaces;
         let meta = &pod.metadata;
-        let spec = pod.spec.clone().unwrap_or_default();
+        // Borrowed, not cloned: a PodInfo is built for every pod event the
+        // scheduler sees, and the spec copy was most of that work.
+        let no_spec;
+        let spec = match &pod.spec {
+            Some(s) => s,
+            None => {
+                no_spec = k8s_openapi::api::core::v1::PodSpec::default();
+                &no_spec
+            }
+        };
         let status = pod.status.as_ref();
         let namespace = meta.namespace.clone().unwrap_or_default();
-        let (requests, non_zero) = pod_requests(&spec);
+        let (requests, non_zero) = pod_requests(spec);
         let mut host_ports = Vec::new();
         for c in &spec.containers {
             for p in c.ports.iter().flatten() {
@@ -203,7 +212,14 @@ impl PodInfo {
                 .or_else(|| class_priority(""))
                 .unwrap_or(0)
         });
-        let affinity = spec.affinity.clone().unwrap_or_default();
+        let no_affinity;
+        let affinity = match &spec.affinity {
+            Some(a) => a,
+            None => {
+                no_affinity = k8s_openapi::api::core::v1::Affinity::default();
+                &no_affinity
+            }
+        };
         let terms = |ts: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
             ts.into_iter()
                 .flatten()

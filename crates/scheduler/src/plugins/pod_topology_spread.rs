@@ -277,16 +277,27 @@ impl ScorePlugin for PodTopologySpread {
                 continue;
             }
             for (i, c) in cs.iter().enumerate() {
+                // Hostname domains are the nodes themselves: counted
+                // below, not hashed per node and pod.
+                if c.key == HOSTNAME {
+                    continue;
+                }
                 if let Some(v) = n.labels.get(&c.key) {
-                    domains[i].insert(v);
-                    if c.key != HOSTNAME {
-                        s.counts[i].entry(v.clone()).or_insert(0);
+                    if domains[i].insert(v) {
+                        s.counts[i].insert(v.clone(), 0);
                     }
                 }
             }
         }
         for (i, d) in domains.iter().enumerate() {
-            s.weights[i] = ((d.len() + 2) as f64).ln();
+            // Upstream sizes the hostname topology as the candidate nodes
+            // not ignored (`initPreScoreState`).
+            let size = if cs[i].key == HOSTNAME {
+                nodes.len() - s.ignored.len()
+            } else {
+                d.len()
+            };
+            s.weights[i] = ((size + 2) as f64).ln();
         }
         let needs_counts = cs
             .iter()
