@@ -19,7 +19,7 @@
 //! of its own, after clearing `blockOwnerDeletion` towards the waiting
 //! owners so that ownership cycles cannot deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -92,22 +92,85 @@ pub enum Action {
 #[derive(Clone, Debug, Default)]
 pub struct Graph {
     nodes: BTreeMap<String, Node>,
-    dependents: BTreeMap<String, Vec<String>>,
+    dependents: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Graph {
     pub fn new(nodes: impl IntoIterator<Item = Node>) -> Graph {
         let mut g = Graph::default();
         for n in nodes {
-            for o in &n.owners {
-                g.dependents
-                    .entry(o.uid.clone())
-                    .or_default()
-                    .push(n.uid.clone());
-            }
-            g.nodes.insert(n.uid.clone(), n);
+            g.upsert(n);
         }
         g
+    }
+
+    /// Add or replace one object; returns the uids whose decision may
+    /// have changed with it (upstream's `GraphBuilder.processGraphChanges`
+    /// likewise queues the object, its owners and its dependents).
+    pub fn upsert(&mut self, node: Node) -> Vec<String> {
+        let uid = node.uid.clone();
+        let mut touched = Vec::new();
+        match self.nodes.get_mut(&uid) {
+            Some(old)
+                if old.owners == node.owners
+                    && old.finalizers == node.finalizers
+                    && old.deleting == node.deleting =>
+            {
+                // Nothing a decision reads changed (a status write): keep
+                // the newest resourceVersion for the guarded writes only.
+                *old = node;
+                return touched;
+            }
+            Some(_) => {
+                let old = self.nodes.remove(&uid).expect("present");
+                self.unlink(&old);
+                touched.extend(old.owners.iter().map(|o| o.uid.clone()));
+            }
+            None => {}
+        }
+        for o in &node.owners {
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.clone());
+            touched.push(o.uid.clone());
+        }
+        touched.extend(self.dependents.get(&uid).into_iter().flatten().cloned());
+        touched.push(uid.clone());
+        self.nodes.insert(uid, node);
+        touched
+    }
+
+    /// Forget one object; returns the uids whose decision may have changed
+    /// (its owners and its dependents).
+    pub fn remove(&mut self, uid: &str) -> Vec<String> {
+        let Some(old) = self.nodes.remove(uid) else {
+            return Vec::new();
+        };
+        self.unlink(&old);
+        let mut touched: Vec<String> = old.owners.iter().map(|o| o.uid.clone()).collect();
+        touched.extend(self.dependents.get(uid).into_iter().flatten().cloned());
+        touched
+    }
+
+    fn unlink(&mut self, node: &Node) {
+        for o in &node.owners {
+            if let Some(set) = self.dependents.get_mut(&o.uid) {
+                set.remove(&node.uid);
+                if set.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
+            }
+        }
+    }
+
+    /// The uids of every object of one resource.
+    pub fn uids_of(&self, group: &str, plural: &str) -> Vec<String> {
+        self.nodes
+            .values()
+            .filter(|n| n.ar.group == group && n.ar.plural == plural)
+            .map(|n| n.uid.clone())
+            .collect()
     }
 
     pub fn get(&self, uid: &str) -> Option<&Node> {
@@ -145,13 +208,30 @@ impl Graph {
 pub fn reconcile(g: &Graph) -> Vec<Action> {
     let mut plan = Vec::new();
     for node in g.nodes.values() {
-        if node.deleting {
-            deleting(g, node, &mut plan);
-        } else if !node.owners.is_empty() {
-            owned(g, node, &mut plan);
+        decide(g, node, &mut plan);
+    }
+    plan
+}
+
+/// What the graph calls for about these objects only (the ones a change
+/// touched); unknown uids are skipped.
+pub fn reconcile_some<'a>(g: &Graph, uids: impl IntoIterator<Item = &'a str>) -> Vec<Action> {
+    let mut plan = Vec::new();
+    let uids: BTreeSet<&str> = uids.into_iter().collect();
+    for uid in uids {
+        if let Some(node) = g.get(uid) {
+            decide(g, node, &mut plan);
         }
     }
     plan
+}
+
+fn decide(g: &Graph, node: &Node, plan: &mut Vec<Action>) {
+    if node.deleting {
+        deleting(g, node, plan);
+    } else if !node.owners.is_empty() {
+        owned(g, node, plan);
+    }
 }
 
 /// An object being deleted: finish the orphan or foreground work its

@@ -3,11 +3,11 @@
 //!
 //! Upstream counterpart: `pkg/controller/garbagecollector`. Every listable
 //! resource found through discovery is watched (metadata only); the
-//! watches feed one graph of ownerReferences, and each change to any of
-//! them marks the graph dirty. A sweep then rebuilds the [`graph::Graph`]
-//! from the watch caches, asks [`graph::reconcile`] what to do and applies
-//! it through [`GcApi`]. Unlike upstream's per-object queues, a sweep looks
-//! at the whole graph: simpler, and cheap at the sizes rkube targets; the
+//! watches keep one [`graph::Graph`] of ownerReferences up to date, each
+//! change marking the objects whose decision it may change. A pass asks
+//! [`graph::reconcile_some`] what to do about those (like upstream's
+//! per-object queues) and applies it through [`GcApi`]; a whole-graph
+//! [`graph::reconcile`] follows each discovery and failed actions. The
 //! decisions per object are upstream's. Discovery is repeated every 30 s
 //! (upstream's resync period) so new resources such as CRDs are watched.
 
@@ -21,7 +21,7 @@ use kube::api::{
 };
 use kube::discovery::ApiResource;
 
-pub use graph::{reconcile, Action, Graph, Node, Propagation};
+pub use graph::{reconcile, reconcile_some, Action, Graph, Node, Propagation};
 pub use watch::run;
 
 use crate::discovery::Discovered;

@@ -308,3 +308,81 @@ async fn background_chain_is_collected_level_by_level() {
     settle(&c).await;
     assert!(c.nodes.lock().unwrap().is_empty());
 }
+
+/// Apply one change to `g` the way the watch loop does and check that
+/// every decision the change brought about is about a touched object.
+fn changed(g: &mut Graph, change: impl FnOnce(&mut Graph) -> Vec<String>) -> Vec<String> {
+    let before = summary(&reconcile(g));
+    let touched = change(g);
+    let after = summary(&reconcile(g));
+    let some = summary(&reconcile_some(g, touched.iter().map(String::as_str)));
+    for a in after.iter().filter(|a| !before.contains(a)) {
+        assert!(some.contains(a), "{a} missed; touched {touched:?}");
+    }
+    some
+}
+
+#[test]
+fn incremental_passes_see_what_each_change_brings_about() {
+    let mut g = Graph::default();
+    let rs = owned_by("rs", &[("deploy", true)]);
+    // A dependent whose owner is not known yet, then the owner appears.
+    assert_eq!(
+        changed(&mut g, |g| g.upsert(rs.clone())),
+        ["delete rs Background unblock=[] confirm=[\"deploy\"]"]
+    );
+    assert!(changed(&mut g, |g| g.upsert(node("deploy"))).is_empty());
+    for p in ["p1", "p2"] {
+        assert!(changed(&mut g, |g| g.upsert(owned_by(p, &[("rs", true)]))).is_empty());
+    }
+    // A status write: nothing a decision reads, nothing touched, but the
+    // guarded writes get the new resourceVersion.
+    let mut newer = owned_by("p1", &[("rs", true)]);
+    newer.resource_version = Some("2".into());
+    assert!(g.upsert(newer).is_empty());
+    assert_eq!(g.get("p1").unwrap().resource_version.as_deref(), Some("2"));
+    // The ReplicaSet is deleted in the foreground: it waits for its pods,
+    // which go.
+    assert_eq!(
+        changed(&mut g, |g| g.upsert(deleting(
+            owned_by("rs", &[("deploy", true)]),
+            FOREGROUND
+        ))),
+        [
+            "delete p1 Background unblock=[] confirm=[]",
+            "delete p2 Background unblock=[] confirm=[]"
+        ]
+    );
+    assert!(changed(&mut g, |g| g.remove("p1")).is_empty());
+    // The last blocking pod gone: the owner's finalizer can go.
+    assert_eq!(
+        changed(&mut g, |g| g.remove("p2")),
+        ["unfinalize rs foregroundDeletion"]
+    );
+    // The Deployment removed: nothing depends on it any more.
+    assert!(changed(&mut g, |g| g.remove("rs")).is_empty());
+    assert!(changed(&mut g, |g| g.remove("deploy")).is_empty());
+    assert!(g.is_empty());
+}
+
+#[test]
+fn incremental_passes_follow_orphaning_and_owner_removal() {
+    let mut g = Graph::new(vec![
+        node("a"),
+        owned_by("b", &[("a", true)]),
+        owned_by("c", &[("a", false), ("x", false)]),
+        node("x"),
+    ]);
+    assert_eq!(
+        changed(&mut g, |g| g.upsert(deleting(node("a"), ORPHAN))),
+        ["unown b [\"a\"]", "unown c [\"a\"]"]
+    );
+    // b's release landed; the orphaning owner still waits for c's.
+    assert_eq!(
+        changed(&mut g, |g| g.upsert(node("b"))),
+        ["unown c [\"a\"]"]
+    );
+    // x goes: c drops it (a, orphaning, still owns c).
+    let some = changed(&mut g, |g| g.remove("x"));
+    assert!(some.iter().any(|a| a.starts_with("unown c")), "{some:?}");
+}

@@ -1,15 +1,18 @@
 //! The collector's watches and its sweep loop.
 //!
 //! Upstream counterpart: `GraphBuilder` (`graph_builder.go`) and
-//! `GarbageCollector.Run`. Watch events only mark the graph dirty; the loop
-//! sweeps a dirty graph at most every [`SWEEP_INTERVAL`] (and, for large
-//! graphs, only after a pause proportional to the last sweep's duration),
-//! so a burst of events (a deleted ReplicaSet's pods) costs one sweep, not
-//! one per event.
+//! `GarbageCollector.Run`. Watch events update one [`Graph`] in place and
+//! mark the objects whose decision they may change (the object, its owners,
+//! its dependents), as upstream's graph builder queues them; the loop
+//! decides about the marked objects at most every [`SWEEP_INTERVAL`], so a
+//! burst of events costs one pass over what it touched, not a rebuild of
+//! the graph per burst. A whole-graph sweep runs after each discovery
+//! (every [`RESYNC`], upstream's resync) and after failed actions, and is
+//! followed by a pause proportional to its duration.
 //! Everything runs inside the returned future — no spawned tasks — so
 //! dropping it (lost leadership) stops every watch with it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,10 +21,9 @@ use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::discovery::ApiResource;
-use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 
-use super::graph::{reconcile, Graph, Node};
+use super::graph::{reconcile, reconcile_some, Graph, Node};
 use super::{execute, KubeGcApi};
 use crate::discovery::{self, Discovered, Served};
 
@@ -52,42 +54,55 @@ fn ignored(s: &Served) -> bool {
     s.ar.plural == "events" && (s.ar.group.is_empty() || s.ar.group == "events.k8s.io")
 }
 
-struct Watched {
-    /// Shared by the graph's nodes.
-    ar: Arc<ApiResource>,
-    store: Store<Meta>,
+/// One change to the graph, from one resource's watch.
+enum Change {
+    Upsert(Node),
+    Remove(String),
+    /// The resource's (re)list is complete: its objects are exactly these.
+    Listed(Key, Vec<Node>),
 }
 
-fn nodes(w: &Watched) -> impl Iterator<Item = Node> + '_ {
-    w.store.state().into_iter().filter_map(move |o| {
-        let m = &o.metadata;
-        Some(Node {
-            uid: m.uid.clone()?,
-            ar: w.ar.clone(),
-            namespace: m.namespace.clone(),
-            name: m.name.clone()?,
-            resource_version: m.resource_version.clone(),
-            owners: m.owner_references.clone().unwrap_or_default(),
-            finalizers: m.finalizers.clone().unwrap_or_default(),
-            deleting: m.deletion_timestamp.is_some(),
-        })
+/// The graph's view of one object.
+fn node(ar: &Arc<ApiResource>, o: &Meta) -> Option<Node> {
+    let m = &o.metadata;
+    Some(Node {
+        uid: m.uid.clone()?,
+        ar: ar.clone(),
+        namespace: m.namespace.clone(),
+        name: m.name.clone()?,
+        resource_version: m.resource_version.clone(),
+        owners: m.owner_references.clone().unwrap_or_default(),
+        finalizers: m.finalizers.clone().unwrap_or_default(),
+        deleting: m.deletion_timestamp.is_some(),
     })
 }
 
-/// Keep only what [`nodes`] reads (and the store keys on). managedFields
-/// were most of each cached entry (every field path a nested JSON map), and
-/// labels and annotations are no owner logic's business; with 10,000 pods
-/// each dropped field is megabytes.
-fn trim(m: &mut Meta) {
-    let meta = &mut m.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.annotations = None;
-    meta.generate_name = None;
-    meta.creation_timestamp = None;
-    meta.deletion_grace_period_seconds = None;
-    meta.generation = None;
-    meta.self_link = None;
+/// The changes of one resource's watch; a (re)list is gathered until it
+/// completes, as a reflector's store would.
+fn changes(api: Api<Meta>, key: Key, ar: Arc<ApiResource>) -> BoxStream<'static, Change> {
+    let mut listing: Vec<Node> = Vec::new();
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |ev| {
+            let change = match ev {
+                Ok(watcher::Event::Apply(o)) => node(&ar, &o).map(Change::Upsert),
+                Ok(watcher::Event::Delete(o)) => o.metadata.uid.clone().map(Change::Remove),
+                Ok(watcher::Event::Init) => {
+                    listing.clear();
+                    None
+                }
+                Ok(watcher::Event::InitApply(o)) => {
+                    listing.extend(node(&ar, &o));
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    Some(Change::Listed(key.clone(), std::mem::take(&mut listing)))
+                }
+                Err(_) => None,
+            };
+            futures::future::ready(change)
+        })
+        .boxed()
 }
 
 /// How long to wait after a sweep that took `took` before the next one.
@@ -97,15 +112,16 @@ fn pause_after(took: Duration) -> Duration {
 
 /// Run the garbage collector until dropped.
 pub async fn run(client: kube::Client) {
-    let mut watched: BTreeMap<Key, Watched> = BTreeMap::new();
-    // Each watch event, carrying the resource's key once its initial list
-    // is complete.
-    let mut events: SelectAll<BoxStream<'static, Option<Key>>> = SelectAll::new();
+    let mut graph = Graph::default();
+    let mut watched: BTreeSet<Key> = BTreeSet::new();
+    let mut events: SelectAll<BoxStream<'static, Change>> = SelectAll::new();
     let mut unsynced: BTreeSet<Key> = BTreeSet::new();
     let mut sync_deadline = tokio::time::Instant::now();
     let mut served = Discovered::default();
     let mut next_discovery = tokio::time::Instant::now();
-    let mut dirty = false;
+    // What the next pass looks at: everything, or the touched objects.
+    let mut full = false;
+    let mut touched: HashSet<String> = HashSet::new();
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut next_sweep = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -120,65 +136,61 @@ pub async fn run(client: kube::Client) {
                             continue;
                         }
                         let key = (s.ar.group.clone(), s.ar.plural.clone());
-                        if watched.contains_key(&key) {
+                        if !watched.insert(key.clone()) {
                             continue;
                         }
-                        let writer: Writer<Meta> = Writer::new(s.ar.clone());
-                        let store = writer.as_reader();
                         // Metadata-only responses (kube asks for them for
-                        // `Api<PartialObjectMeta>`), cut to what a graph
-                        // node reads.
+                        // `Api<PartialObjectMeta>`).
                         let api: Api<Meta> = Api::all_with(client.clone(), &s.ar);
-                        let stream = reflector::reflector(
-                            writer,
-                            watcher(api, watcher::Config::default())
-                                .default_backoff()
-                                .modify(trim),
-                        )
-                        .map({
-                            let key = key.clone();
-                            move |ev| {
-                                matches!(ev, Ok(watcher::Event::InitDone)).then(|| key.clone())
-                            }
-                        })
-                        .boxed();
-                        events.push(stream);
-                        unsynced.insert(key.clone());
+                        events.push(changes(api, key.clone(), Arc::new(s.ar.clone())));
+                        unsynced.insert(key);
                         sync_deadline = tokio::time::Instant::now() + SYNC_GRACE;
-                        watched.insert(
-                            key,
-                            Watched {
-                                ar: Arc::new(s.ar.clone()),
-                                store,
-                            },
-                        );
                     }
                     served = found;
-                    dirty = true;
+                    full = true;
                 }
                 Err(e) => tracing::warn!(error = %e, "garbage collector discovery failed"),
             }
         }
         tokio::select! {
-            Some(synced) = events.next() => {
-                if let Some(key) = synced {
+            Some(change) = events.next() => match change {
+                Change::Upsert(n) => touched.extend(graph.upsert(n)),
+                Change::Remove(uid) => touched.extend(graph.remove(&uid)),
+                Change::Listed(key, nodes) => {
+                    // Objects deleted while the watch was down get no
+                    // event: drop what the list no longer has.
+                    let listed: HashSet<&str> = nodes.iter().map(|n| n.uid.as_str()).collect();
+                    for uid in graph.uids_of(&key.0, &key.1) {
+                        if !listed.contains(uid.as_str()) {
+                            graph.remove(&uid);
+                        }
+                    }
+                    for n in nodes {
+                        graph.upsert(n);
+                    }
                     unsynced.remove(&key);
+                    full = true;
                 }
-                dirty = true;
-            }
+            },
             _ = tick.tick() => {
                 if retry_at.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     retry_at = None;
-                    dirty = true;
+                    full = true;
                 }
                 let synced = unsynced.is_empty() || tokio::time::Instant::now() >= sync_deadline;
-                if dirty && synced && tokio::time::Instant::now() >= next_sweep {
-                    dirty = false;
+                let due = full || !touched.is_empty();
+                if due && synced && tokio::time::Instant::now() >= next_sweep {
                     let started = std::time::Instant::now();
-                    let graph = Graph::new(watched.values().flat_map(nodes));
-                    let plan = reconcile(&graph);
-                    drop(graph);
-                    next_sweep = tokio::time::Instant::now() + pause_after(started.elapsed());
+                    let plan = if full {
+                        reconcile(&graph)
+                    } else {
+                        reconcile_some(&graph, touched.iter().map(String::as_str))
+                    };
+                    touched.clear();
+                    if full {
+                        next_sweep = tokio::time::Instant::now() + pause_after(started.elapsed());
+                    }
+                    full = false;
                     if !plan.is_empty() {
                         let api = KubeGcApi::new(client.clone(), served.clone());
                         if execute(&api, plan).await > 0 {
@@ -209,12 +221,12 @@ mod tests {
     }
 
     #[test]
-    fn trim_keeps_what_graph_nodes_read() {
+    fn a_node_keeps_what_decisions_read() {
         let owner = OwnerReference {
             uid: "rs-1".into(),
             ..Default::default()
         };
-        let mut m = Meta {
+        let m = Meta {
             types: None,
             metadata: ObjectMeta {
                 name: Some("web-1".into()),
@@ -225,23 +237,23 @@ mod tests {
                 finalizers: Some(vec!["foregroundDeletion".into()]),
                 deletion_timestamp: Some(Time(Default::default())),
                 labels: Some([("app".to_string(), "web".to_string())].into()),
-                annotations: Some([("a".to_string(), "b".to_string())].into()),
                 managed_fields: Some(vec![ManagedFieldsEntry::default()]),
                 ..Default::default()
             },
             _phantom: Default::default(),
         };
-        trim(&mut m);
-        let t = &m.metadata;
-        assert_eq!(t.labels, None);
-        assert_eq!(t.annotations, None);
-        assert_eq!(t.managed_fields, None);
-        assert_eq!(t.name.as_deref(), Some("web-1"));
-        assert_eq!(t.namespace.as_deref(), Some("default"));
-        assert_eq!(t.uid.as_deref(), Some("pod-1"));
-        assert_eq!(t.resource_version.as_deref(), Some("9"));
-        assert_eq!(t.owner_references, Some(vec![owner]));
-        assert_eq!(t.finalizers, Some(vec!["foregroundDeletion".to_string()]));
-        assert!(t.deletion_timestamp.is_some());
+        let ar = Arc::new(ApiResource::erase::<k8s_openapi::api::core::v1::Pod>(&()));
+        let n = node(&ar, &m).expect("a node");
+        assert_eq!(n.name, "web-1");
+        assert_eq!(n.namespace.as_deref(), Some("default"));
+        assert_eq!(n.uid, "pod-1");
+        assert_eq!(n.resource_version.as_deref(), Some("9"));
+        assert_eq!(n.owners, vec![owner]);
+        assert_eq!(n.finalizers, vec!["foregroundDeletion".to_string()]);
+        assert!(n.deleting);
+        // Without a uid or name there is nothing to collect.
+        let mut nameless = m.clone();
+        nameless.metadata.name = None;
+        assert!(node(&ar, &nameless).is_none());
     }
 }
