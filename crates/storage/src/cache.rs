@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,6 +31,10 @@ const CATCH_UP: Duration = Duration::from_secs(3);
 /// it has got further. Often enough that a watch ending on its timeout
 /// resumes well inside the window; rare enough to cost idle watches little.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How many live events a watched prefix's channel holds for a watcher
+/// that has not taken them yet; one that falls further behind catches up
+/// from the history.
+const LIVE: usize = 1024;
 
 #[derive(Clone)]
 struct Event {
@@ -43,12 +47,13 @@ impl Event {
     fn to_watch_event(&self) -> WatchEvent {
         WatchEvent {
             kind: self.kind,
-            kv: (*self.kv).clone(),
-            prev: self.prev.as_deref().cloned(),
+            kv: self.kv.clone(),
+            prev: self.prev.clone(),
         }
     }
 }
 
+#[derive(Default)]
 struct Data {
     /// False while (re)loading: reads then go to the backing store.
     ready: bool,
@@ -58,22 +63,51 @@ struct Data {
     /// Every event after this revision is in `history`.
     window_start: Revision,
     /// Live events for watches. Replaced on every (re)load: dropping the
-    /// old sender ends the watches that were following it, since the
+    /// old senders ends the watches that were following them, since the
     /// events missed while the cache was reloading are in no history they
     /// could read. Their clients watch again from their last revision.
-    events: broadcast::Sender<Event>,
+    events: Channels,
 }
 
-impl Default for Data {
-    fn default() -> Data {
-        Data {
-            ready: false,
-            revision: 0,
-            kvs: BTreeMap::new(),
-            history: VecDeque::new(),
-            window_start: 0,
-            events: broadcast::channel(HISTORY).0,
+/// Live events, one channel per watched prefix. A watcher wakes only for
+/// changes under its prefix: one channel for everything woke each of the
+/// simulated kubelets' pod watches for every Lease, Event and status write
+/// of the cluster (upstream's cacher likewise has one per resource).
+#[derive(Default)]
+struct Channels {
+    /// Few: one per distinct prefix being watched (a resource, or a
+    /// resource in one namespace).
+    by_prefix: Mutex<Vec<(String, broadcast::Sender<Event>)>>,
+}
+
+impl Channels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, broadcast::Sender<Event>)>> {
+        self.by_prefix.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Live events under `prefix` from now on.
+    fn subscribe(&self, prefix: &str) -> broadcast::Receiver<Event> {
+        let mut channels = self.lock();
+        if let Some((_, tx)) = channels.iter().find(|(p, _)| p == prefix) {
+            return tx.subscribe();
         }
+        let (tx, rx) = broadcast::channel(LIVE);
+        channels.push((prefix.to_string(), tx));
+        rx
+    }
+
+    /// Give `event` to the prefixes it is under; forget the channels
+    /// nobody follows any more.
+    fn send(&self, event: &Event) {
+        self.lock().retain(|(prefix, tx)| {
+            if tx.receiver_count() == 0 {
+                return false;
+            }
+            if in_prefix(&event.kv.key, prefix) {
+                let _ = tx.send(event.clone());
+            }
+            true
+        });
     }
 }
 
@@ -180,7 +214,7 @@ impl CachedStore {
             .filter(|e| e.kv.mod_revision > after && in_prefix(&e.kv.key, prefix))
             .cloned()
             .collect();
-        Some((backlog, data.revision, data.events.subscribe()))
+        Some((backlog, data.revision, data.events.subscribe(prefix)))
     }
 
     /// A watch served from memory; `None` when `after` is outside the
@@ -233,7 +267,7 @@ async fn feed(inner: Arc<dyn Store>, state: Arc<State>) {
             data.ready = false;
             // End the watches served so far: what happens until the reload
             // is seen by nobody, and a watch that went on would skip it.
-            data.events = broadcast::channel(HISTORY).0;
+            data.events = Channels::default();
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -265,7 +299,7 @@ async fn load(inner: &dyn Store, state: &State) -> Result<WatchStream> {
         kvs,
         history: VecDeque::new(),
         window_start: revision,
-        events: broadcast::channel(HISTORY).0,
+        events: Channels::default(),
     };
     tracing::debug!(revision, keys = data.kvs.len(), "watch cache loaded");
     drop(data);
@@ -275,13 +309,13 @@ async fn load(inner: &dyn Store, state: &State) -> Result<WatchStream> {
 
 fn apply(state: &State, event: WatchEvent) {
     let rev = event.revision();
-    let kv = Arc::new(event.kv);
+    let kv = event.kv;
     let mut data = state.data.write().unwrap_or_else(|p| p.into_inner());
     let prev = match event.kind {
         EventKind::Delete => data.kvs.remove(&kv.key),
         EventKind::Create | EventKind::Update => data.kvs.insert(kv.key.clone(), kv.clone()),
     };
-    let prev = prev.or_else(|| event.prev.map(Arc::new));
+    let prev = prev.or(event.prev);
     let cached = Event {
         kind: event.kind,
         kv,
@@ -296,7 +330,7 @@ fn apply(state: &State, event: WatchEvent) {
     data.revision = rev;
     // Send while holding the lock so a watch that subscribes under the lock
     // sees each event exactly once: in history or live.
-    let _ = data.events.send(cached);
+    data.events.send(&cached);
     drop(data);
     state.revision.send_replace(rev);
 }
@@ -438,6 +472,16 @@ impl Watcher {
             let received = tokio::select! {
                 r = live.recv() => r,
                 _ = tick.tick(), if progress => {
+                    // Every change under the prefix up to the cache's
+                    // revision went into `live` under the lock that moved
+                    // the revision: with none of them waiting there, this
+                    // watch has been given them all.
+                    {
+                        let data = self.read();
+                        if live.is_empty() && data.revision > last {
+                            last = data.revision;
+                        }
+                    }
                     if last > told {
                         told = last;
                         if !self.send(WatchItem::Progress(last)).await {
@@ -496,7 +540,7 @@ impl Watcher {
         if last < data.window_start {
             return None;
         }
-        *live = data.events.subscribe();
+        *live = data.events.subscribe(&self.prefix);
         let events = data
             .history
             .iter()
@@ -517,252 +561,4 @@ impl Watcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sqlite::SqliteStore;
-
-    async fn cached() -> (tempfile::TempDir, CachedStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("db")).unwrap());
-        (dir, CachedStore::new(inner))
-    }
-
-    #[tokio::test]
-    async fn reads_see_own_writes_and_lists_page() {
-        let (_dir, store) = cached().await;
-        for i in 0..5 {
-            store
-                .create(&format!("/r/a/{i}"), vec![i], None)
-                .await
-                .unwrap();
-            // Read-your-writes, served by the cache once it caught up.
-            let (kv, rev) = store.get(&format!("/r/a/{i}"), None).await.unwrap();
-            assert_eq!(kv.unwrap().value, vec![i]);
-            assert_eq!(rev, i as i64 + 1);
-        }
-        store.create("/r/b", b"x".to_vec(), None).await.unwrap();
-        let page = store
-            .list(
-                "/r/a/",
-                ListOptions {
-                    limit: 2,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!((page.items.len(), page.more, page.remaining), (2, true, 3));
-        let rest = store
-            .list(
-                "/r/a/",
-                ListOptions {
-                    start_after: Some(page.items[1].key.clone()),
-                    limit: 0,
-                    revision: Some(page.revision),
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(rest.items.len(), 3);
-        assert_eq!(store.count("/r/").await.unwrap(), 6);
-    }
-
-    #[tokio::test]
-    async fn watch_replays_window_then_live() {
-        let (_dir, store) = cached().await;
-        store.create("/w/a", b"1".to_vec(), None).await.unwrap();
-        store.update("/w/a", b"2".to_vec(), 1, None).await.unwrap();
-        // Make sure the cache is loaded and caught up.
-        store.get("/w/a", None).await.unwrap();
-        let mut w = store.watch("/w/", 1).await.unwrap();
-        let ev = w.next().await.unwrap().unwrap();
-        assert_eq!(
-            (ev.kind, ev.revision(), ev.prev.unwrap().value),
-            (EventKind::Update, 2, b"1".to_vec())
-        );
-        store.delete("/w/a", None).await.unwrap();
-        let ev = w.next().await.unwrap().unwrap();
-        assert_eq!(
-            (ev.kind, ev.revision(), ev.kv.value),
-            (EventKind::Delete, 3, b"2".to_vec())
-        );
-    }
-
-    /// A store whose watches can be cut, as a backing store's watch breaks.
-    struct Breakable {
-        inner: SqliteStore,
-        cut: watch::Sender<u32>,
-        /// Watches the backing store served.
-        watches: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Breakable {
-        fn open(dir: &tempfile::TempDir) -> Arc<Breakable> {
-            Arc::new(Breakable {
-                inner: SqliteStore::open(&dir.path().join("db")).unwrap(),
-                cut: watch::channel(0).0,
-                watches: Default::default(),
-            })
-        }
-
-        fn watches(&self) -> usize {
-            self.watches.load(std::sync::atomic::Ordering::SeqCst)
-        }
-    }
-
-    #[async_trait]
-    impl Store for Breakable {
-        fn backend(&self) -> &'static str {
-            "breakable"
-        }
-        async fn current_revision(&self) -> Result<Revision> {
-            self.inner.current_revision().await
-        }
-        async fn get(
-            &self,
-            key: &str,
-            rev: Option<Revision>,
-        ) -> Result<(Option<KeyValue>, Revision)> {
-            self.inner.get(key, rev).await
-        }
-        async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResponse> {
-            self.inner.list(prefix, opts).await
-        }
-        async fn count(&self, prefix: &str) -> Result<i64> {
-            self.inner.count(prefix).await
-        }
-        async fn create(
-            &self,
-            key: &str,
-            value: Vec<u8>,
-            ttl: Option<Duration>,
-        ) -> Result<KeyValue> {
-            self.inner.create(key, value, ttl).await
-        }
-        async fn update(
-            &self,
-            key: &str,
-            value: Vec<u8>,
-            expected: Revision,
-            ttl: Option<Duration>,
-        ) -> Result<KeyValue> {
-            self.inner.update(key, value, expected, ttl).await
-        }
-        async fn delete(
-            &self,
-            key: &str,
-            expected: Option<Revision>,
-        ) -> Result<(KeyValue, Revision)> {
-            self.inner.delete(key, expected).await
-        }
-        async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
-            self.watches
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let events = self.inner.watch(prefix, after).await?;
-            let mut cut = self.cut.subscribe();
-            cut.borrow_and_update();
-            let cut = async move {
-                let _ = cut.changed().await;
-            };
-            let broken = futures::stream::once(async { Err(Error::Closed) });
-            Ok(Box::pin(events.take_until(cut).chain(broken)))
-        }
-        async fn compact(&self, revision: Revision) -> Result<()> {
-            self.inner.compact(revision).await
-        }
-    }
-
-    #[tokio::test]
-    async fn a_reload_ends_watches_instead_of_skipping_what_it_missed() {
-        let dir = tempfile::tempdir().unwrap();
-        let breakable = Breakable::open(&dir);
-        let store = CachedStore::new(breakable.clone());
-        store.create("/w/a", b"1".to_vec(), None).await.unwrap();
-        let (_, rev) = store.get("/w/a", None).await.unwrap();
-        let mut w = store.watch("/w/", rev).await.unwrap();
-
-        // The backing watch breaks; a write lands while the cache reloads.
-        breakable.cut.send_modify(|n| *n += 1);
-        store.create("/w/b", b"2".to_vec(), None).await.unwrap();
-        store.get("/w/b", None).await.unwrap();
-        store.create("/w/c", b"3".to_vec(), None).await.unwrap();
-
-        let mut seen = Vec::new();
-        let ended = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(ev) = w.next().await {
-                seen.push(ev.unwrap().kv.key);
-            }
-        })
-        .await;
-        assert!(ended.is_ok(), "the watch went on after a reload: {seen:?}");
-        if seen.contains(&"/w/c".to_string()) {
-            assert_eq!(seen, ["/w/b", "/w/c"]);
-        }
-        // Watching again from the last revision seen misses nothing.
-        let mut again = store.watch("/w/", rev).await.unwrap();
-        for key in ["/w/b", "/w/c"] {
-            assert_eq!(again.next().await.unwrap().unwrap().kv.key, key);
-        }
-    }
-
-    /// A watch of a prefix nobody writes is told it got past the writes to
-    /// other keys, so resuming it after them is served from the window
-    /// rather than by the backing store (or refused as compacted).
-    #[tokio::test]
-    async fn progress_keeps_a_quiet_watch_inside_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let breakable = Breakable::open(&dir);
-        let store = CachedStore::new(breakable.clone());
-        store.create("/quiet/a", b"1".to_vec(), None).await.unwrap();
-        let (_, start) = store.get("/quiet/a", None).await.unwrap();
-        let mut quiet = store.watch_with_progress("/quiet/", start).await.unwrap();
-
-        // More writes elsewhere than the window holds.
-        for i in 0..HISTORY + 1000 {
-            store
-                .create(&format!("/busy/{i}"), Vec::new(), None)
-                .await
-                .unwrap();
-        }
-        let written = store.current_revision().await.unwrap();
-        let resume = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                match quiet.next().await.unwrap().unwrap() {
-                    WatchItem::Progress(rev) if rev >= written => break rev,
-                    WatchItem::Progress(_) => {}
-                    WatchItem::Event(ev) => panic!("an event of another prefix: {}", ev.kv.key),
-                }
-            }
-        })
-        .await
-        .expect("the quiet watch was never told it got past the writes");
-        assert_eq!(resume, written);
-        assert!(resume - start > HISTORY as i64);
-
-        // Resuming from there is served from memory and sees what follows.
-        let backing_watches = breakable.watches();
-        let mut again = store.watch_with_progress("/quiet/", resume).await.unwrap();
-        assert_eq!(
-            breakable.watches(),
-            backing_watches,
-            "went to the backing store"
-        );
-        store
-            .update("/quiet/a", b"2".to_vec(), start, None)
-            .await
-            .unwrap();
-        let next = tokio::time::timeout(Duration::from_secs(30), async {
-            loop {
-                if let WatchItem::Event(ev) = again.next().await.unwrap().unwrap() {
-                    break ev;
-                }
-            }
-        })
-        .await
-        .unwrap();
-        assert_eq!(
-            (next.kind, next.kv.value),
-            (EventKind::Update, b"2".to_vec())
-        );
-    }
-}
+mod tests;

@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod sqlite;
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -80,16 +81,18 @@ pub enum EventKind {
     Delete,
 }
 
-/// One change seen by a watch.
+/// One change seen by a watch. The states are shared: every watch of a
+/// change gets the same ones (a pod's few kilobytes copied per watcher
+/// cost the watch cache more than sending them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchEvent {
     pub kind: EventKind,
     /// The key after the change. For a delete: the value is the last value
     /// the key held, and `mod_revision` is the revision of the delete.
-    pub kv: KeyValue,
+    pub kv: Arc<KeyValue>,
     /// The key before the change, for updates and deletes (absent on create,
     /// and where the previous revision has been compacted away).
-    pub prev: Option<KeyValue>,
+    pub prev: Option<Arc<KeyValue>>,
 }
 
 impl WatchEvent {

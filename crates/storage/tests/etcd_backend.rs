@@ -315,12 +315,15 @@ async fn smoke_every_method() {
         (first_event.kind, first_event.prev.clone()),
         (EventKind::Create, None)
     );
-    assert_eq!(first_event.kv, a);
+    assert_eq!(*first_event.kv, a);
     let second_event = next_item(&mut watch).await.unwrap().unwrap();
     assert_eq!(second_event.kind, EventKind::Update);
     assert_eq!(
         (second_event.kv.clone(), second_event.prev.clone()),
-        (a2.clone(), Some(a.clone()))
+        (
+            std::sync::Arc::new(a2.clone()),
+            Some(std::sync::Arc::new(a.clone()))
+        )
     );
 
     // delete: conditional, unconditional, missing
@@ -353,7 +356,7 @@ async fn smoke_every_method() {
     assert_eq!(delete_event.kv.value, b"a2");
     assert_eq!(delete_event.kv.create_revision, a.create_revision);
     assert_eq!(delete_event.kv.mod_revision, deleted_at);
-    assert_eq!(delete_event.prev, Some(a2.clone()));
+    assert_eq!(delete_event.prev.as_deref(), Some(&a2));
     drop(watch);
 
     // compaction: old reads and watches fail with etcd's compact revision
@@ -432,7 +435,7 @@ async fn ttl_keys_expire_with_a_delete_event() {
         (expired.kv.key.as_str(), expired.kv.value.as_slice()),
         (key, &b"e"[..])
     );
-    assert_eq!(expired.prev, Some(kv));
+    assert_eq!(expired.prev.as_deref(), Some(&kv));
     assert_eq!(store.get(key, None).await.unwrap().0, None);
 
     // An update without a TTL makes a key permanent again.
@@ -462,7 +465,7 @@ async fn watch_ends_with_an_error_when_etcd_dies_and_the_store_recovers() {
         .create("/registry/a/b/c", b"1".to_vec(), None)
         .await
         .unwrap();
-    assert_eq!(next_item(&mut watch).await.unwrap().unwrap().kv, kv);
+    assert_eq!(*next_item(&mut watch).await.unwrap().unwrap().kv, kv);
 
     server.kill();
     let item = next_item(&mut watch).await;
@@ -496,7 +499,7 @@ async fn watch_ends_with_an_error_when_etcd_dies_and_the_store_recovers() {
         .unwrap();
     let mut watch = store.watch("/registry/", kv.mod_revision).await.unwrap();
     let event = next_item(&mut watch).await.unwrap().unwrap();
-    assert_eq!((event.kind, event.kv), (EventKind::Update, updated));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Update, &updated));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -184,7 +184,7 @@ async fn follow(lister: Weak<Lister>, mut revision: Revision) {
             while let Some(Ok(ev)) = events.next().await {
                 let Some(l) = lister.upgrade() else { return };
                 revision = ev.revision();
-                l.apply(ev.kind, ev.kv.key, &ev.kv.value);
+                l.apply(ev.kind, ev.kv.key.clone(), &ev.kv.value);
             }
         }
         tokio::time::sleep(RELIST_DELAY).await;

@@ -11,6 +11,7 @@
 //! it saw, as the apiserver's reflector does.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, EventType, WatchOptions, WatchResponse};
@@ -155,32 +156,28 @@ fn watch_event(event: &etcd_client::Event) -> WatchEvent {
         create_revision: 0,
         mod_revision: 0,
     });
-    match event.event_type() {
+    let (kind, kv, prev) = match event.event_type() {
         EventType::Delete => {
             let (value, create_revision) = match &prev {
                 Some(prev) => (prev.value.clone(), prev.create_revision),
                 None => (Vec::new(), 0),
             };
-            WatchEvent {
-                kind: EventKind::Delete,
-                kv: KeyValue {
-                    value,
-                    create_revision,
-                    ..current
-                },
-                prev,
-            }
+            let kv = KeyValue {
+                value,
+                create_revision,
+                ..current
+            };
+            (EventKind::Delete, kv, prev)
         }
-        EventType::Put if current.create_revision == current.mod_revision => WatchEvent {
-            kind: EventKind::Create,
-            kv: current,
-            prev: None,
-        },
-        EventType::Put => WatchEvent {
-            kind: EventKind::Update,
-            kv: current,
-            prev,
-        },
+        EventType::Put if current.create_revision == current.mod_revision => {
+            (EventKind::Create, current, None)
+        }
+        EventType::Put => (EventKind::Update, current, prev),
+    };
+    WatchEvent {
+        kind,
+        kv: Arc::new(kv),
+        prev: prev.map(Arc::new),
     }
 }
 

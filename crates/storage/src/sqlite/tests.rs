@@ -37,7 +37,7 @@ async fn write_read_watch_roundtrip() {
             ev.kind,
             ev.revision(),
             ev.kv.value.clone(),
-            ev.prev.map(|p| p.value),
+            ev.prev.map(|p| p.value.clone()),
         ));
     }
     assert_eq!(

@@ -179,7 +179,11 @@ fn read_page(
             create_revision: create_rev,
             mod_revision: rev,
         };
-        Ok(WatchEvent { kind, kv, prev })
+        Ok(WatchEvent {
+            kind,
+            kv: Arc::new(kv),
+            prev: prev.map(Arc::new),
+        })
     })?;
     let events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((events, upto))

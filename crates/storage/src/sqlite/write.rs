@@ -234,7 +234,7 @@ impl Writer {
                 };
                 let event = WatchEvent {
                     kind: EventKind::Create,
-                    kv: kv.clone(),
+                    kv: Arc::new(kv.clone()),
                     prev: None,
                 };
                 Ok(Ok((Written { kv, revision: rev }, event)))
@@ -278,8 +278,8 @@ impl Writer {
                 };
                 let event = WatchEvent {
                     kind: EventKind::Update,
-                    kv: kv.clone(),
-                    prev: Some(prev),
+                    kv: Arc::new(kv.clone()),
+                    prev: Some(Arc::new(prev)),
                 };
                 Ok(Ok((Written { kv, revision: rev }, event)))
             }
@@ -317,8 +317,8 @@ impl Writer {
         };
         let event = WatchEvent {
             kind: EventKind::Delete,
-            kv,
-            prev: Some(prev.clone()),
+            kv: Arc::new(kv),
+            prev: Some(Arc::new(prev.clone())),
         };
         Ok((
             Written {

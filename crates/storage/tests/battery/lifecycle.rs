@@ -26,7 +26,7 @@ pub async fn watch_resumes_after_restart(h: &mut dyn Harness) {
     // The watcher has seen three of the five writes when the server dies.
     let mut watch = s.watch(&p, start).await.unwrap();
     for kv in &before[..3] {
-        assert_eq!(next_event(&mut watch).await.kv, *kv);
+        assert_eq!(*next_event(&mut watch).await.kv, *kv);
     }
     let last_seen: Revision = before[2].mod_revision;
     drop(watch);
@@ -60,21 +60,21 @@ pub async fn watch_resumes_after_restart(h: &mut dyn Harness) {
     let mut watch = s.watch(&p, last_seen).await.unwrap();
     for kv in &before[3..] {
         let event = next_event(&mut watch).await;
-        assert_eq!((event.kind, &event.kv), (EventKind::Create, kv));
+        assert_eq!((event.kind, &*event.kv), (EventKind::Create, kv));
     }
     let event = next_event(&mut watch).await;
-    assert_eq!((event.kind, &event.kv), (EventKind::Update, &after[0]));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Update, &after[0]));
     assert_eq!(
-        event.prev.as_ref(),
+        event.prev.as_deref(),
         Some(&before[3]),
         "prev across the restart"
     );
     let event = next_event(&mut watch).await;
-    assert_eq!((event.kind, &event.kv), (EventKind::Create, &after[1]));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Create, &after[1]));
     // Live events keep coming on the resumed watch.
     let live = s.create(&key(6), b"v6".to_vec(), None).await.unwrap();
     let event = next_event(&mut watch).await;
-    assert_eq!((event.kind, &event.kv), (EventKind::Create, &live));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Create, &live));
 }
 
 pub async fn compaction(h: &mut dyn Harness) {
@@ -139,10 +139,10 @@ pub async fn compaction(h: &mut dyn Harness) {
     }
     let mut watch = s.watch(&p, r - 1).await.unwrap();
     let event = next_event(&mut watch).await;
-    assert_eq!((event.kind, &event.kv), (EventKind::Update, &k3));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Update, &k3));
     // Its previous value may or may not have survived the compaction.
     if let Some(prev) = &event.prev {
-        assert_eq!(prev, &k2);
+        assert_eq!(**prev, k2);
     }
     let event = next_event(&mut watch).await;
     assert_eq!(
@@ -150,7 +150,7 @@ pub async fn compaction(h: &mut dyn Harness) {
         (EventKind::Delete, j_gone, &j)
     );
     let event = next_event(&mut watch).await;
-    assert_eq!((event.kind, &event.kv), (EventKind::Create, &m1));
+    assert_eq!((event.kind, &*event.kv), (EventKind::Create, &m1));
 
     // Compacting again at the same revision is not an error.
     s.compact(r).await.unwrap();
@@ -162,7 +162,7 @@ pub async fn compaction(h: &mut dyn Harness) {
         .await
         .unwrap();
     let event = next_event(&mut watch).await;
-    assert_eq!(event.kv, k4);
+    assert_eq!(*event.kv, k4);
     s.compact(m1.mod_revision).await.unwrap();
     assert_err!(s.get(&k, Some(j_gone)).await, Error::Compacted { .. });
     assert_eq!(s.get(&k, Some(m1.mod_revision)).await.unwrap().0, Some(k3));
@@ -194,8 +194,8 @@ pub async fn ttl_expiry(h: &mut dyn Harness) {
     })
     .await;
 
-    assert_eq!(next_event(&mut watch).await.kv, kept);
-    assert_eq!(next_event(&mut watch).await.kv, expiring);
+    assert_eq!(*next_event(&mut watch).await.kv, kept);
+    assert_eq!(*next_event(&mut watch).await.kv, expiring);
     let event = next_event(&mut watch).await;
     assert_eq!(
         event.kind,

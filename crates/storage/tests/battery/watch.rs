@@ -313,8 +313,12 @@ pub async fn watch_order_under_concurrent_writers(h: &mut dyn Harness) {
     for event in events {
         match event.kind {
             EventKind::Delete => assert!(state.remove(&event.kv.key).is_some()),
-            EventKind::Create => assert!(state.insert(event.kv.key.clone(), event.kv).is_none()),
-            EventKind::Update => assert!(state.insert(event.kv.key.clone(), event.kv).is_some()),
+            EventKind::Create => assert!(state
+                .insert(event.kv.key.clone(), (*event.kv).clone())
+                .is_none()),
+            EventKind::Update => assert!(state
+                .insert(event.kv.key.clone(), (*event.kv).clone())
+                .is_some()),
         }
     }
     let listed = s.list(&p, ListOptions::default()).await.unwrap();
