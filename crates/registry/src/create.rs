@@ -173,3 +173,41 @@ pub(crate) fn validate_object_meta(obj: &Value, rule: NameRule) -> Vec<FieldErro
     }
     errs
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rkube_api::catalog;
+    use rkube_storage::sqlite::SqliteStore;
+    use serde_json::{json, Value};
+
+    use crate::resources::strategy_for;
+    use crate::{ResourceStore, SystemClock};
+
+    /// What a create stores is the object without its resourceVersion,
+    /// byte for byte what encoding a copy with the field removed gives.
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Arc::new(SqliteStore::open(&dir.path().join("state.db")).unwrap());
+        let info = catalog::lookup("", "v1", "configmaps").unwrap();
+        let rs = ResourceStore::new(info, strategy_for(info), kv, Arc::new(SystemClock));
+        for obj in [
+            json!({"kind": "ConfigMap", "metadata": {"name": "a", "resourceVersion": "7",
+                   "labels": {"z": "1"}, "uid": "u"}, "data": {"k": "v\"\n"}}),
+            json!({"metadata": {"resourceVersion": "7"}}),
+            json!({"metadata": {"name": "b"}, "apiVersion": "v1", "zz": [1, 2.5, null]}),
+            json!({"metadata": {}}),
+            json!({"metadata": "odd", "data": {}}),
+            json!({"data": {}}),
+        ] {
+            let mut expected = obj.clone();
+            crate::meta::remove(&mut expected, "resourceVersion");
+            let stored = rs.encode(&obj);
+            assert_eq!(stored, serde_json::to_vec(&expected).unwrap(), "{obj}");
+            let back: Value = serde_json::from_slice(&stored).unwrap();
+            assert!(back.pointer("/metadata/resourceVersion").is_none(), "{obj}");
+        }
+    }
+}
