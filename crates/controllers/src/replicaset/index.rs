@@ -81,25 +81,40 @@ impl PodIndex {
     /// Take in one changed pod from the informer (deleted ones arrive in
     /// their last state and are no longer in the store).
     pub fn observe(&self, pod: &Pod) -> Touched {
-        let key = ObjectRef::from_obj(pod);
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // Keyed by namespace and name only (what the store's keys compare
+        // on), without copying the resourceVersion and uid into the key.
+        let key = ObjectRef::<Pod>::new(pod.metadata.name.as_deref().unwrap_or(""))
+            .within(pod.metadata.namespace.as_deref().unwrap_or(""));
+        let uid = pod.metadata.uid.as_deref().unwrap_or("");
         let present = self
             .store
             .get(&key)
-            .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()));
+            .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid));
         let owner_ref = pods::controller_of(&pod.metadata);
-        let owner = owner_ref.map(|r| r.uid.clone());
         let mut touched = Touched {
             owners: owner_ref
                 .map(|r| (r.uid.clone(), r.name.clone()))
                 .into_iter()
                 .collect(),
-            orphan: owner.is_none(),
+            orphan: owner_ref.is_none(),
         };
         let deleting = pod.metadata.deletion_timestamp.is_some();
+        let mut inner = self.inner.lock().expect("pod index lock");
+        // Most events (bindings, status writes) change nothing the index
+        // keeps: answer them without rebuilding its entries.
+        if present
+            && inner.pods.get(&key).is_some_and(|s| {
+                s.uid == uid
+                    && s.owner.as_deref() == owner_ref.map(|r| r.uid.as_str())
+                    && s.deleting == deleting
+            })
+        {
+            return touched;
+        }
+        let uid = uid.to_string();
+        let owner = owner_ref.map(|r| r.uid.clone());
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let mut inner = self.inner.lock().expect("pod index lock");
         let before = inner.pods.get(&key).cloned().filter(|s| s.uid == uid);
         if let Some(prev) = &before {
             if prev.owner != owner {
