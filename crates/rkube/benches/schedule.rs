@@ -21,6 +21,7 @@
 #[path = "api/server.rs"]
 mod server;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,17 +156,59 @@ struct Seen {
 
 impl Seen {
     fn observe(&mut self, pod: &Value, now: Instant) {
-        let Some(uid) = pod["metadata"]["uid"].as_str() else {
+        let uid = pod["metadata"]["uid"].as_str();
+        let node = pod["spec"]["nodeName"].as_str();
+        self.mark(uid, node, now);
+    }
+
+    fn mark(&mut self, uid: Option<&str>, node: Option<&str>, now: Instant) {
+        let Some(uid) = uid else {
             return;
         };
-        self.created.entry(uid.to_string()).or_insert(now);
-        if pod["spec"]["nodeName"]
-            .as_str()
-            .is_some_and(|n| !n.is_empty())
-        {
-            self.bound.entry(uid.to_string()).or_insert(now);
+        if !self.created.contains_key(uid) {
+            self.created.insert(uid.to_string(), now);
+        }
+        if node.is_some_and(|n| !n.is_empty()) && !self.bound.contains_key(uid) {
+            self.bound.insert(uid.to_string(), now);
         }
     }
+}
+
+/// The fields of a watch event the benchmark reads. Decoding only these
+/// (serde skips the rest without building it) keeps the benchmark's own
+/// CPU small: it shares the machine's cores with the server it measures,
+/// and a slow reader falls behind the watch cache's history and relists.
+#[derive(serde::Deserialize)]
+struct WatchLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    object: PodFields<'a>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct PodFields<'a> {
+    #[serde(borrow)]
+    metadata: MetaFields<'a>,
+    #[serde(borrow)]
+    spec: SpecFields<'a>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct MetaFields<'a> {
+    #[serde(borrow)]
+    uid: Option<Cow<'a, str>>,
+    #[serde(rename = "resourceVersion", borrow)]
+    resource_version: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SpecFields<'a> {
+    #[serde(rename = "nodeName", borrow)]
+    node_name: Option<Cow<'a, str>>,
 }
 
 /// Follow pod events in `NS` until `want` pods are bound or `deadline`.
@@ -207,21 +250,34 @@ async fn watch_pods(conn: Conn, want: usize, deadline: Duration) -> anyhow::Resu
             };
             let now = Instant::now();
             buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=nl).collect();
-                let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
+            // Whole lines are consumed in place and drained once per frame.
+            let mut start = 0;
+            let mut expired = false;
+            while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
+                let line = &buf[start..start + nl];
+                start += nl + 1;
+                let Ok(ev) = serde_json::from_slice::<WatchLine>(line) else {
                     continue;
                 };
-                if ev["type"] == "ERROR" {
-                    // Expired: list what the watch missed, then go on.
-                    rv = relist(&conn, &mut seen).await?;
-                    continue 'watch;
+                if ev.kind == "ERROR" {
+                    expired = true;
+                    break;
                 }
-                let pod = &ev["object"];
-                if let Some(v) = pod["metadata"]["resourceVersion"].as_str() {
+                let meta = &ev.object.metadata;
+                if let Some(v) = &meta.resource_version {
                     rv = Some(v.to_string());
                 }
-                seen.observe(pod, now);
+                seen.mark(
+                    meta.uid.as_deref(),
+                    ev.object.spec.node_name.as_deref(),
+                    now,
+                );
+            }
+            buf.drain(..start);
+            if expired {
+                // Expired: list what the watch missed, then go on.
+                rv = relist(&conn, &mut seen).await?;
+                continue 'watch;
             }
         }
     }
