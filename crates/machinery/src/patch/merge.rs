@@ -18,15 +18,33 @@ pub fn apply(target: &Value, patch: &Value) -> Value {
         // A non-object target is discarded, as the RFC says.
         _ => Map::new(),
     };
+    merge_into(&mut out, p);
+    Value::Object(out)
+}
+
+/// Merges patch object `p` into `out` in place. The target is cloned once,
+/// at the top: merging each patched subtree into a fresh copy of itself
+/// cloned every patched object twice (a pod status patch clones the whole
+/// status again), which showed in profiles of the kubelets' writes.
+fn merge_into(out: &mut Map<String, Value>, p: &Map<String, Value>) {
     for (k, v) in p {
-        if v.is_null() {
-            super::remove_key(&mut out, k);
-        } else {
-            let merged = apply(out.get(k).unwrap_or(&Value::Null), v);
-            out.insert(k.clone(), merged);
+        match v {
+            Value::Null => {
+                super::remove_key(out, k);
+            }
+            Value::Object(pv) => match out.get_mut(k) {
+                Some(Value::Object(t)) => merge_into(t, pv),
+                _ => {
+                    let mut fresh = Map::new();
+                    merge_into(&mut fresh, pv);
+                    out.insert(k.clone(), Value::Object(fresh));
+                }
+            },
+            other => {
+                out.insert(k.clone(), other.clone());
+            }
         }
     }
-    Value::Object(out)
 }
 
 /// The merge patch that turns `original` into `modified`: removed keys
