@@ -9,7 +9,7 @@ use rkube_machinery::{FieldError, FieldPath, StatusError};
 use rkube_storage::Revision;
 use serde_json::Value;
 
-use crate::{meta, storage_error, strategy::copy_field, ResourceStore, Result};
+use crate::{meta, storage_error, ResourceStore, Result};
 
 /// Which part of the object an update writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,22 +171,16 @@ impl ResourceStore {
                     }
                 };
             }
-            match self
-                .store
-                .update(&key, self.encode(&new), kv.mod_revision, None)
-                .await
-            {
+            let pinned = !meta::resource_version(&new).is_empty();
+            let bytes = self.encode_for_write(&mut new);
+            match self.store.update(&key, bytes, kv.mod_revision, None).await {
                 Ok(stored) => {
                     meta::set(&mut new, "resourceVersion", stored.mod_revision.to_string());
                     return Ok(new);
                 }
                 // Someone wrote in between: retry only if the caller did not
                 // pin a resourceVersion (then it was ours, and stale).
-                Err(rkube_storage::Error::Conflict { .. })
-                    if meta::resource_version(&new).is_empty() =>
-                {
-                    continue
-                }
+                Err(rkube_storage::Error::Conflict { .. }) if !pinned => continue,
                 Err(rkube_storage::Error::Conflict { .. }) => {
                     return Err(StatusError::conflict_modified(&self.group_resource(), name))
                 }
@@ -194,6 +188,18 @@ impl ResourceStore {
             }
         }
         Err(StatusError::conflict_modified(&self.group_resource(), name))
+    }
+
+    /// The stored bytes of `new`, which loses its resourceVersion (the
+    /// caller sets the new one). Without a conversion the object is
+    /// serialized as it is: `encode` clones it to drop the
+    /// resourceVersion, a copy of every object on every write.
+    fn encode_for_write(&self, new: &mut Value) -> Vec<u8> {
+        meta::remove(new, "resourceVersion");
+        match self.conversion {
+            None => serde_json::to_vec(new).expect("JSON values always serialize"),
+            Some(_) => self.encode(new),
+        }
     }
 
     /// Keep what the server owns and what the target may not change.
@@ -219,13 +225,28 @@ impl ResourceStore {
         meta::set(new, "name", meta::name(old));
         match target {
             Target::Status => {
-                // Only status changes through the status subresource.
-                let mut merged = old.clone();
-                copy_field(&mut merged, new, "status");
-                if let Some(rv) = new.pointer("/metadata/resourceVersion").cloned() {
-                    meta::set(&mut merged, "resourceVersion", rv);
-                } else {
-                    meta::remove(&mut merged, "resourceVersion");
+                // Only status changes through the status subresource. The
+                // new status moves over and the old one is not copied: both
+                // copies showed in profiles of the kubelets' status writes.
+                let status = new.as_object_mut().and_then(|m| m.remove("status"));
+                let rv = new
+                    .pointer_mut("/metadata/resourceVersion")
+                    .map(Value::take);
+                let mut merged: serde_json::Map<String, Value> = match old.as_object() {
+                    Some(o) => o
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "status")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    None => serde_json::Map::new(),
+                };
+                if let Some(status) = status {
+                    merged.insert("status".into(), status);
+                }
+                let mut merged = Value::Object(merged);
+                match rv {
+                    Some(rv) => meta::set(&mut merged, "resourceVersion", rv),
+                    None => meta::remove(&mut merged, "resourceVersion"),
                 }
                 *new = merged;
             }
