@@ -6,8 +6,8 @@
 //! structs; what the round trip lost (besides nulls) are unknown fields.
 
 use rkube_machinery::StatusError;
-use rkube_registry::ResourceStore;
-use serde_json::Value;
+use rkube_registry::{ResourceStore, Target};
+use serde_json::{Map, Value};
 
 use crate::request::Query;
 
@@ -62,6 +62,62 @@ pub fn typed(
         )));
     }
     Ok((normalized, messages))
+}
+
+/// [`typed`] for an update of `current` into `new`. A write through the
+/// status subresource that changed nothing outside `status` (every kubelet
+/// status patch) decodes only its status: the rest equals the stored
+/// object, which went through [`typed`] when it was written, and the
+/// status subresource keeps the stored rest anyway. Round-tripping the
+/// whole pod through its k8s-openapi type for that showed in profiles.
+pub fn typed_update(
+    rs: &ResourceStore,
+    current: &Value,
+    mut new: Value,
+    target: Target,
+    mode: FieldValidation,
+) -> Result<(Value, Vec<String>), StatusError> {
+    if target != Target::Status || !only_status_differs(current, &new) {
+        return typed(rs, &new, mode);
+    }
+    let Some(obj) = new.as_object_mut() else {
+        return typed(rs, &new, mode);
+    };
+    let mut slim = Map::new();
+    for key in ["apiVersion", "kind"] {
+        if let Some(v) = obj.get(key) {
+            slim.insert(key.into(), v.clone());
+        }
+    }
+    if let Some(status) = obj.remove("status") {
+        slim.insert("status".into(), status);
+    }
+    let mut slim = Value::Object(slim);
+    match typed(rs, &slim, mode) {
+        Ok((mut normalized, warnings)) => {
+            if let Some(status) = normalized.as_object_mut().and_then(|m| m.remove("status")) {
+                obj.insert("status".into(), status);
+            }
+            Ok((new, warnings))
+        }
+        // A type that cannot be decoded from its status alone (a required
+        // spec): the whole object, for the same answer as before.
+        Err(_) => {
+            if let Some(status) = slim.as_object_mut().and_then(|m| m.remove("status")) {
+                obj.insert("status".into(), status);
+            }
+            typed(rs, &new, mode)
+        }
+    }
+}
+
+/// Whether `new` equals `current` outside the top-level `status`.
+fn only_status_differs(current: &Value, new: &Value) -> bool {
+    let (Some(a), Some(b)) = (current.as_object(), new.as_object()) else {
+        return false;
+    };
+    let others = |m: &Map<String, Value>| m.len() - usize::from(m.contains_key("status"));
+    others(a) == others(b) && b.iter().all(|(k, v)| k == "status" || a.get(k) == Some(v))
 }
 
 /// Paths present in `input` (and not null) but absent after the round trip.

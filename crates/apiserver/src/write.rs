@@ -11,7 +11,7 @@ use rkube_registry::{
 use serde_json::{json, Value};
 
 use crate::apply;
-use crate::decode::{add_warnings, typed, FieldValidation};
+use crate::decode::{add_warnings, typed, typed_update, FieldValidation};
 use crate::request::Query;
 use crate::response::ok;
 use crate::rest::{body, created, filter};
@@ -139,7 +139,7 @@ pub async fn update(
     let sub = subresource_name(target);
     let obj = rs
         .update_with(ns, name, target, dry_run(query)?, obj, |current, new| {
-            apply::record(rs, current, &new, &manager, sub)
+            record(rs, current, new, &manager, sub)
         })
         .await?;
     let mut resp = ok(&obj);
@@ -207,7 +207,7 @@ pub async fn patch(
             };
             let patched = patched.map_err(StatusError::bad_request)?;
             check_kind(rs, &patched)?;
-            let (mut patched, unknown) = typed(rs, &patched, validation)?;
+            let (mut patched, unknown) = typed_update(rs, current, patched, target, validation)?;
             warnings = unknown;
             // A resourceVersion the patch did not set is not a precondition.
             if patched.pointer("/metadata/resourceVersion")
@@ -216,12 +216,28 @@ pub async fn patch(
             {
                 meta::remove(&mut patched, "resourceVersion");
             }
-            Ok(apply::record(rs, current, &patched, &manager, sub))
+            Ok(record(rs, current, patched, &manager, sub))
         })
         .await?;
     let mut resp = ok(&obj);
     add_warnings(&mut resp, &warnings);
     Ok(resp)
+}
+
+/// managedFields after an update or patch. A subresource write keeps the
+/// stored metadata, managedFields included (the registry's
+/// `prepare_update`), so working them out there would be thrown away.
+fn record(
+    rs: &ResourceStore,
+    current: &Value,
+    new: Value,
+    manager: &str,
+    sub: Option<&str>,
+) -> Value {
+    match sub {
+        Some(_) => new,
+        None => apply::record(rs, current, &new, manager, None),
+    }
 }
 
 fn subresource_name(target: Target) -> Option<&'static str> {
@@ -444,3 +460,7 @@ pub async fn delete_collection(
         "items": deleted,
     })))
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
