@@ -131,6 +131,22 @@ pub fn record(
     )
 }
 
+/// [`record`] of an object the caller gives up (no copy of it).
+pub fn record_owned(
+    rs: &ResourceStore,
+    old: &Value,
+    new: Value,
+    manager: &str,
+    subresource: Option<&str>,
+) -> Value {
+    ssa::record_update_owned(
+        old,
+        new,
+        &writer(manager, subresource),
+        &ResourceSchema::of(rs),
+    )
+}
+
 /// Server-side apply of `applied` over `live` (Null when absent).
 pub fn apply(
     rs: &ResourceStore,

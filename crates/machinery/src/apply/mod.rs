@@ -315,16 +315,28 @@ fn apply_once(
 /// wholesale (`[]` or `[{}]` clears them); writes that drop them keep the
 /// stored ones; writes through a subresource always keep the stored ones.
 pub fn record_update(old: &Value, new: &Value, writer: &Writer, schema: &dyn ApplySchema) -> Value {
-    let mut out = new.clone();
+    record_update_owned(old, new.clone(), writer, schema)
+}
+
+/// [`record_update`] of an object the caller gives up: the API server's
+/// writes have no further use for it, and copying every created or
+/// updated object showed in profiles.
+pub fn record_update_owned(
+    old: &Value,
+    new: Value,
+    writer: &Writer,
+    schema: &dyn ApplySchema,
+) -> Value {
+    let mut out = new;
     if !out.is_object() {
         return out;
     }
     let managed = if writer.subresource.is_some() {
         managed::decode(old)
-    } else if managed::is_reset(new) {
+    } else if managed::is_reset(&out) {
         Ok(Managed::new())
     } else {
-        match managed::decode(new) {
+        match managed::decode(&out) {
             Ok(m) if !m.is_empty() => Ok(m),
             _ => managed::decode(old),
         }
