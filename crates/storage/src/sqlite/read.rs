@@ -142,13 +142,13 @@ pub(super) fn list(
                 query_kvs(conn, &q, params![range.lo, range.hi, fetch])?
             }
             Some(rev) => {
-                let q = format!(
-                    "SELECT key, create_rev, rev, value FROM ( \
-                       SELECT key, MAX(rev) AS rev, create_rev, deleted, value FROM log \
-                       WHERE key {lower} ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) \
-                     WHERE deleted = 0 ORDER BY key LIMIT ?4"
-                );
-                query_kvs(conn, &q, params![range.lo, range.hi, rev, fetch])?
+                let mut items = Vec::new();
+                let (lo, exclusive) = (range.lo.clone(), range.lo_exclusive);
+                walk_at(conn, lo, exclusive, &range.hi, rev, true, |kv| {
+                    items.push(kv);
+                    (items.len() as i64) < fetch
+                })?;
+                items
             }
         };
         let more = opts.limit != 0 && items.len() > opts.limit;
@@ -182,15 +182,84 @@ fn count_after(conn: &Connection, after: &[u8], hi: &[u8], at: Option<Revision>)
         None => conn
             .prepare_cached("SELECT COUNT(*) FROM current WHERE key > ?1 AND key < ?2")
             .and_then(|mut s| s.query_row(params![after, hi], |r| r.get(0))),
-        Some(rev) => conn
-            .prepare_cached(
-                "SELECT COUNT(*) FROM ( \
-                   SELECT MAX(rev), deleted FROM log WHERE key > ?1 AND key < ?2 AND rev <= ?3 \
-                   GROUP BY key) WHERE deleted = 0",
-            )
-            .and_then(|mut s| s.query_row(params![after, hi, rev], |r| r.get(0))),
+        Some(rev) => {
+            let mut n = 0;
+            walk_at(conn, after.to_vec(), true, hi, rev, false, |_| {
+                n += 1;
+                true
+            })?;
+            return Ok(n);
+        }
     };
     result.map_err(sql("list"))
+}
+
+/// The keys in `[lo, hi)` (`lo` excluded when `exclusive`) live at `rev`,
+/// in key order, each as of its newest write at or before `rev` (with its
+/// value when `values`), given to `take` until it returns false. Walks the
+/// `(key, rev)` index a key at a time, so a page costs its own keys: one
+/// query grouping the range by key read every revision of every key after
+/// the page's start, values included, for each page of a paged list at a
+/// past revision (an informer relisting ten thousand pods read the pods'
+/// whole history twenty times).
+fn walk_at(
+    conn: &Connection,
+    lo: Vec<u8>,
+    exclusive: bool,
+    hi: &[u8],
+    rev: Revision,
+    values: bool,
+    mut take: impl FnMut(KeyValue) -> bool,
+) -> Result<()> {
+    let mut next_key = conn
+        .prepare_cached("SELECT key FROM log WHERE key > ?1 AND key < ?2 ORDER BY key LIMIT 1")
+        .map_err(sql("list"))?;
+    let mut newest = conn
+        .prepare_cached(if values {
+            "SELECT create_rev, rev, deleted, value FROM log \
+             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1"
+        } else {
+            "SELECT create_rev, rev, deleted, X'' FROM log \
+             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1"
+        })
+        .map_err(sql("list"))?;
+    let mut key = lo;
+    let mut first = !exclusive;
+    loop {
+        if !first {
+            let next: Option<Vec<u8>> = next_key
+                .query_row(params![key, hi], |r| r.get(0))
+                .optional()
+                .map_err(sql("list"))?;
+            match next {
+                Some(k) => key = k,
+                None => return Ok(()),
+            }
+        }
+        first = false;
+        if key.as_slice() >= hi {
+            return Ok(());
+        }
+        let found = newest
+            .query_row(params![key, rev], |r| {
+                let deleted: bool = r.get(2)?;
+                Ok((!deleted).then(|| -> rusqlite::Result<KeyValue> {
+                    Ok(KeyValue {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        create_revision: r.get(0)?,
+                        mod_revision: r.get(1)?,
+                        value: r.get(3)?,
+                    })
+                }))
+            })
+            .optional()
+            .map_err(sql("list"))?;
+        if let Some(kv) = found.flatten().transpose().map_err(sql("list"))? {
+            if !take(kv) {
+                return Ok(());
+            }
+        }
+    }
 }
 
 pub(super) fn count(conn: &Connection, prefix: &str) -> Result<i64> {

@@ -144,3 +144,117 @@ async fn compaction_keeps_latest_values() {
     let mut w = store.watch("/c/", 4).await.unwrap();
     assert_eq!(w.next().await.unwrap().unwrap().revision(), 5);
 }
+
+/// What a paged list at a past revision costs (an informer relisting
+/// after its watch fell out of the watch cache's window reads every page
+/// after the first at the first page's revision), against the query that
+/// grouped the whole rest of the range by key for each page. Prints ms
+/// per list of all pages for both and their ratio.
+/// `cargo test -p rkube-storage --release --lib past_revision_list_cost -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "timing; run by hand"]
+async fn past_revision_list_cost() {
+    // `LIST_KEYS` for another size.
+    let keys: usize = std::env::var("LIST_KEYS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3000);
+    const PAGE: usize = 500;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let value = vec![b'v'; 3000];
+    let key = |i: usize| format!("/registry/pods/ns/p-{:08x}", (i * 2654435761) % (1 << 32));
+    for round in 0..3 {
+        let writes = (0..keys).map(|i| {
+            let store = &store;
+            let value = value.clone();
+            async move {
+                match round {
+                    0 => store.create(&key(i), value, None).await.unwrap(),
+                    _ => {
+                        let (kv, _) = store.get(&key(i), None).await.unwrap();
+                        let rev = kv.unwrap().mod_revision;
+                        store.update(&key(i), value, rev, None).await.unwrap()
+                    }
+                }
+            }
+        });
+        futures::stream::iter(writes)
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+    let at = store.current_revision().await.unwrap();
+    store
+        .create("/registry/pods/ns/zz", vec![], None)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let mut opts = crate::ListOptions {
+        limit: PAGE,
+        revision: Some(at),
+        ..Default::default()
+    };
+    let mut new = Vec::new();
+    loop {
+        let page = store.list("/registry/pods/", opts.clone()).await.unwrap();
+        opts.start_after = page.items.last().map(|kv| kv.key.clone());
+        new.extend(page.items.into_iter().map(|kv| (kv.key, kv.mod_revision)));
+        if !page.more {
+            break;
+        }
+    }
+    let new_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let started = std::time::Instant::now();
+    let mut old = Vec::new();
+    let mut after: Vec<u8> = b"/registry/pods/".to_vec();
+    loop {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, create_rev, rev, value FROM ( \
+                   SELECT key, MAX(rev) AS rev, create_rev, deleted, value FROM log \
+                   WHERE key > ?1 AND key < ?2 AND rev <= ?3 GROUP BY key) \
+                 WHERE deleted = 0 ORDER BY key LIMIT ?4",
+            )
+            .unwrap();
+        let rows: Vec<(Vec<u8>, i64)> = stmt
+            .query_map(
+                rusqlite::params![after, b"/registry/pods0".to_vec(), at, PAGE as i64 + 1],
+                |r| Ok((r.get(0)?, r.get(2)?)),
+            )
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let more = rows.len() > PAGE;
+        let page = &rows[..rows.len().min(PAGE)];
+        let _remaining: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM ( \
+                   SELECT MAX(rev), deleted FROM log WHERE key > ?1 AND key < ?2 AND rev <= ?3 \
+                   GROUP BY key) WHERE deleted = 0",
+                rusqlite::params![page.last().unwrap().0, b"/registry/pods0".to_vec(), at],
+                |r| r.get(0),
+            )
+            .unwrap();
+        after = page.last().unwrap().0.clone();
+        old.extend(
+            page.iter()
+                .map(|(k, r)| (String::from_utf8(k.clone()).unwrap(), *r)),
+        );
+        if !more {
+            break;
+        }
+    }
+    let old_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(new, old);
+    assert_eq!(new.len(), keys);
+    println!(
+        "{keys} keys x 3 revisions, pages of {PAGE} at a past revision: \
+         grouping query {old_ms:.0} ms, key walk {new_ms:.0} ms, ratio {:.2}",
+        new_ms / old_ms
+    );
+}
