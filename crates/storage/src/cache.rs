@@ -18,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
-    Error, EventKind, KeyValue, ListOptions, ListResponse, ProgressStream, Result, Revision, Store,
+    EventKind, KeyValue, ListOptions, ListResponse, ProgressStream, Result, Revision, Store,
     WatchEvent, WatchItem, WatchStream,
 };
 
@@ -229,6 +229,7 @@ impl CachedStore {
         let (tx, rx) = mpsc::channel(256);
         let watcher = Watcher {
             state: self.state.clone(),
+            inner: self.inner.clone(),
             prefix: prefix.to_string(),
             tx,
         };
@@ -439,15 +440,17 @@ impl Store for CachedStore {
 /// One watch served from memory: what it watches and where it sends.
 struct Watcher {
     state: Arc<State>,
+    /// Where a watcher that fell out of the window goes on from.
+    inner: Arc<dyn Store>,
     prefix: String,
     tx: mpsc::Sender<Result<WatchItem>>,
 }
 
 impl Watcher {
     /// Deliver a watch's backlog, then live events; a watcher that falls
-    /// behind is caught up from history, or ended (it re-watches) when its
-    /// place has left the window. With `progress`, it is told now and then
-    /// how far it has got, skipped events of other keys included.
+    /// behind is caught up from history, or from the backing store when
+    /// its place has left the window. With `progress`, it is told now and
+    /// then how far it has got, skipped events of other keys included.
     async fn forward(
         self,
         after: Revision,
@@ -506,14 +509,8 @@ impl Watcher {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let Some((events, upto)) = self.catch_up(last, &mut live) else {
-                        let compacted = self.read().window_start;
-                        let _ = self
-                            .tx
-                            .send(Err(Error::Compacted {
-                                requested: last + 1,
-                                compacted,
-                            }))
-                            .await;
+                        drop(live);
+                        self.follow_inner(last, progress).await;
                         return;
                     };
                     for event in events {
@@ -552,6 +549,41 @@ impl Watcher {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Data> {
         self.state.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Go on after `last` from the backing store, whose history reaches
+    /// further back than the window. Ending the watch as compacted (410
+    /// Gone) instead made its client list everything again: an informer
+    /// that fell a few seconds behind in a burst of writes relisted ten
+    /// thousand pods, and saw nothing new meanwhile. The backing store
+    /// still ends it so when `last` has been compacted there too.
+    async fn follow_inner(self, last: Revision, progress: bool) {
+        let items = if progress {
+            self.inner.watch_with_progress(&self.prefix, last).await
+        } else {
+            self.inner.watch(&self.prefix, last).await.map(|events| {
+                let items: ProgressStream = Box::pin(events.map(|e| e.map(WatchItem::Event)));
+                items
+            })
+        };
+        let mut items = match items {
+            Ok(items) => items,
+            Err(err) => {
+                let _ = self.tx.send(Err(err)).await;
+                return;
+            }
+        };
+        loop {
+            let item = tokio::select! {
+                item = items.next() => item,
+                _ = self.tx.closed() => return,
+            };
+            let Some(item) = item else { return };
+            let end = item.is_err();
+            if self.tx.send(item).await.is_err() || end {
+                return;
+            }
+        }
     }
 
     /// False when the watch's reader has gone.

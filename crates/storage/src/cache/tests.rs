@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::sqlite::SqliteStore;
+use crate::Error;
 
 async fn cached() -> (tempfile::TempDir, CachedStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -283,6 +284,50 @@ async fn live_channels_are_per_prefix_and_forgotten() {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A watch whose reader falls further behind than the window goes on
+/// from the backing store: every change, in order, no 410 Gone that would
+/// make its client list everything again.
+#[tokio::test]
+async fn a_watch_behind_the_window_goes_on_from_the_backing_store() {
+    let (_dir, store) = cached().await;
+    store.create("/slow/seed", vec![], None).await.unwrap();
+    let (_, start) = store.get("/slow/seed", None).await.unwrap();
+    let mut slow = store.watch("/slow/", start).await.unwrap();
+    // Not read while more than the window and a live channel's worth are
+    // written under its prefix.
+    let total = HISTORY + LIVE + 500;
+    let writes = (0..total).map(|i| {
+        let store = &store;
+        async move {
+            store
+                .create(&format!("/slow/{i:06}"), vec![], None)
+                .await
+                .unwrap()
+        }
+    });
+    futures::stream::iter(writes)
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let mut last = start;
+    let mut seen = 0;
+    while seen < total {
+        let ev = tokio::time::timeout(Duration::from_secs(60), slow.next())
+            .await
+            .expect("the slow watch goes on")
+            .expect("the slow watch is not ended")
+            .expect("no error (410 Gone) for the slow watch");
+        assert!(
+            ev.revision() > last,
+            "out of order: {} after {last}",
+            ev.revision()
+        );
+        last = ev.revision();
+        seen += 1;
+    }
+    assert_eq!(last, store.current_revision().await.unwrap());
 }
 
 /// What fanning changes out to many watches of one prefix costs, with and
