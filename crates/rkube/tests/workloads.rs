@@ -561,7 +561,10 @@ metadata:
 spec:
   schedule: '*/1 * * * *'
   timeZone: Etc/UTC
-  successfulJobsHistoryLimit: 1
+  # The hand-made Job is the CronJob's too (kubectl sets the controller
+  # reference), so with a limit of 1 the controller may delete it as soon as
+  # a scheduled Job succeeds after it, before the test has seen it succeed.
+  successfulJobsHistoryLimit: 3
   jobTemplate:
     spec:
       template:
