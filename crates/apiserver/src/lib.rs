@@ -27,6 +27,8 @@ mod review;
 mod scale;
 pub mod serve;
 mod table;
+#[cfg(test)]
+mod test_fixture;
 mod token;
 mod watch;
 #[cfg(test)]

@@ -13,23 +13,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::{router, ApiServer, Config, User};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    server: Arc<ApiServer>,
-}
-
-async fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = rkube_storage::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
-    let server = ApiServer::new(Arc::new(store), &Config::default()).unwrap();
-    server.bootstrap().await.unwrap();
-    Fixture {
-        _dir: dir,
-        server: Arc::new(server),
-    }
-}
+use crate::test_fixture::{admin, fixture, Fixture};
+use crate::{router, ApiServer, Config};
 
 impl Fixture {
     async fn configmap(&self, name: &str) {
@@ -43,13 +28,6 @@ impl Fixture {
         let mut req = Request::get(uri).body(Body::empty()).unwrap();
         req.extensions_mut().insert(admin());
         req
-    }
-}
-
-fn admin() -> User {
-    User {
-        name: "admin".into(),
-        groups: vec!["system:masters".into()],
     }
 }
 

@@ -2,7 +2,6 @@
 //! (what every simulated node sends once per pod), its managedFields and
 //! response, and a timing of it (`--ignored`).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -11,36 +10,8 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::{router, ApiServer, Config, User};
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    server: Arc<ApiServer>,
-}
-
-/// A server over SQLite in a temporary directory (tmpfs when there is one,
-/// so the timing is of the server's work rather than of fsync).
-async fn fixture() -> Fixture {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    };
-    let store = rkube_storage::sqlite::SqliteStore::open(&dir.path().join("db")).unwrap();
-    let server = ApiServer::new(Arc::new(store), &Config::default()).unwrap();
-    server.bootstrap().await.unwrap();
-    Fixture {
-        _dir: dir,
-        server: Arc::new(server),
-    }
-}
-
-fn admin() -> User {
-    User {
-        name: "admin".into(),
-        groups: vec!["system:masters".into()],
-    }
-}
+use crate::router;
+use crate::test_fixture::{admin, fixture, Fixture};
 
 impl Fixture {
     async fn send(&self, method: &str, uri: &str, ct: &str, agent: &str, body: &Value) -> Value {
