@@ -115,24 +115,9 @@ fn chrono_now() -> rkube_machinery::time::Timestamp {
 }
 
 /// managedFields after an ordinary write of `new` over `old` (Null on
-/// create).
+/// create); `new` is taken, not copied: the callers have no further use
+/// for it, and copying every written object showed in profiles.
 pub fn record(
-    rs: &ResourceStore,
-    old: &Value,
-    new: &Value,
-    manager: &str,
-    subresource: Option<&str>,
-) -> Value {
-    ssa::record_update(
-        old,
-        new,
-        &writer(manager, subresource),
-        &ResourceSchema::of(rs),
-    )
-}
-
-/// [`record`] of an object the caller gives up (no copy of it).
-pub fn record_owned(
     rs: &ResourceStore,
     old: &Value,
     new: Value,

@@ -123,7 +123,7 @@ pub async fn handle(
             Ok(crate::apply::record(
                 rs,
                 current,
-                &next,
+                next,
                 &manager,
                 Some("scale"),
             ))

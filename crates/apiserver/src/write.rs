@@ -111,7 +111,7 @@ pub async fn create(
         .admission
         .admit_create(rs, ns, &mut obj, user.as_ref())
         .await?;
-    let obj = apply::record_owned(rs, &Value::Null, obj, &manager, None);
+    let obj = apply::record(rs, &Value::Null, obj, &manager, None);
     let obj = rs.create(ns, obj, dry_run(query)?).await?;
     let mut resp = created(&obj);
     add_warnings(&mut resp, &warnings);
@@ -236,7 +236,7 @@ fn record(
 ) -> Value {
     match sub {
         Some(_) => new,
-        None => apply::record_owned(rs, current, new, manager, None),
+        None => apply::record(rs, current, new, manager, None),
     }
 }
 
