@@ -117,28 +117,34 @@ fn object_key(ev: &Event) -> String {
 /// Object, type and reason (and reporter): what similar events share
 /// (upstream `EventAggregatorByReasonFunc`).
 fn similar_key(ev: &Event) -> String {
-    let mut key = object_key(ev);
-    for part in [
-        ev.type_.as_deref(),
-        ev.reason.as_deref(),
-        ev.reporting_component.as_deref(),
-        ev.reporting_instance.as_deref(),
-    ] {
-        key.push('\0');
-        key.push_str(part.unwrap_or(""));
-    }
-    key
+    object_key_with(
+        ev,
+        [
+            ev.type_.as_deref(),
+            ev.reason.as_deref(),
+            ev.reporting_component.as_deref(),
+            ev.reporting_instance.as_deref(),
+        ],
+    )
 }
 
 /// Everything that makes two events identical (upstream `getEventKey`).
 fn event_key(ev: &Event) -> String {
+    object_key_with(
+        ev,
+        [
+            ev.involved_object.field_path.as_deref(),
+            ev.type_.as_deref(),
+            ev.reason.as_deref(),
+            ev.message.as_deref(),
+        ],
+    )
+}
+
+/// The object key followed by `parts`, absent ones as empty strings.
+fn object_key_with(ev: &Event, parts: [Option<&str>; 4]) -> String {
     let mut key = object_key(ev);
-    for part in [
-        ev.involved_object.field_path.as_deref(),
-        ev.type_.as_deref(),
-        ev.reason.as_deref(),
-        ev.message.as_deref(),
-    ] {
+    for part in parts {
         key.push('\0');
         key.push_str(part.unwrap_or(""));
     }
