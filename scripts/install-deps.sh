@@ -14,6 +14,7 @@ packages=(
   openssl procps                       # etcd TLS test certificates, kill -STOP
   curl util-linux                      # service proxy tests (busybox wget crashes here); nsenter, mount
   containernetworking-plugins          # real CNI plugins (/usr/lib/cni) for the CNI mode's tests
+  make                                 # jemalloc's build (tikv-jemalloc-sys runs configure and make)
 )
 
 missing=()
