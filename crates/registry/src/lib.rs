@@ -155,21 +155,27 @@ impl ResourceStore {
     /// not an object with a `metadata` object.
     fn raw_with_rv(kv: &KeyValue) -> Option<Vec<u8>> {
         let at = top_level_object(&kv.value, b"metadata")?;
-        let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
-        let mut out = Vec::with_capacity(kv.value.len() + rv.len() + 1);
-        out.extend_from_slice(&kv.value[..at]);
-        out.extend_from_slice(rv.as_bytes());
-        let next = kv.value[at..].iter().find(|b| !b.is_ascii_whitespace());
-        if next != Some(&b'}') {
-            out.push(b',');
-        }
-        out.extend_from_slice(&kv.value[at..]);
-        Some(out)
+        Some(splice_rv(&kv.value[..at], &kv.value[at..], kv.mod_revision))
     }
 
     fn not_found(&self, name: &str) -> StatusError {
         StatusError::not_found(&self.group_resource(), name)
     }
+}
+
+/// `head`, which ends just inside the `metadata` object's brace, then the
+/// resourceVersion `rev` as that object's first member, then `rest` (the
+/// object's members and what follows).
+fn splice_rv(head: &[u8], rest: &[u8], rev: rkube_storage::Revision) -> Vec<u8> {
+    let rv = format!("\"resourceVersion\":\"{rev}\"");
+    let mut out = Vec::with_capacity(head.len() + rv.len() + 1 + rest.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(rv.as_bytes());
+    if rest.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// An object with a `metadata` object, serialized as the same object

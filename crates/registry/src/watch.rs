@@ -340,15 +340,7 @@ fn metadata_with_rv(kv: &rkube_storage::KeyValue) -> Option<Vec<u8>> {
     let json = &kv.value[..];
     let at = crate::top_level_object(json, b"metadata")?;
     let end = crate::value_end(json, at - 1)?;
-    let rv = format!("\"resourceVersion\":\"{}\"", kv.mod_revision);
-    let mut out = Vec::with_capacity(end - at + rv.len() + 2);
-    out.push(b'{');
-    out.extend_from_slice(rv.as_bytes());
-    if json[at..end].iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'}') {
-        out.push(b',');
-    }
-    out.extend_from_slice(&json[at..end]);
-    Some(out)
+    Some(crate::splice_rv(b"{", &json[at..end], kv.mod_revision))
 }
 
 /// How a watch judges events: its filter, where the filter reads, and the
